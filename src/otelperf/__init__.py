@@ -1,0 +1,65 @@
+"""otelperf: find performance bottlenecks in Python web services with OpenTelemetry.
+
+>>> import otelperf
+>>> otelperf.init(service_name="shop")  # doctest: +SKIP
+
+From then on HTTP (FastAPI/ASGI, httpx, requests), database (SQLAlchemy) and cache (Redis,
+in-process caches) work becomes spans and metrics, exported over OTLP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otelperf._setup import Runtime
+from otelperf._version import __version__
+from otelperf.config import ConfigError, Settings
+
+__all__ = [
+    "ConfigError",
+    "Runtime",
+    "Settings",
+    "__version__",
+    "init",
+    "instrument_cache",
+    "shutdown",
+]
+
+
+def init(**settings: Any) -> Runtime:
+    """Start otelperf: build the OTLP pipeline and instrument every supported library found.
+
+    Every setting can be given here, as ``OTELPERF_<NAME>`` or as its standard ``OTEL_*``
+    variable (keyword > ``OTELPERF_*`` > ``OTEL_*`` > default). Safe to call more than once and
+    from several threads: later calls return the running pipeline.
+
+    >>> otelperf.init(service_name="shop", environment="prod")  # doctest: +SKIP
+    """
+    from otelperf import _setup
+
+    return _setup.init(**settings)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush what is buffered and stop exporting. Returns within ``timeout`` seconds (default 5)
+    even when the collector does not answer; True when everything was flushed in time."""
+    from otelperf import _setup
+
+    return _setup.shutdown(timeout)
+
+
+def instrument_cache(cache: Any = None, *, name: str | None = None) -> Any:
+    """Make an in-process cache's lookups visible as spans with ``otelperf.cache.hit``.
+
+    Works on a dict-like cache (``dict``, ``cachetools.TTLCache``...) and on a function
+    decorated with ``functools.lru_cache``/``cache``; also usable as a decorator::
+
+        prices = otelperf.instrument_cache(cachetools.TTLCache(1024, 60), name="prices")
+
+        @otelperf.instrument_cache(name="user")
+        @functools.lru_cache(maxsize=1024)
+        def load_user(user_id): ...
+    """
+    from otelperf.instrumentation.cache import instrument_cache as _instrument_cache
+
+    return _instrument_cache(cache, name=name)

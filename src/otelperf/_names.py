@@ -1,0 +1,61 @@
+"""Every span attribute, event and metric name that otelperf itself emits.
+
+Names otelperf invents carry the ``otelperf.`` prefix (``otelperf_`` in Prometheus). Everything else
+is an OpenTelemetry semantic-convention name, spelled here once so the modules agree.
+"""
+
+from __future__ import annotations
+
+INSTRUMENTATION_SCOPE = "otelperf"
+
+# --- OpenTelemetry semantic conventions (stable HTTP, DB client) ---------------------------------
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+HTTP_ROUTE = "http.route"
+URL_SCHEME = "url.scheme"
+URL_PATH = "url.path"
+URL_QUERY = "url.query"
+URL_FULL = "url.full"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+CLIENT_ADDRESS = "client.address"
+NETWORK_PROTOCOL_VERSION = "network.protocol.version"
+USER_AGENT_ORIGINAL = "user_agent.original"
+ERROR_TYPE = "error.type"
+HTTP_REQUEST_HEADER_PREFIX = "http.request.header."
+
+DB_SYSTEM_NAME = "db.system.name"
+DB_SYSTEM_LEGACY = "db.system"
+DB_QUERY_TEXT = "db.query.text"
+DB_STATEMENT_LEGACY = "db.statement"
+DB_OPERATION_NAME = "db.operation.name"
+DB_COLLECTION_NAME = "db.collection.name"
+DB_NAMESPACE = "db.namespace"
+DB_RESPONSE_STATUS_CODE = "db.response.status_code"
+
+# --- otelperf's own span attributes -------------------------------------------------------------
+CACHE_NAME = "otelperf.cache.name"
+CACHE_HIT = "otelperf.cache.hit"
+CACHE_OPERATION = "otelperf.cache.operation"
+CACHE_RESULT = "otelperf.cache.result"  # metric attribute: "hit" | "miss"
+CACHE_HITS = "otelperf.cache.hits"  # multi-key reads (MGET/HMGET, pipelines): keys found
+CACHE_MISSES = "otelperf.cache.misses"  # multi-key reads: keys not found
+REDIS_PIPELINE_LENGTH = "otelperf.redis.pipeline_length"
+COMPONENT = "otelperf.component"  # db | cache | http | app: used by the detectors' attribution
+
+COMPONENT_DB = "db"
+COMPONENT_CACHE = "cache"
+COMPONENT_HTTP = "http"
+
+# --- metric names (OTel semconv where one exists) -----------------------------------------------
+METRIC_HTTP_SERVER_DURATION = "http.server.request.duration"
+METRIC_HTTP_CLIENT_DURATION = "http.client.request.duration"
+METRIC_DB_CLIENT_DURATION = "db.client.operation.duration"
+METRIC_CACHE_REQUESTS = "otelperf.cache.requests"
+METRIC_CACHE_HIT_RATIO = "otelperf.cache.hit_ratio"
+
+# Bucket edges (seconds) for every latency histogram otelperf records. The OTel semconv advisory
+# buckets, which already have 0.5 s as an edge so that a 500 ms budget is exact, not interpolated.
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)

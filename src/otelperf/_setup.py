@@ -1,0 +1,301 @@
+"""Builds the OpenTelemetry pipeline for otelperf: Resource, providers, exporters, instrumentation.
+
+``init()`` is idempotent and thread-safe: a second call (or a concurrent one, or one under
+``opentelemetry-instrument``) returns the running pipeline instead of building another, so every
+operation still yields exactly one span. Providers are handed to the instrumentation explicitly;
+the global providers are set as a convenience for the application's own spans when nobody else
+set them first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Tracer
+
+from otelperf import _names
+from otelperf._export import ExportHealth, GuardedMetricExporter, GuardedSpanExporter
+from otelperf._version import __version__
+from otelperf.config import Settings, resolve_settings
+from otelperf.instrumentation._base import (
+    InstrumentationResult,
+    InstrumentContext,
+    Instrumentor,
+    check_supported,
+    load_instrumentor,
+)
+
+logger = logging.getLogger("otelperf")
+
+_lock = threading.RLock()
+_runtime: Runtime | None = None
+_atexit_registered = False
+
+
+@dataclass
+class Runtime:
+    """The running otelperf pipeline in this process (what :func:`otelperf.init` returns)."""
+
+    settings: Settings
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    tracer: Tracer | None = None
+    meter: Meter | None = None
+    health: ExportHealth = field(default_factory=ExportHealth)
+    instrumentations: dict[str, InstrumentationResult] = field(default_factory=dict)
+    pid: int = field(default_factory=os.getpid)
+    _instrumentors: list[Instrumentor] = field(default_factory=list, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.tracer_provider is not None
+
+
+def build_sampler(settings: Settings) -> Sampler:
+    name, arg = settings.sampler, settings.sampler_arg
+    base: dict[str, Sampler] = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": TraceIdRatioBased(arg),
+        "parentbased_always_on": ParentBased(ALWAYS_ON),
+        "parentbased_always_off": ParentBased(ALWAYS_OFF),
+        "parentbased_traceidratio": ParentBased(TraceIdRatioBased(arg)),
+    }
+    return base[name]
+
+
+def build_resource(settings: Settings) -> Resource:
+    attributes: dict[str, Any] = dict(settings.resource_attributes)
+    attributes["service.name"] = settings.service_name
+    if settings.sources.get("service_name") == "default" and "service.name" in settings.resource_attributes:
+        attributes["service.name"] = settings.resource_attributes["service.name"]
+    if settings.service_version:
+        attributes["service.version"] = settings.service_version
+    if settings.environment:
+        attributes["deployment.environment.name"] = settings.environment
+    attributes["process.pid"] = os.getpid()
+    attributes["otelperf.version"] = __version__
+    # Resource.create adds telemetry.sdk.* and the host/process detectors; ours win on merge.
+    return Resource.create({}).merge(Resource(attributes))
+
+
+def _span_exporter(settings: Settings) -> SpanExporter:
+    if settings.protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        except ImportError as exc:
+            raise ImportError("OTLP over gRPC needs: pip install 'otelperf[grpc]'") from exc
+        return GrpcExporter(
+            endpoint=settings.full_traces_endpoint(), headers=dict(settings.headers),
+            timeout=settings.export_timeout, insecure=settings.endpoint.startswith("http://"),
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(
+        endpoint=settings.full_traces_endpoint(), headers=dict(settings.headers), timeout=settings.export_timeout
+    )
+
+
+def _metric_exporter(settings: Settings) -> Any:
+    if settings.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+
+        return GrpcExporter(
+            endpoint=settings.full_metrics_endpoint(), headers=dict(settings.headers),
+            timeout=settings.export_timeout, insecure=settings.endpoint.startswith("http://"),
+        )
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(
+        endpoint=settings.full_metrics_endpoint(), headers=dict(settings.headers), timeout=settings.export_timeout
+    )
+
+
+def _instrument_all(runtime: Runtime) -> None:
+    settings = runtime.settings
+    assert runtime.tracer is not None and runtime.meter is not None
+    ctx = InstrumentContext(tracer=runtime.tracer, meter=runtime.meter, settings=settings)
+    explicit = settings.sources.get("instrument", "default") != "default"
+    for name in settings.instrument:
+        result = check_supported(name)
+        if result is None:
+            try:
+                instrumentor = load_instrumentor(name)
+                instrumentor.instrument(ctx)
+                runtime._instrumentors.append(instrumentor)
+                from otelperf.instrumentation._base import installed_version
+
+                result = InstrumentationResult(name, "instrumented", installed_version(name))
+            except Exception as exc:
+                result = InstrumentationResult(name, "failed", None, repr(exc))
+                logger.warning("otelperf could not instrument %s: %r", name, exc, exc_info=True)
+        elif explicit:
+            # Asked for by name: say why it did not happen. Defaults stay silent.
+            logger.warning("otelperf did not instrument %s: %s", name, result.detail)
+        runtime.instrumentations[name] = result
+
+
+def start(
+    settings: Settings,
+    *,
+    span_exporter: SpanExporter | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
+    simple_processor: bool = False,
+    set_global: bool = True,
+) -> Runtime:
+    """Build and install the pipeline. Callers hold ``_lock`` and know no runtime is running."""
+    runtime = Runtime(settings=settings)
+    if settings.disabled:
+        logger.info("otelperf is disabled (OTEL_SDK_DISABLED / OTELPERF_DISABLED): no telemetry is produced")
+        return runtime
+
+    resource = build_resource(settings)
+    health = runtime.health
+    processor: SpanProcessor
+    if span_exporter is None:
+        health.capture_sdk_logs()
+        exporter: SpanExporter = GuardedSpanExporter(_span_exporter(settings), settings.full_traces_endpoint(), health)
+    else:
+        exporter = span_exporter
+    if simple_processor:
+        processor = SimpleSpanProcessor(exporter)
+    else:
+        processor = BatchSpanProcessor(
+            exporter,
+            max_queue_size=settings.max_queue_size,
+            schedule_delay_millis=settings.schedule_delay * 1000,
+            max_export_batch_size=min(settings.max_export_batch_size, settings.max_queue_size),
+            export_timeout_millis=settings.export_timeout * 1000,
+        )
+    tracer_provider = TracerProvider(
+        resource=resource, sampler=build_sampler(settings), shutdown_on_exit=False
+    )
+    tracer_provider.add_span_processor(processor)
+
+    if metric_readers is None:
+        metric_readers = [
+            PeriodicExportingMetricReader(
+                GuardedMetricExporter(_metric_exporter(settings), settings.full_metrics_endpoint(), health),
+                export_interval_millis=settings.metric_export_interval * 1000,
+                export_timeout_millis=settings.export_timeout * 1000,
+            )
+        ]
+    meter_provider = MeterProvider(resource=resource, metric_readers=list(metric_readers), shutdown_on_exit=False)
+
+    runtime.tracer_provider = tracer_provider
+    runtime.meter_provider = meter_provider
+    runtime.tracer = tracer_provider.get_tracer(_names.INSTRUMENTATION_SCOPE, __version__)
+    runtime.meter = meter_provider.get_meter(_names.INSTRUMENTATION_SCOPE, __version__)
+
+    if set_global:
+        _set_global_providers(tracer_provider, meter_provider)
+    _instrument_all(runtime)
+    return runtime
+
+
+def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(tracer_provider)
+    else:
+        logger.info("a global TracerProvider was already set; otelperf's spans use otelperf's own provider")
+    if type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
+        metrics.set_meter_provider(meter_provider)
+
+
+def init(**kwargs: Any) -> Runtime:
+    """Start otelperf in this process (see :func:`otelperf.init` for the documented signature)."""
+    global _runtime, _atexit_registered
+    with _lock:
+        if _runtime is not None:
+            if kwargs:
+                wanted = resolve_settings(**kwargs)
+                if wanted != _runtime.settings:
+                    logger.warning(
+                        "otelperf.init() was already called in this process; keeping the first settings "
+                        "(call otelperf.shutdown() first to change them)"
+                    )
+            return _runtime
+        settings = resolve_settings(**kwargs)
+        _runtime = start(settings)
+        if not _atexit_registered:
+            atexit.register(_shutdown_at_exit)
+            _atexit_registered = True
+        return _runtime
+
+
+def current() -> Runtime | None:
+    return _runtime
+
+
+def install(runtime: Runtime | None) -> None:
+    """Make ``runtime`` the process's otelperf runtime (used by the pytest plugin)."""
+    global _runtime
+    with _lock:
+        _runtime = runtime
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush and stop; return True when everything finished within ``timeout`` seconds."""
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is None:
+        return True
+    return stop(runtime, runtime.settings.shutdown_timeout if timeout is None else timeout)
+
+
+def stop(runtime: Runtime, timeout: float) -> bool:
+    for instrumentor in reversed(runtime._instrumentors):
+        try:
+            instrumentor.uninstrument()
+        except Exception:
+            logger.warning("otelperf could not uninstrument %s", instrumentor.name, exc_info=True)
+    runtime._instrumentors.clear()
+    if not runtime.enabled:
+        return True
+
+    def _stop_providers() -> None:
+        for provider in (runtime.tracer_provider, runtime.meter_provider):
+            try:
+                if provider is not None:
+                    provider.shutdown()
+            except Exception:
+                logger.debug("provider shutdown failed", exc_info=True)
+
+    # The SDK's shutdown can wait on a collector that accepts and never answers: do it on a
+    # daemon thread and stop waiting at the deadline, so the host process can always exit.
+    worker = threading.Thread(target=_stop_providers, name="otelperf-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    runtime.health.release_sdk_logs()
+    if worker.is_alive():
+        logger.warning("otelperf.shutdown() gave up after %.1fs; unexported telemetry is dropped", timeout)
+        return False
+    return True
+
+
+def _shutdown_at_exit() -> None:
+    try:
+        shutdown()
+    except Exception:
+        pass

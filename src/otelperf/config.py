@@ -1,0 +1,316 @@
+"""One settings object for otelperf.
+
+Precedence, per setting: keyword argument to :func:`otelperf.init` > ``OTELPERF_*`` environment
+variable > the standard ``OTEL_*`` variable (with its standard meaning) > default.
+
+Bad values produce one clear message naming the setting and what it accepts. With ``strict=True``
+that message is raised as :class:`ConfigError`; otherwise it is logged as a warning and the setting
+falls back to its default, because a typo in an environment variable must not take a service down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["ConfigError", "Settings", "resolve_settings"]
+
+logger = logging.getLogger("otelperf.config")
+
+PROTOCOLS = ("http/protobuf", "grpc")
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+KNOWN_INSTRUMENTATIONS = ("fastapi", "sqlalchemy", "redis", "httpx", "requests")
+DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
+
+
+class ConfigError(ValueError):
+    """A setting has a value otelperf cannot use. The message names the setting and the accepted values."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration. Build it with :func:`resolve_settings`, not by hand."""
+
+    service_name: str = "unknown_service"
+    service_version: str | None = None
+    environment: str | None = None
+    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    endpoint: str = "http://127.0.0.1:4318"
+    traces_endpoint: str | None = None
+    metrics_endpoint: str | None = None
+    protocol: str = "http/protobuf"
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # credentials, often
+    export_timeout: float = 3.0
+    shutdown_timeout: float = 5.0
+    sampler: str = "parentbased_always_on"
+    sampler_arg: float = 1.0
+    disabled: bool = False
+    instrument: tuple[str, ...] = KNOWN_INSTRUMENTATIONS
+    capture_request_headers: tuple[str, ...] = ()
+    asgi_message_spans: bool = False
+    max_queue_size: int = 8192
+    max_export_batch_size: int = 512
+    schedule_delay: float = 1.0
+    metric_export_interval: float = 10.0
+    strict: bool = False
+    # Where each value came from ("kwarg", "OTELPERF_X", "OTEL_Y" or "default"), for `otelperf doctor`.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def full_traces_endpoint(self) -> str:
+        if self.traces_endpoint:
+            return self.traces_endpoint
+        if self.protocol == "grpc":
+            return self.endpoint
+        return self.endpoint.rstrip("/") + "/v1/traces"
+
+    def full_metrics_endpoint(self) -> str:
+        if self.metrics_endpoint:
+            return self.metrics_endpoint
+        if self.protocol == "grpc":
+            return self.endpoint
+        return self.endpoint.rstrip("/") + "/v1/metrics"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+        # Header values are credentials more often than not.
+        out["headers"] = {k: "<redacted>" for k in self.headers}
+        return out
+
+
+# --- parsers: each takes the raw value and returns the typed one or raises ValueError(accepted) ---
+
+
+def _parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("true or false")
+
+
+def _parse_seconds(raw: Any) -> float:
+    """Accept seconds as a number, or a string with a unit: '250ms', '5s', '1m'."""
+    if isinstance(raw, bool):
+        raise ValueError("a non-negative duration such as 5, '5s' or '250ms'")
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        text = str(raw).strip().lower()
+        scale = 1.0
+        for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+            if text.endswith(suffix):
+                text, scale = text[: -len(suffix)].strip(), factor
+                break
+        try:
+            value = float(text) * scale
+        except ValueError:
+            raise ValueError("a non-negative duration such as 5, '5s' or '250ms'") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise ValueError("a non-negative duration such as 5, '5s' or '250ms'")
+    return value
+
+
+def _parse_millis_env(raw: Any) -> float:
+    """OTEL_* timeouts are integers in milliseconds by the spec."""
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ValueError("a non-negative number of milliseconds") from None
+    if value < 0:
+        raise ValueError("a non-negative number of milliseconds")
+    return value / 1000.0
+
+
+def _parse_positive_int(raw: Any) -> int:
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, int) or isinstance(raw, bool) else raw
+    except ValueError:
+        raise ValueError("a positive whole number") from None
+    if isinstance(value, bool) or value <= 0:
+        raise ValueError("a positive whole number")
+    return value
+
+
+def _parse_protocol(raw: Any) -> str:
+    text = str(raw).strip().lower()
+    if text == "http":
+        text = "http/protobuf"
+    if text not in PROTOCOLS:
+        raise ValueError(" or ".join(repr(p) for p in PROTOCOLS))
+    return text
+
+
+def _parse_endpoint(raw: Any) -> str:
+    text = str(raw).strip()
+    accepted = "a URL such as http://127.0.0.1:4318 (scheme http or https, a host, an optional port)"
+    try:
+        parsed = urllib.parse.urlsplit(text)
+        port = parsed.port  # raises ValueError for a non-numeric or out-of-range port
+    except ValueError:
+        raise ValueError(accepted) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(accepted)
+    del port
+    return text
+
+
+def _parse_sampler(raw: Any) -> str:
+    text = str(raw).strip().lower()
+    if text not in SAMPLERS:
+        raise ValueError(", ".join(SAMPLERS))
+    return text
+
+
+def _parse_ratio(raw: Any) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ValueError("a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("a number between 0 and 1")
+    return value
+
+
+def _parse_kv_list(raw: Any) -> dict[str, str]:
+    """W3C-baggage-like 'k=v,k2=v2' (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS)."""
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    out: dict[str, str] = {}
+    for item in str(raw).split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("comma-separated key=value pairs, e.g. 'team=shop,region=eu'")
+        out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return out
+
+
+def _parse_names(raw: Any) -> tuple[str, ...]:
+    items = list(raw) if isinstance(raw, list | tuple | set | frozenset) else str(raw).split(",")
+    return tuple(str(i).strip().lower() for i in items if str(i).strip())
+
+
+def _parse_instrument(raw: Any) -> tuple[str, ...]:
+    names = _parse_names(raw)
+    if names in (("all",), ()):
+        return KNOWN_INSTRUMENTATIONS if names else ()
+    if names == ("none",):
+        return ()
+    unknown = [n for n in names if n not in KNOWN_INSTRUMENTATIONS]
+    if unknown:
+        raise ValueError("'all', 'none' or a comma-separated list of " + ", ".join(KNOWN_INSTRUMENTATIONS))
+    return names
+
+
+def _parse_str(raw: Any) -> str:
+    text = str(raw).strip()
+    if not text:
+        raise ValueError("a non-empty string")
+    return text
+
+
+# (setting, OTELPERF_* variable, standard OTEL_* variable or None, parser for OTELPERF/kwarg,
+#  parser for the OTEL_* variable when its format differs)
+_Parser = Callable[[Any], Any]
+_SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
+    ("service_name", "OTELPERF_SERVICE_NAME", "OTEL_SERVICE_NAME", _parse_str, None),
+    ("service_version", "OTELPERF_SERVICE_VERSION", None, _parse_str, None),
+    ("environment", "OTELPERF_ENVIRONMENT", None, _parse_str, None),
+    ("resource_attributes", "OTELPERF_RESOURCE_ATTRIBUTES", "OTEL_RESOURCE_ATTRIBUTES", _parse_kv_list, None),
+    ("endpoint", "OTELPERF_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", _parse_endpoint, None),
+    ("traces_endpoint", "OTELPERF_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _parse_endpoint, None),
+    ("metrics_endpoint", "OTELPERF_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", _parse_endpoint, None),
+    ("protocol", "OTELPERF_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", _parse_protocol, None),
+    ("headers", "OTELPERF_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", _parse_kv_list, None),
+    ("export_timeout", "OTELPERF_EXPORT_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT", _parse_seconds, _parse_millis_env),
+    ("shutdown_timeout", "OTELPERF_SHUTDOWN_TIMEOUT", None, _parse_seconds, None),
+    ("sampler", "OTELPERF_SAMPLER", "OTEL_TRACES_SAMPLER", _parse_sampler, None),
+    ("sampler_arg", "OTELPERF_SAMPLER_ARG", "OTEL_TRACES_SAMPLER_ARG", _parse_ratio, None),
+    ("disabled", "OTELPERF_DISABLED", "OTEL_SDK_DISABLED", _parse_bool, None),
+    ("instrument", "OTELPERF_INSTRUMENT", None, _parse_instrument, None),
+    ("capture_request_headers", "OTELPERF_CAPTURE_REQUEST_HEADERS",
+     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", _parse_names, None),
+    ("asgi_message_spans", "OTELPERF_ASGI_MESSAGE_SPANS", None, _parse_bool, None),
+    ("max_queue_size", "OTELPERF_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE", _parse_positive_int, None),
+    ("max_export_batch_size", "OTELPERF_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+     _parse_positive_int, None),
+    ("schedule_delay", "OTELPERF_SCHEDULE_DELAY", "OTEL_BSP_SCHEDULE_DELAY", _parse_seconds, _parse_millis_env),
+    ("metric_export_interval", "OTELPERF_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_INTERVAL",
+     _parse_seconds, _parse_millis_env),
+    ("strict", "OTELPERF_STRICT", None, _parse_bool, None),
+)
+SETTING_NAMES = tuple(s[0] for s in _SPEC)
+
+
+def _describe(name: str, source: str) -> str:
+    return f"{name}= (keyword argument)" if source == "kwarg" else source
+
+
+def resolve_settings(environ: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
+    """Resolve every setting from keyword arguments, then the environment, then defaults."""
+    env = os.environ if environ is None else environ
+    unknown = sorted(k for k in kwargs if k not in SETTING_NAMES)
+    if unknown:
+        # A misspelt keyword is a programming error, not configuration drift: always raise.
+        raise TypeError(f"otelperf.init() got unknown setting(s) {unknown}; accepted: {', '.join(SETTING_NAMES)}")
+
+    strict_raw = kwargs.get("strict", env.get("OTELPERF_STRICT", "false"))
+    try:
+        strict = _parse_bool(strict_raw)
+    except ValueError:
+        strict = False
+
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for name, own_var, std_var, parse, std_parse in _SPEC:
+        candidates: list[tuple[str, Any, _Parser]] = []
+        if kwargs.get(name) is not None:
+            candidates.append(("kwarg", kwargs[name], parse))
+        if own_var in env and env[own_var].strip() != "":
+            candidates.append((own_var, env[own_var], parse))
+        if std_var and std_var in env and env[std_var].strip() != "":
+            candidates.append((std_var, env[std_var], std_parse or parse))
+        for source, raw, parser in candidates[:1]:
+            try:
+                values[name] = parser(raw)
+                sources[name] = source
+            except ValueError as exc:
+                default = getattr(defaults, name)
+                problems.append(
+                    f"invalid {_describe(name, source)}={raw!r}: expected {exc}; using the default {default!r}"
+                )
+        sources.setdefault(name, "default")
+
+    if problems:
+        message = "otelperf configuration: " + "; ".join(problems)
+        if strict:
+            raise ConfigError(message)
+        logger.warning(message)
+
+    settings = Settings(**values, sources=sources)
+    if settings.sources.get("endpoint") == "default" and settings.protocol == "grpc":
+        settings = _replace(settings, endpoint=f"http://127.0.0.1:{DEFAULT_PORTS['grpc']}")
+    return settings
+
+
+def _replace(settings: Settings, **changes: Any) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)

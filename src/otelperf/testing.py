@@ -1,0 +1,107 @@
+"""A pytest plugin (registered as ``otelperf``) that captures spans and metrics in memory.
+
+    def test_orders(otelperf_capture, client):
+        client.get("/orders/1")
+        assert otelperf_capture.spans_named("GET /orders/{id}")
+
+The fixture starts otelperf with in-memory exporters, synchronous span export and the same
+instrumentation a real ``otelperf.init()`` uses, and tears all of it down afterwards. An autouse
+fixture fails any test during which otelperf swallowed an internal error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otelperf import _internal, _setup
+from otelperf.config import resolve_settings
+
+__all__ = ["Capture", "capture", "otelperf_capture"]
+
+
+class Capture:
+    """Spans and metrics recorded while the capture is active."""
+
+    def __init__(self, runtime: _setup.Runtime, exporter: InMemorySpanExporter, reader: InMemoryMetricReader):
+        self.runtime = runtime
+        self.exporter = exporter
+        self.reader = reader
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        """Finished spans, in the order they ended."""
+        return list(self.exporter.get_finished_spans())
+
+    def spans_named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in self.spans if s.name == name]
+
+    def spans_where(self, **attributes: Any) -> list[ReadableSpan]:
+        """Spans whose attributes include every given key=value (use '__' for '.': db__system__name)."""
+        wanted = {k.replace("__", "."): v for k, v in attributes.items()}
+        return [s for s in self.spans if all((s.attributes or {}).get(k) == v for k, v in wanted.items())]
+
+    def children_of(self, parent: ReadableSpan) -> list[ReadableSpan]:
+        pid = parent.context.span_id
+        return [s for s in self.spans if s.parent is not None and s.parent.span_id == pid]
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+    def metric_points(self, name: str) -> list[Any]:
+        """Every data point of metric ``name`` collected now (cumulative)."""
+        data = self.reader.get_metrics_data()
+        points: list[Any] = []
+        if data is None:
+            return points
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        points.extend(metric.data.data_points)
+        return points
+
+
+def capture(**settings: Any) -> Capture:
+    """Start otelperf with in-memory exporters; call ``stop_capture`` when done."""
+    if _setup.current() is not None:
+        raise RuntimeError("otelperf is already running in this process; otelperf_capture needs it stopped")
+    settings.setdefault("service_name", "otelperf-test")
+    resolved = resolve_settings(environ={}, **settings)
+    exporter = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    runtime = _setup.start(
+        resolved, span_exporter=exporter, metric_readers=[reader], simple_processor=True, set_global=False
+    )
+    _setup.install(runtime)
+    return Capture(runtime, exporter, reader)
+
+
+def stop_capture(cap: Capture) -> None:
+    _setup.install(None)
+    _setup.stop(cap.runtime, timeout=5.0)
+
+
+@pytest.fixture
+def otelperf_capture() -> Iterator[Capture]:
+    """Capture otelperf's spans and metrics in memory for one test."""
+    cap = capture()
+    try:
+        yield cap
+    finally:
+        stop_capture(cap)
+
+
+@pytest.fixture(autouse=True)
+def _otelperf_fail_on_internal_errors() -> Iterator[None]:
+    _internal.take_internal_errors()
+    yield
+    errors = _internal.take_internal_errors()
+    if errors:
+        where, exc = errors[0]
+        pytest.fail(f"otelperf swallowed {len(errors)} internal error(s); first in {where}: {exc!r}")
