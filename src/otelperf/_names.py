@@ -23,6 +23,8 @@ NETWORK_PROTOCOL_VERSION = "network.protocol.version"
 USER_AGENT_ORIGINAL = "user_agent.original"
 ERROR_TYPE = "error.type"
 HTTP_REQUEST_HEADER_PREFIX = "http.request.header."
+HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"
+ASGI_EVENT_TYPE = "asgi.event.type"  # on the opt-in "http send"/"http receive" spans
 
 DB_SYSTEM_NAME = "db.system.name"
 DB_SYSTEM_LEGACY = "db.system"
@@ -32,6 +34,8 @@ DB_OPERATION_NAME = "db.operation.name"
 DB_COLLECTION_NAME = "db.collection.name"
 DB_NAMESPACE = "db.namespace"
 DB_RESPONSE_STATUS_CODE = "db.response.status_code"
+EXCEPTION_EVENT = "exception"  # span event name of the OTel exception semconv
+EXCEPTION_TYPE = "exception.type"
 
 # --- otelperf's own span attributes -------------------------------------------------------------
 CACHE_NAME = "otelperf.cache.name"
@@ -57,5 +61,18 @@ METRIC_CACHE_HIT_RATIO = "otelperf.cache.hit_ratio"
 # Bucket edges (seconds) for every latency histogram otelperf records. The OTel semconv advisory
 # buckets, which already have 0.5 s as an edge so that a 500 ms budget is exact, not interpolated.
 DURATION_BUCKETS_S: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
 )

@@ -93,7 +93,9 @@ def check_supported(name: str) -> InstrumentationResult | None:
     except InvalidVersion:
         ok = True  # an unparseable local build: try it rather than refuse
     if not ok:
-        return InstrumentationResult(name, "unsupported-version", version, f"{dist} {version} is not in {spec}")
+        return InstrumentationResult(
+            name, "unsupported-version", version, f"{dist} {version} is not in {spec}"
+        )
     return None
 
 

@@ -1,0 +1,32 @@
+"""Shared fixtures: URLs of the real PostgreSQL and Redis (``make services`` starts them).
+
+The ``otelperf_capture`` fixture comes from otelperf's own pytest plugin (``otelperf.testing``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def _service_url(variable: str, what: str) -> str:
+    url = os.environ.get(variable)
+    if url:
+        return url
+    message = f"{variable} is not set: {what} tests need it. Run `make services` (or `make test`)."
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """``postgresql://...`` of a real PostgreSQL, from OTELPERF_TEST_POSTGRES_URL."""
+    return _service_url("OTELPERF_TEST_POSTGRES_URL", "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """``redis://...`` of a real Redis, from OTELPERF_TEST_REDIS_URL."""
+    return _service_url("OTELPERF_TEST_REDIS_URL", "Redis")

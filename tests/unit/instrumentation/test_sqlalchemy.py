@@ -1,0 +1,392 @@
+"""CLIENT spans and the duration metric for SQLAlchemy, against real SQLite (sync and aiosqlite)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+from packaging.version import Version
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from otelperf.instrumentation.sqlalchemy import INSTRUMENTOR
+from otelperf.testing import Capture, capture, stop_capture
+
+SECRET = "hunter2-canary"
+SQLALCHEMY_2_1 = Version(sqlalchemy.__version__) >= Version("2.1")
+metadata = MetaData()
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(50)),
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(20))
+
+
+def _db_spans(cap: Capture) -> list[ReadableSpan]:
+    return [s for s in cap.spans if (s.attributes or {}).get("db.system.name") == "sqlite"]
+
+
+def _attrs(span: ReadableSpan) -> dict[str, object]:
+    return dict(span.attributes or {})
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "app.db"
+
+
+@pytest.fixture
+def engine(db_path: Path) -> Iterator[Engine]:
+    eng = create_engine(f"sqlite:///{db_path}")
+    metadata.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
+def test_select_makes_one_client_span_with_semconv_attributes(
+    otelperf_capture: Capture, engine: Engine, db_path: Path
+) -> None:
+    otelperf_capture.clear()
+    with engine.connect() as conn:
+        conn.execute(select(users.c.id, users.c.name).where(users.c.id == 7)).all()
+    [span] = _db_spans(otelperf_capture)
+    assert span.name == "SELECT users"
+    assert span.kind is SpanKind.CLIENT
+    assert span.status.status_code is StatusCode.UNSET
+    query = "SELECT users.id, users.name FROM users WHERE users.id = ?"
+    assert _attrs(span) == {
+        "db.system.name": "sqlite",
+        "db.system": "sqlite",
+        "db.namespace": str(db_path),
+        "db.query.text": query,
+        "db.statement": query,
+        "db.operation.name": "SELECT",
+        "db.collection.name": "users",
+        "otelperf.component": "db",
+    }
+
+
+def test_statement_span_is_child_of_the_current_span(otelperf_capture: Capture, engine: Engine) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    with tracer.start_as_current_span("handler") as parent, engine.begin() as conn:
+        conn.execute(insert(users).values(name="a"))
+        conn.execute(select(users)).all()
+    children = otelperf_capture.children_of(otelperf_capture.spans_named("handler")[0])
+    assert [s.name for s in children] == ["INSERT users", "SELECT users"]
+    for child in children:
+        assert child.context.trace_id == parent.get_span_context().trace_id
+
+
+def test_executemany_is_one_span(otelperf_capture: Capture, engine: Engine) -> None:
+    otelperf_capture.clear()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (name) VALUES (:name)"), [{"name": f"u{i}"} for i in range(50)])
+    [span] = _db_spans(otelperf_capture)
+    assert span.name == "INSERT users"
+    assert _attrs(span)["db.query.text"] == "INSERT INTO users (name) VALUES (?)"
+
+
+def test_literals_in_text_sql_never_reach_attributes(otelperf_capture: Capture, engine: Engine) -> None:
+    otelperf_capture.clear()
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO users (id, name) VALUES (4242, '{SECRET}') -- by {SECRET}"))
+        row = conn.execute(text(f"SELECT name FROM users WHERE name = '{SECRET}' AND id = 4242")).one()
+    assert row.name == SECRET  # the query really ran with the literal
+    spans = _db_spans(otelperf_capture)
+    assert [_attrs(s)["db.query.text"] for s in spans] == [
+        "INSERT INTO users (id, name) VALUES (?, ?)",
+        "SELECT name FROM users WHERE name = ? AND id = ?",
+    ]
+    for span in spans:
+        for value in _attrs(span).values():
+            assert SECRET not in str(value) and "4242" not in str(value)
+        assert SECRET not in span.name
+
+
+def test_bound_parameters_are_never_recorded(otelperf_capture: Capture, engine: Engine) -> None:
+    otelperf_capture.clear()
+    with engine.begin() as conn:
+        conn.execute(text("SELECT * FROM users WHERE name = :name"), {"name": SECRET})
+    [span] = _db_spans(otelperf_capture)
+    assert _attrs(span)["db.query.text"] == "SELECT * FROM users WHERE name = ?"
+    assert all(SECRET not in str(v) for v in _attrs(span).values())
+
+
+def test_error_ends_span_with_error_and_the_app_gets_sqlalchemys_exception(
+    otelperf_capture: Capture, engine: Engine
+) -> None:
+    otelperf_capture.clear()
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    with (
+        pytest.raises(sqlalchemy.exc.OperationalError) as caught,
+        tracer.start_as_current_span("parent"),
+        engine.connect() as conn,
+    ):
+        conn.execute(text(f"SELECT * FROM no_such_table WHERE secret = '{SECRET}'"))
+    assert "no_such_table" in str(caught.value)  # the exception is SQLAlchemy's own, unchanged
+    assert type(caught.value.orig).__name__ == "OperationalError"
+    [span] = otelperf_capture.spans_named("SELECT no_such_table")
+    assert span.end_time is not None
+    assert span.parent is not None
+    assert span.status.status_code is StatusCode.ERROR
+    assert not span.status.description  # error messages can quote the statement's values
+    assert _attrs(span)["error.type"] == "sqlite3.OperationalError"
+    [event] = span.events
+    assert event.name == "exception"
+    assert dict(event.attributes or {}) == {"exception.type": "sqlite3.OperationalError"}
+    assert _attrs(span)["db.query.text"] == "SELECT * FROM no_such_table WHERE secret = ?"
+
+
+class _OpenSpans(SpanProcessor):
+    """Counts spans started and not (yet) ended: an unended span is never exported, so only a
+    processor can see it."""
+
+    def __init__(self) -> None:
+        self.open: set[int] = set()
+
+    def on_start(self, span: Span, parent_context: object = None) -> None:
+        self.open.add(span.context.span_id)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.open.discard(span.context.span_id)
+
+
+@pytest.mark.parametrize(
+    ("event_name", "status"),
+    [
+        # Raised after our before_cursor_execute: the statement never runs and our
+        # after_cursor_execute never comes; handle_error ends the span as failed.
+        ("before_cursor_execute", StatusCode.ERROR),
+        # Raised after our after_cursor_execute: the statement ran, its span ended as a success.
+        ("after_cursor_execute", StatusCode.UNSET),
+    ],
+)
+@pytest.mark.parametrize("on_instance", [False, True])
+def test_span_is_ended_when_another_listener_fails(
+    otelperf_capture: Capture, engine: Engine, event_name: str, status: StatusCode, on_instance: bool
+) -> None:
+    # Either way the app gets the other library's exception unchanged, and no span stays open.
+    class ListenerFailed(Exception):
+        pass
+
+    def failing_listener(*args: object) -> None:
+        raise ListenerFailed("boom")
+
+    provider = otelperf_capture.runtime.tracer_provider
+    assert provider is not None
+    open_spans = _OpenSpans()
+    provider.add_span_processor(open_spans)
+    # A listener on the Engine class registered after ours runs after ours; so does one on the
+    # engine instance.
+    target = engine if on_instance else Engine
+    sqlalchemy.event.listen(target, event_name, failing_listener)
+    otelperf_capture.clear()
+    try:
+        with pytest.raises(ListenerFailed), engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        sqlalchemy.event.remove(target, event_name, failing_listener)
+    assert open_spans.open == set()
+    spans = _db_spans(otelperf_capture)
+    if event_name == "before_cursor_execute" and not SQLALCHEMY_2_1:
+        # SQLAlchemy 2.0 runs before_cursor_execute listeners outside its error handling: no
+        # closing event comes, and the statement that never ran gets no span (and none left open).
+        assert spans == []
+    else:
+        assert [s.status.status_code for s in spans] == [status]
+    if status is StatusCode.ERROR and spans:
+        assert str(_attrs(spans[0])["error.type"]).endswith(".ListenerFailed")
+    otelperf_capture.clear()
+    with engine.connect() as conn:  # and the next statement is traced normally
+        conn.execute(text("SELECT 2"))
+    assert [s.status.status_code for s in _db_spans(otelperf_capture)] == [StatusCode.UNSET]
+    assert open_spans.open == set()
+
+
+def test_duration_metric_points(otelperf_capture: Capture, engine: Engine, db_path: Path) -> None:
+    with engine.connect() as conn:
+        conn.execute(select(users)).all()
+        conn.execute(select(users)).all()
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            conn.execute(text("SELEC broken"))
+    namespace = ("db.namespace", str(db_path))
+    points = {
+        tuple(sorted(p.attributes.items())): p
+        for p in otelperf_capture.metric_points("db.client.operation.duration")
+    }
+    ok = points[(namespace, ("db.operation.name", "SELECT"), ("db.system.name", "sqlite"))]
+    assert ok.count == 2
+    assert ok.sum > 0
+    assert ok.explicit_bounds[:3] == (0.005, 0.01, 0.025)
+    # "SELEC" is no verb: no operation name, and the failure is labelled with its type
+    failed = points[(namespace, ("db.system.name", "sqlite"), ("error.type", "sqlite3.OperationalError"))]
+    assert failed.count == 1
+
+
+def test_engine_created_before_and_after_start_and_several_engines(tmp_path: Path) -> None:
+    early = create_engine(f"sqlite:///{tmp_path / 'early.db'}")
+    with early.connect() as conn:  # used before otelperf starts: no span, nothing to end later
+        conn.execute(text("SELECT 1"))
+    cap = capture()
+    try:
+        late = create_engine(f"sqlite:///{tmp_path / 'late.db'}")
+        with early.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        with late.connect() as conn:
+            conn.execute(text("SELECT 2"))
+        memory = create_engine("sqlite://")
+        with memory.connect() as conn:
+            conn.execute(text("SELECT 3"))
+        namespaces = [_attrs(s).get("db.namespace") for s in _db_spans(cap)]
+        assert namespaces == [str(tmp_path / "early.db"), str(tmp_path / "late.db"), None]
+        late.dispose()
+        memory.dispose()
+    finally:
+        stop_capture(cap)
+        early.dispose()
+
+
+def test_uninstrument_stops_spans_and_restores_sqlalchemy(engine: Engine) -> None:
+    cap = capture()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert len(_db_spans(cap)) == 1
+        assert sqlalchemy.event.contains(Engine, "before_cursor_execute", INSTRUMENTOR._listeners[0][1])
+        listeners = list(INSTRUMENTOR._listeners)
+        INSTRUMENTOR.uninstrument()
+        INSTRUMENTOR.uninstrument()  # idempotent
+        for identifier, fn in listeners:
+            assert not sqlalchemy.event.contains(Engine, identifier, fn)
+        cap.clear()
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert _db_spans(cap) == []
+    finally:
+        stop_capture(cap)
+    # and a fresh start instruments again, once
+    cap = capture()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert len(_db_spans(cap)) == 1
+    finally:
+        stop_capture(cap)
+
+
+def test_suppressed_instrumentation_makes_no_span(otelperf_capture: Capture, engine: Engine) -> None:
+    from opentelemetry import context as otel_context
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    otelperf_capture.clear()
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        otel_context.detach(token)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 2"))
+    assert [_attrs(s)["db.query.text"] for s in _db_spans(otelperf_capture)] == ["SELECT ?"]
+    assert len(_db_spans(otelperf_capture)) == 1
+
+
+def test_unsampled_statement_records_metric_but_no_attributes(engine: Engine) -> None:
+    cap = capture(sampler="always_off")
+    try:
+        with engine.connect() as conn:
+            conn.execute(select(users)).all()
+        assert cap.spans == []
+        [point] = cap.metric_points("db.client.operation.duration")
+        assert point.attributes["db.operation.name"] == "SELECT"
+    finally:
+        stop_capture(cap)
+
+
+def test_orm_session_flush_and_query(otelperf_capture: Capture, engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+    otelperf_capture.clear()
+    with Session(engine) as session:
+        session.add_all([Item(label=f"l{i}") for i in range(3)])
+        session.commit()
+        assert session.scalars(select(Item).where(Item.label == "l1")).one().id == 2
+    names = [s.name for s in _db_spans(otelperf_capture)]
+    assert names[-1] == "SELECT items"
+    assert "INSERT items" in names
+    assert all(s.status.status_code is StatusCode.UNSET for s in _db_spans(otelperf_capture))
+
+
+async def test_async_engine_spans_are_children_of_the_awaiting_span(
+    otelperf_capture: Capture, tmp_path: Path
+) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'async.db'}")
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        otelperf_capture.clear()
+        with tracer.start_as_current_span("request"):
+            async with engine.begin() as conn:
+                await conn.execute(insert(users).values(name=SECRET))
+                rows = (await conn.execute(select(users.c.name))).all()
+        assert rows == [(SECRET,)]
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT * FROM missing"))
+    finally:
+        await engine.dispose()
+    [request] = otelperf_capture.spans_named("request")
+    children = otelperf_capture.children_of(request)
+    assert [s.name for s in children] == ["INSERT users", "SELECT users"]
+    assert all(s.kind is SpanKind.CLIENT for s in children)
+    assert _attrs(children[0])["db.query.text"] == "INSERT INTO users (name) VALUES (?)"
+    [failed] = otelperf_capture.spans_named("SELECT missing")
+    assert failed.parent is None  # no span was current: a root span, not a child of "request"
+    assert failed.status.status_code is StatusCode.ERROR
+
+
+async def test_async_concurrent_queries_each_parent_to_their_own_task_span(
+    otelperf_capture: Capture, tmp_path: Path
+) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'conc.db'}")
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+
+    async def task(label: str) -> None:
+        with tracer.start_as_current_span(label):
+            async with engine.connect() as conn:
+                await conn.execute(text(f"SELECT '{label}' AS {label}"))
+                await asyncio.sleep(0)
+                await conn.execute(text("SELECT 2"))
+
+    try:
+        await asyncio.gather(task("first"), task("second"))
+    finally:
+        await engine.dispose()
+    for label in ("first", "second"):
+        [parent] = otelperf_capture.spans_named(label)
+        assert [_attrs(s)["db.query.text"] for s in otelperf_capture.children_of(parent)] == [
+            f"SELECT ? AS {label}",
+            "SELECT ?",
+        ]
