@@ -1,0 +1,555 @@
+"""Server spans for ASGI apps: FastAPI and Starlette automatically, any other framework by hand.
+
+How FastAPI/Starlette apps are found: Starlette builds an app's middleware stack lazily, on the
+first request, through ``build_middleware_stack``. otelperf patches that method (on ``Starlette``
+and on ``FastAPI``, which overrides it) so the built stack is wrapped in
+:class:`OtelperfASGIMiddleware` as its outermost layer. That catches apps created before
+``otelperf.init()`` as well as after (as long as they had not served a request yet). After
+``uninstrument`` the method is restored and wrappers already built pass requests straight through.
+
+Any other ASGI framework::
+
+    app = OtelperfASGIMiddleware(app)
+
+Per request: one SERVER span named ``"GET /items/{item_id}"`` (the route *template*, never the
+raw path; ``"GET"`` alone when no route matched), W3C trace context continued from the request
+headers, and one ``http.server.request.duration`` measurement. ASGI send/receive messages get no
+spans of their own unless ``asgi_message_spans=True``.
+
+FastAPI >= 0.165 has its own OpenTelemetry telemetry, which switches itself on whenever a global
+provider exists. On an app otelperf instruments, its request spans and metrics are switched off
+(and switched back on by ``uninstrument``), so each request still yields exactly one server span.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import weakref
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import Histogram
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from otelperf import _internal, _names
+from otelperf._redact import redact_query
+from otelperf.instrumentation._base import InstrumentContext, Instrumentor
+
+__all__ = ["INSTRUMENTOR", "OtelperfASGIMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Marks a request that already has a server span, so nested wrappers (a mounted sub-app, or an
+# explicit OtelperfASGIMiddleware around an auto-instrumented app) do not add a second one.
+_SCOPE_KEY = "otelperf.request"
+# Only the general key: "suppress_http_instrumentation" is about outgoing calls, and an in-process
+# client (httpx.ASGITransport) may set it while the app serves the request.
+_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MAX_CACHED_ROUTES = 4096
+
+
+def _internal_error(where: str, exc: Exception) -> None:
+    """Record an otelperf bug; re-raise it under pytest (call from an ``except`` block)."""
+    _internal.record_internal_error(where, exc)
+    if _internal._under_pytest():
+        raise exc
+
+
+class _State:
+    """What the middleware needs while otelperf is running; replaced, never mutated."""
+
+    __slots__ = ("capture_headers", "duration", "message_spans", "tracer")
+
+    def __init__(
+        self, tracer: Tracer, duration: Histogram, capture: Sequence[str], message_spans: bool
+    ) -> None:
+        self.tracer = tracer
+        self.duration = duration
+        self.capture_headers = {name.lower().encode("latin-1"): name.lower() for name in capture}
+        self.message_spans = message_spans
+
+
+_state: _State | None = None  # set by INSTRUMENTOR.instrument, cleared by uninstrument
+_fallback: tuple[object, _State] | None = None  # for explicit middleware when "fastapi" is not instrumented
+
+
+def _explicit_state() -> _State | None:
+    """State for a hand-added middleware: the instrumentor's, else built from the running runtime."""
+    global _fallback
+    if _state is not None:
+        return _state
+    from otelperf import _setup
+
+    runtime = _setup.current()
+    if runtime is None or runtime.tracer is None or runtime.meter is None:
+        return None
+    if _fallback is None or _fallback[0] is not runtime:
+        _fallback = (runtime, _build_state(runtime.tracer, runtime.meter, runtime.settings))
+    return _fallback[1]
+
+
+def _build_state(tracer: Tracer, meter: Any, settings: Any) -> _State:
+    duration = meter.create_histogram(
+        _names.METRIC_HTTP_SERVER_DURATION,
+        unit="s",
+        description="Duration of HTTP server requests.",
+        explicit_bucket_boundaries_advisory=list(_names.DURATION_BUCKETS_S),
+    )
+    return _State(tracer, duration, settings.capture_request_headers, settings.asgi_message_spans)
+
+
+class _HeadersGetter(Getter[Sequence[tuple[bytes, bytes]]]):
+    """Reads ASGI ``scope["headers"]`` (lower-case byte names) without building a dict."""
+
+    _keys: dict[str, bytes] = {}
+
+    def get(self, carrier: Sequence[tuple[bytes, bytes]], key: str) -> list[str] | None:
+        wanted = self._keys.get(key)
+        if wanted is None:
+            wanted = key.lower().encode("latin-1")
+            if len(self._keys) < 64:
+                self._keys[key] = wanted
+        values = [value.decode("latin-1") for name, value in carrier if name == wanted]
+        return values or None
+
+    def keys(self, carrier: Sequence[tuple[bytes, bytes]]) -> list[str]:
+        return [name.decode("latin-1") for name, _ in carrier]
+
+
+_GETTER = _HeadersGetter()
+
+
+class _Request:
+    """Per-request bookkeeping, stored in the scope under ``_SCOPE_KEY``."""
+
+    __slots__ = ("base_root_path", "method", "route_root", "scheme", "span", "span_context", "status")
+
+    def __init__(self, span: trace.Span, span_context: Context, method: str, scheme: str, base: str) -> None:
+        self.span = span
+        self.span_context = span_context
+        self.method = method
+        self.scheme = scheme
+        self.base_root_path = base
+        self.status: int | None = None
+        self.route_root: Any = None  # the Starlette app whose route tree resolves mount prefixes
+
+
+class OtelperfASGIMiddleware:
+    """ASGI middleware that gives every HTTP request one SERVER span and one duration measurement.
+
+    FastAPI and Starlette apps are instrumented automatically by ``otelperf.init()``; add this by
+    hand only for other ASGI frameworks::
+
+        app = OtelperfASGIMiddleware(app)
+
+    It records nothing until otelperf is running. WebSocket and lifespan traffic pass through.
+    """
+
+    _auto = False
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._owner: Any = None
+        self._prefixes: dict[int, tuple[Any, str]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        outer = scope.get(_SCOPE_KEY)
+        if outer is not None:
+            # Nested under another otelperf layer: lend it our route tree, add nothing.
+            if isinstance(outer, _Request) and outer.route_root is None and self._owner is not None:
+                outer.route_root = self
+            await self.app(scope, receive, send)
+            return
+        state = _state if self._auto else _explicit_state()
+        if state is None or otel_context.get_value(_SUPPRESS_KEY):
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        request: _Request | None = None
+        token: object = None
+        try:
+            request = _start(state, scope)
+            if self._owner is not None:
+                request.route_root = self
+            scope[_SCOPE_KEY] = request
+            token = otel_context.attach(request.span_context)
+        except Exception as exc:
+            _internal_error("asgi.start", exc)
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+
+        req = request
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                req.status = message.get("status")
+            await send(message)
+
+        app_send: Send = send_status
+        app_receive = receive
+        if state.message_spans:
+            app_receive, app_send = _message_span_wrappers(state.tracer, req, receive, send_status)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, app_receive, app_send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                otel_context.detach(token)  # type: ignore[arg-type]
+                _finish(
+                    state, req, scope=scope, route_prefix=self._route_prefix, error=error, started=started
+                )
+            except Exception as exc:
+                _internal_error("asgi.finish", exc)
+
+    def _route_prefix(self, request: _Request, route: Any, scope: Scope) -> str:
+        """Mount prefixes between the app and ``route``, as templates (``/users/{uid}``)."""
+        if scope.get("root_path", "") == request.base_root_path:
+            return ""  # not mounted: the common case, no lookup
+        root = request.route_root
+        if isinstance(root, OtelperfASGIMiddleware) and root._owner is not None:
+            cached = root._prefixes.get(id(route))
+            if cached is not None and cached[0] is route:
+                return cached[1]
+            found = _find_prefix(getattr(root._owner, "routes", ()), route, "", 0)
+            if found is not None:
+                if len(root._prefixes) < _MAX_CACHED_ROUTES:
+                    root._prefixes[id(route)] = (route, found)  # keep route alive: id stays unique
+                return found
+        # Route not in a tree we know: the matched prefix, raw. Bounded in practice because
+        # only parametrised mounts put values there.
+        root_path: str = scope.get("root_path", "")
+        return root_path[len(request.base_root_path) :].rstrip("/")
+
+
+class _StarletteStack(OtelperfASGIMiddleware):
+    """The wrapper put around a Starlette/FastAPI app's built middleware stack."""
+
+    _auto = True
+
+    def __init__(self, app: ASGIApp, owner: Any) -> None:
+        super().__init__(app)
+        self._owner = owner
+
+
+def _start(state: _State, scope: Scope) -> _Request:
+    headers = scope.get("headers") or ()
+    parent = propagate.extract(headers, getter=_GETTER)
+    raw_method: str = scope.get("method") or ""
+    method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
+    span = state.tracer.start_span(
+        method if method != "_OTHER" else "HTTP", context=parent, kind=SpanKind.SERVER
+    )
+    scheme: str = scope.get("scheme") or "http"
+    if span.is_recording():
+        span.set_attributes(
+            _request_attributes(state, scope, headers, method=method, raw=raw_method, scheme=scheme)
+        )
+    base = scope.get("root_path", "")
+    return _Request(span, trace.set_span_in_context(span, parent), method, scheme, base)
+
+
+def _request_attributes(
+    state: _State, scope: Scope, headers: Sequence[tuple[bytes, bytes]], *, method: str, raw: str, scheme: str
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        _names.HTTP_REQUEST_METHOD: method,
+        _names.URL_SCHEME: scheme,
+        _names.URL_PATH: scope.get("path", ""),
+    }
+    if method == "_OTHER":
+        attrs[_names.HTTP_REQUEST_METHOD_ORIGINAL] = raw
+    query: bytes = scope.get("query_string") or b""
+    if query:
+        attrs[_names.URL_QUERY] = redact_query(query.decode("latin-1"))
+    version = scope.get("http_version")
+    if version:
+        attrs[_names.NETWORK_PROTOCOL_VERSION] = version
+    client = scope.get("client")
+    if client:
+        attrs[_names.CLIENT_ADDRESS] = client[0]
+    capture = state.capture_headers
+    host: bytes | None = None
+    for name, value in headers:
+        if name == b"host":
+            host = value
+        elif name == b"user-agent":
+            attrs[_names.USER_AGENT_ORIGINAL] = value.decode("latin-1")
+        if capture and name in capture:
+            key = _names.HTTP_REQUEST_HEADER_PREFIX + capture[name]
+            attrs.setdefault(key, []).append(value.decode("latin-1"))
+    if host is not None:
+        address, port = _split_host(host.decode("latin-1"), scheme)
+        if address:
+            attrs[_names.SERVER_ADDRESS] = address
+            if port is not None:
+                attrs[_names.SERVER_PORT] = port
+    elif scope.get("server"):
+        attrs[_names.SERVER_ADDRESS] = scope["server"][0]
+        if scope["server"][1] is not None:
+            attrs[_names.SERVER_PORT] = scope["server"][1]
+    return attrs
+
+
+def _split_host(host: str, scheme: str) -> tuple[str, int | None]:
+    if host.startswith("["):  # [::1]:8000
+        end = host.find("]")
+        address, rest = host[1:end], host[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        address, _, port_text = host.partition(":")
+    if port_text.isdigit():
+        return address, int(port_text)
+    return address, _DEFAULT_PORTS.get(scheme)
+
+
+def _finish(
+    state: _State,
+    req: _Request,
+    *,
+    scope: Scope,
+    route_prefix: Callable[[_Request, Any, Scope], str],
+    error: BaseException | None,
+    started: float,
+) -> None:
+    elapsed = time.perf_counter() - started
+    template = _route_template(req, scope, route_prefix)
+    status = req.status
+    if status is None and error is not None:
+        status = 500  # what the server answers for an unhandled exception
+    span = req.span
+    error_type: str | None = None
+    if error is not None:
+        error_type = type(error).__qualname__
+    elif status is not None and status >= 500:
+        error_type = str(status)
+    if span.is_recording():
+        if template is not None:
+            span.update_name(f"{'HTTP' if req.method == '_OTHER' else req.method} {template}")
+            span.set_attribute(_names.HTTP_ROUTE, template)
+        if status is not None:
+            span.set_attribute(_names.HTTP_RESPONSE_STATUS_CODE, status)
+        if error_type is not None:
+            span.set_attribute(_names.ERROR_TYPE, error_type)
+            description = None
+            if error is not None:
+                description = f"{type(error).__name__}: {error}"
+                span.record_exception(error, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, description))
+    span.end()
+    attrs: dict[str, Any] = {_names.HTTP_REQUEST_METHOD: req.method, _names.URL_SCHEME: req.scheme}
+    if template is not None:
+        attrs[_names.HTTP_ROUTE] = template
+    if status is not None:
+        attrs[_names.HTTP_RESPONSE_STATUS_CODE] = status
+    if error_type is not None:
+        attrs[_names.ERROR_TYPE] = error_type
+    state.duration.record(elapsed, attrs)
+
+
+def _route_template(
+    req: _Request, scope: Scope, route_prefix: Callable[[_Request, Any, Scope], str]
+) -> str | None:
+    route = scope.get("route")
+    if route is None:
+        return None
+    if isinstance(route, str):
+        return route
+    if _is_mount(route):
+        # The request matched a mount but nothing inside it (or the mount is a plain ASGI app).
+        path = getattr(route, "path", None)
+        suffix = "/{path}"
+    else:
+        path = _effective_path(scope) or getattr(route, "path_format", None) or getattr(route, "path", None)
+        suffix = ""
+    if not isinstance(path, str):
+        return None
+    template = (
+        req.base_root_path.rstrip("/")
+        + route_prefix(req, route, scope)
+        + (path.rstrip("/") + suffix if suffix else path)
+    )
+    return template if template.startswith("/") else "/" + template
+
+
+def _effective_path(scope: Scope) -> str | None:
+    """FastAPI >= 0.16x keeps an included router's full template (all prefixes) here."""
+    fastapi_scope = scope.get("fastapi")
+    if not isinstance(fastapi_scope, dict):
+        return None
+    path = getattr(fastapi_scope.get("effective_route_context"), "path_format", None)
+    return path if isinstance(path, str) else None
+
+
+def _is_mount(route: Any) -> bool:
+    routing = sys.modules.get("starlette.routing")
+    return routing is not None and isinstance(route, routing.Mount)
+
+
+def _find_prefix(routes: Any, target: Any, prefix: str, depth: int) -> str | None:
+    if depth > 8:
+        return None
+    routing = sys.modules.get("starlette.routing")
+    for candidate in routes:
+        if candidate is target:
+            return prefix
+        if routing is None:
+            continue
+        if isinstance(candidate, routing.Mount):
+            mount_path = candidate.path_format.removesuffix("/{path}")
+            found = _find_prefix(candidate.routes, target, prefix + mount_path, depth + 1)
+        elif isinstance(candidate, routing.Host):
+            found = _find_prefix(candidate.routes, target, prefix, depth + 1)
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _message_span_wrappers(
+    tracer: Tracer, req: _Request, receive: Receive, send: Send
+) -> tuple[Receive, Send]:
+    """INTERNAL "http receive"/"http send" children of the server span (asgi_message_spans=True)."""
+
+    async def traced_receive() -> Message:
+        span = tracer.start_span("http receive", context=req.span_context, kind=SpanKind.INTERNAL)
+        try:
+            message = await receive()
+            if span.is_recording():
+                span.set_attribute(_names.ASGI_EVENT_TYPE, str(message.get("type")))
+            return message
+        finally:
+            span.end()
+
+    async def traced_send(message: Message) -> None:
+        span = tracer.start_span("http send", context=req.span_context, kind=SpanKind.INTERNAL)
+        try:
+            if span.is_recording():
+                span.set_attribute(_names.ASGI_EVENT_TYPE, str(message.get("type")))
+                if message.get("type") == "http.response.start" and "status" in message:
+                    span.set_attribute(_names.HTTP_RESPONSE_STATUS_CODE, message["status"])
+            await send(message)
+        finally:
+            span.end()
+
+    return traced_receive, traced_send
+
+
+# --- patching Starlette/FastAPI ------------------------------------------------------------------
+
+_NATIVE_KEYS = ("tracing", "metrics")
+_wrapped_apps: weakref.WeakSet[Any] = weakref.WeakSet()
+_native_saved: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_hook_registered = False
+
+
+def _build_middleware_stack(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    stack = wrapped(*args, **kwargs)
+    if _state is None or isinstance(stack, OtelperfASGIMiddleware):
+        return stack  # a subclass calling super(): already wrapped once
+    try:
+        wrapper = _StarletteStack(stack, instance)
+        _wrapped_apps.add(instance)
+        _quiet_native_telemetry(instance)
+        return wrapper
+    except Exception as exc:
+        _internal_error("asgi.build_middleware_stack", exc)
+        return stack
+
+
+def _quiet_native_telemetry(app: Any) -> None:
+    """Switch off FastAPI's own request spans/metrics on an app otelperf already covers."""
+    config = getattr(app, "_telemetry", None)
+    if not isinstance(config, dict) or app in _native_saved:
+        return
+    _native_saved[app] = {key: config[key] for key in _NATIVE_KEYS if key in config}
+    for key in _NATIVE_KEYS:
+        if key in config:
+            config[key] = False
+
+
+def _restore_native_telemetry() -> None:
+    for app, saved in list(_native_saved.items()):
+        config = getattr(app, "_telemetry", None)
+        if isinstance(config, dict):
+            config.update(saved)
+    _native_saved.clear()
+
+
+def _patch(cls: type) -> None:
+    if "build_middleware_stack" in vars(cls) and not isinstance(
+        vars(cls)["build_middleware_stack"], wrapt.FunctionWrapper
+    ):
+        wrapt.wrap_function_wrapper(cls, "build_middleware_stack", _build_middleware_stack)
+
+
+def _unpatch(cls: type) -> None:
+    current = vars(cls).get("build_middleware_stack")
+    if isinstance(current, wrapt.FunctionWrapper):
+        cls.build_middleware_stack = current.__wrapped__  # type: ignore[attr-defined]
+
+
+def _on_fastapi_import(module: Any) -> None:
+    # FastAPI overrides build_middleware_stack without calling Starlette's, so it needs its own
+    # patch; done when fastapi is imported, so init() does not import it for apps that don't use it.
+    if _state is not None:
+        _patch(module.FastAPI)
+
+
+class ASGIInstrumentor(Instrumentor):
+    """Instruments every Starlette/FastAPI app (name ``"fastapi"``)."""
+
+    name = "fastapi"
+
+    def instrument(self, ctx: InstrumentContext) -> None:
+        global _state, _hook_registered
+        from starlette.applications import Starlette
+
+        _state = _build_state(ctx.tracer, ctx.meter, ctx.settings)
+        _patch(Starlette)
+        if not _hook_registered:
+            wrapt.register_post_import_hook(_on_fastapi_import, "fastapi.applications")
+            _hook_registered = True
+        elif "fastapi.applications" in sys.modules:
+            _on_fastapi_import(sys.modules["fastapi.applications"])
+        for app in list(_wrapped_apps):  # stacks built in an earlier instrument cycle
+            _quiet_native_telemetry(app)
+
+    def uninstrument(self) -> None:
+        global _state, _fallback
+        _state = None
+        _fallback = None
+        for module_name, cls_name in (
+            ("starlette.applications", "Starlette"),
+            ("fastapi.applications", "FastAPI"),
+        ):
+            module = sys.modules.get(module_name)
+            if module is not None:
+                _unpatch(getattr(module, cls_name))
+        _restore_native_telemetry()
+
+
+INSTRUMENTOR = ASGIInstrumentor()
