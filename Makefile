@@ -1,0 +1,45 @@
+# One entry point for contributors and CI (.ci/run calls `make lint` and `make test`).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= .venv
+VENV_SA20 ?= .venv-sa20
+PY := $(VENV)/bin/python
+# Env lines from scripts/services.sh: OTELPERF_TEST_POSTGRES_URL / OTELPERF_TEST_REDIS_URL.
+SERVICE_ENV = $$(scripts/services.sh env)
+
+.PHONY: setup services services-stop test lint fmt demo bench clean
+
+setup:
+	scripts/install.sh
+
+services:
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
+
+test: services
+	env $(SERVICE_ENV) $(VENV)/bin/pytest -q
+	@echo "== SQLAlchemy 2.0 leg ($(VENV_SA20)) =="
+	env $(SERVICE_ENV) $(VENV_SA20)/bin/pytest -q \
+		tests/unit/instrumentation/test_sqlalchemy.py tests/integration/test_postgres.py
+
+lint:
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/mypy
+
+fmt:
+	$(VENV)/bin/ruff check --fix
+	$(VENV)/bin/ruff format
+
+demo: setup services
+	$(PY) scripts/demo.py --duration $${DEMO_DURATION:-20}
+
+bench:
+	$(PY) benchmarks/overhead.py
+
+clean:
+	-scripts/services.sh stop
+	rm -rf .otelperf .pytest_cache .mypy_cache .ruff_cache build dist examples/shop.db examples/uploads
+	find . -name __pycache__ -type d -not -path './.venv*' -prune -exec rm -rf {} +

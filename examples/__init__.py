@@ -1,0 +1,1 @@
+"""Example services instrumented by otelperf, and load generators for them."""

@@ -1,0 +1,96 @@
+"""The shop's ASGI app: ``uvicorn examples.shop.app:app``.
+
+``create_app(config)`` builds a fresh app (tests use it with their own database); the module-level
+``app`` is configured from the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from examples.shop import (
+    routes_auth,
+    routes_files,
+    routes_inventory,
+    routes_orders,
+    routes_products,
+    routes_reports,
+)
+from examples.shop.auth import hash_password
+from examples.shop.cache import InProcessCache, make_cache
+from examples.shop.config import Config
+from examples.shop.db import create_and_seed, create_engine
+
+logger = logging.getLogger("shop")
+
+# Code mode, for the demo only: the service normally runs under `otelperf run -- uvicorn ...`.
+CODE_MODE = os.environ.get("SHOP_OTELPERF_INIT") == "1"
+if CODE_MODE:
+    import otelperf
+
+    otelperf.init(service_name="shop")
+
+
+def _instrument_in_process_cache(cache: InProcessCache) -> None:
+    """In code mode, make the in-process cache visible too (Redis is instrumented either way)."""
+    try:
+        import otelperf
+
+        cache.store = otelperf.instrument_cache(cache.store, name="shop.prices")
+    except Exception:
+        logger.warning("could not instrument the in-process price cache", exc_info=True)
+
+
+def create_app(config: Config | None = None) -> FastAPI:
+    config = config or Config.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(config)
+        await create_and_seed(engine, config)
+        cache = make_cache(config.redis_url, config.price_ttl_s)
+        if CODE_MODE and isinstance(cache, InProcessCache):
+            _instrument_in_process_cache(cache)
+        app.state.engine = engine
+        app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        app.state.cache = cache
+        # Tests set app.state.inventory_transport to call the app in-process instead of over TCP.
+        transport = getattr(app.state, "inventory_transport", None)
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), transport=transport)
+        logger.info("shop ready: database=%s cache=%s", engine.url.render_as_string(), cache.kind)
+        try:
+            yield
+        finally:
+            await app.state.http.aclose()
+            await cache.close()
+            await engine.dispose()
+
+    app = FastAPI(title="shop", version="1.0", lifespan=lifespan)
+    app.state.config = config
+    # Compared against on login for unknown users; computed once, not per request.
+    app.state.dummy_password_hash = hash_password("not-a-password", config.password_iterations)
+    for module in (
+        routes_auth,
+        routes_products,
+        routes_orders,
+        routes_reports,
+        routes_files,
+        routes_inventory,
+    ):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()
