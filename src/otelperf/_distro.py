@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 try:  # the configurator base class moved between SDK versions
     from opentelemetry.sdk._configuration import _BaseConfigurator as _ConfiguratorBase
@@ -49,12 +49,14 @@ class OtelperfDistro(BaseDistro):  # type: ignore[misc]
         from otelperf import _setup
 
         runtime = _setup.current()
-        owned = set()
+        owned: set[str] = set()
         if runtime is not None and runtime.enabled:
             for name in runtime.settings.instrument:
                 owned.update(_DUPLICATES.get(name, ()))
         if entry_point.name in owned:
-            logger.debug("otelperf instruments %s itself; skipping the contrib instrumentor", entry_point.name)
+            logger.debug(
+                "otelperf instruments %s itself; skipping the contrib instrumentor", entry_point.name
+            )
             return
         super().load_instrumentor(entry_point, **kwargs)
 

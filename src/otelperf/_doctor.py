@@ -52,23 +52,34 @@ def gather(timeout: float) -> dict[str, Any]:
     for name in KNOWN_INSTRUMENTATIONS:
         problem = check_supported(name)
         enabled = name in settings.instrument
+        state: str
         if problem is not None:
             state, detail = problem.status, problem.detail
         else:
             state, detail = ("would instrument" if enabled else "disabled by settings"), ""
         libraries.append(
-            {"name": name, "library": SUPPORTED[name][1], "version": installed_version(name),
-             "supported": SUPPORTED[name][2], "state": state, "detail": detail}
+            {
+                "name": name,
+                "library": SUPPORTED[name][1],
+                "version": installed_version(name),
+                "supported": SUPPORTED[name][2],
+                "state": state,
+                "detail": detail,
+            }
         )
     endpoint = check_endpoint(settings, timeout) if not settings.disabled else None
     return {
         "otelperf": __version__,
-        "settings": {k: {"value": v, "source": settings.sources.get(k, "default")}
-                     for k, v in settings.as_dict().items()},
+        "settings": {
+            k: {"value": v, "source": settings.sources.get(k, "default")}
+            for k, v in settings.as_dict().items()
+        },
         "traces_endpoint": settings.full_traces_endpoint(),
         "metrics_endpoint": settings.full_metrics_endpoint(),
         "libraries": libraries,
-        "endpoint": None if endpoint is None else {"url": endpoint.url, "ok": endpoint.ok, "detail": endpoint.detail},
+        "endpoint": None
+        if endpoint is None
+        else {"url": endpoint.url, "ok": endpoint.ok, "detail": endpoint.detail},
     }
 
 

@@ -74,7 +74,9 @@ class ExportHealth:
         self._warning.warn(
             "otelperf could not export %s to %s (%s); the application is unaffected, that telemetry is "
             "dropped. Is the collector running? (`otelperf doctor` checks)",
-            what if count <= 0 else f"{count} {what}", endpoint, reason,
+            what if count <= 0 else f"{count} {what}",
+            endpoint,
+            reason,
         )
 
 
@@ -126,7 +128,9 @@ class GuardedMetricExporter(MetricExporter):
         self._endpoint = endpoint
         self._health = health
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:

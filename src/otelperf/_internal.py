@@ -42,7 +42,9 @@ def record_internal_error(where: str, exc: BaseException) -> None:
                 return
             _last_logged[where] = now
         logger.warning(
-            "otelperf internal error in %s (your code still runs, with less telemetry): %r", where, exc,
+            "otelperf internal error in %s (your code still runs, with less telemetry): %r",
+            where,
+            exc,
             exc_info=exc,
         )
     except Exception:  # pragma: no cover - logging itself failed; nothing safe left to do

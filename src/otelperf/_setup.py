@@ -10,6 +10,7 @@ set them first.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -106,13 +107,17 @@ def _span_exporter(settings: Settings) -> SpanExporter:
         except ImportError as exc:
             raise ImportError("OTLP over gRPC needs: pip install 'otelperf[grpc]'") from exc
         return GrpcExporter(
-            endpoint=settings.full_traces_endpoint(), headers=dict(settings.headers),
-            timeout=settings.export_timeout, insecure=settings.endpoint.startswith("http://"),
+            endpoint=settings.full_traces_endpoint(),
+            headers=dict(settings.headers),
+            timeout=settings.export_timeout,
+            insecure=settings.endpoint.startswith("http://"),
         )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(
-        endpoint=settings.full_traces_endpoint(), headers=dict(settings.headers), timeout=settings.export_timeout
+        endpoint=settings.full_traces_endpoint(),
+        headers=dict(settings.headers),
+        timeout=settings.export_timeout,
     )
 
 
@@ -121,13 +126,17 @@ def _metric_exporter(settings: Settings) -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
         return GrpcExporter(
-            endpoint=settings.full_metrics_endpoint(), headers=dict(settings.headers),
-            timeout=settings.export_timeout, insecure=settings.endpoint.startswith("http://"),
+            endpoint=settings.full_metrics_endpoint(),
+            headers=dict(settings.headers),
+            timeout=settings.export_timeout,
+            insecure=settings.endpoint.startswith("http://"),
         )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
     return OTLPMetricExporter(
-        endpoint=settings.full_metrics_endpoint(), headers=dict(settings.headers), timeout=settings.export_timeout
+        endpoint=settings.full_metrics_endpoint(),
+        headers=dict(settings.headers),
+        timeout=settings.export_timeout,
     )
 
 
@@ -174,7 +183,9 @@ def start(
     processor: SpanProcessor
     if span_exporter is None:
         health.capture_sdk_logs()
-        exporter: SpanExporter = GuardedSpanExporter(_span_exporter(settings), settings.full_traces_endpoint(), health)
+        exporter: SpanExporter = GuardedSpanExporter(
+            _span_exporter(settings), settings.full_traces_endpoint(), health
+        )
     else:
         exporter = span_exporter
     if simple_processor:
@@ -200,7 +211,9 @@ def start(
                 export_timeout_millis=settings.export_timeout * 1000,
             )
         ]
-    meter_provider = MeterProvider(resource=resource, metric_readers=list(metric_readers), shutdown_on_exit=False)
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=list(metric_readers), shutdown_on_exit=False
+    )
 
     runtime.tracer_provider = tracer_provider
     runtime.meter_provider = meter_provider
@@ -238,7 +251,7 @@ def init(**kwargs: Any) -> Runtime:
         settings = resolve_settings(**kwargs)
         _runtime = start(settings)
         if not _atexit_registered:
-            atexit.register(_shutdown_at_exit)
+            _register_exit_flush()
             _atexit_registered = True
         return _runtime
 
@@ -287,15 +300,23 @@ def stop(runtime: Runtime, timeout: float) -> bool:
     worker = threading.Thread(target=_stop_providers, name="otelperf-shutdown", daemon=True)
     worker.start()
     worker.join(timeout)
-    runtime.health.release_sdk_logs()
     if worker.is_alive():
+        # Leave the SDK's loggers captured: the abandoned export would otherwise print its retries.
         logger.warning("otelperf.shutdown() gave up after %.1fs; unexported telemetry is dropped", timeout)
         return False
+    runtime.health.release_sdk_logs()
     return True
 
 
+def _register_exit_flush() -> None:
+    atexit.register(_shutdown_at_exit)
+    # multiprocessing children (uvicorn --workers, --reload) leave through os._exit(), which skips
+    # atexit; multiprocessing's own exit hook still runs its finalizers, so flush from there too.
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _shutdown_at_exit, exitpriority=100)
+
+
 def _shutdown_at_exit() -> None:
-    try:
+    with contextlib.suppress(Exception):
         shutdown()
-    except Exception:
-        pass

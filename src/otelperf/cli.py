@@ -1,7 +1,7 @@
 """The ``otelperf`` command.
 
-    otelperf run -- uvicorn app:app --workers 2    # instrument any Python command, no code change
-    otelperf doctor                                # settings, libraries, is the collector reachable
+otelperf run -- uvicorn app:app --workers 2    # instrument any Python command, no code change
+otelperf doctor                                # settings, libraries, is the collector reachable
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        print("otelperf run: give the command to run, e.g. `otelperf run -- uvicorn app:app`", file=sys.stderr)
+        print(
+            "otelperf run: give the command to run, e.g. `otelperf run -- uvicorn app:app`", file=sys.stderr
+        )
         return 2
     options = {key: getattr(args, key) for key in _RUN_OPTIONS}
     env = build_run_env(dict(os.environ), options)
@@ -77,7 +79,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otelperf", description="Find performance bottlenecks with OpenTelemetry.")
+    parser = argparse.ArgumentParser(
+        prog="otelperf", description="Find performance bottlenecks with OpenTelemetry."
+    )
     parser.add_argument("--version", action="version", version=f"otelperf {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
 
@@ -96,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     run.set_defaults(func=cmd_run)
 
-    doctor = sub.add_parser("doctor", help="print the resolved settings and libraries, and check the collector")
+    doctor = sub.add_parser(
+        "doctor", help="print the resolved settings and libraries, and check the collector"
+    )
     doctor.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the OTLP endpoint")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)

@@ -11,6 +11,7 @@ falls back to its default, because a typo in an environment variable must not ta
 from __future__ import annotations
 
 import logging
+import math
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -119,7 +120,7 @@ def _parse_seconds(raw: Any) -> float:
             value = float(text) * scale
         except ValueError:
             raise ValueError("a non-negative duration such as 5, '5s' or '250ms'") from None
-    if value < 0 or value != value or value == float("inf"):
+    if value < 0 or not math.isfinite(value):
         raise ValueError("a non-negative duration such as 5, '5s' or '250ms'")
     return value
 
@@ -233,25 +234,64 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("environment", "OTELPERF_ENVIRONMENT", None, _parse_str, None),
     ("resource_attributes", "OTELPERF_RESOURCE_ATTRIBUTES", "OTEL_RESOURCE_ATTRIBUTES", _parse_kv_list, None),
     ("endpoint", "OTELPERF_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", _parse_endpoint, None),
-    ("traces_endpoint", "OTELPERF_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _parse_endpoint, None),
-    ("metrics_endpoint", "OTELPERF_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", _parse_endpoint, None),
+    (
+        "traces_endpoint",
+        "OTELPERF_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        _parse_endpoint,
+        None,
+    ),
+    (
+        "metrics_endpoint",
+        "OTELPERF_METRICS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        _parse_endpoint,
+        None,
+    ),
     ("protocol", "OTELPERF_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", _parse_protocol, None),
     ("headers", "OTELPERF_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", _parse_kv_list, None),
-    ("export_timeout", "OTELPERF_EXPORT_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT", _parse_seconds, _parse_millis_env),
+    (
+        "export_timeout",
+        "OTELPERF_EXPORT_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        _parse_seconds,
+        _parse_millis_env,
+    ),
     ("shutdown_timeout", "OTELPERF_SHUTDOWN_TIMEOUT", None, _parse_seconds, None),
     ("sampler", "OTELPERF_SAMPLER", "OTEL_TRACES_SAMPLER", _parse_sampler, None),
     ("sampler_arg", "OTELPERF_SAMPLER_ARG", "OTEL_TRACES_SAMPLER_ARG", _parse_ratio, None),
     ("disabled", "OTELPERF_DISABLED", "OTEL_SDK_DISABLED", _parse_bool, None),
     ("instrument", "OTELPERF_INSTRUMENT", None, _parse_instrument, None),
-    ("capture_request_headers", "OTELPERF_CAPTURE_REQUEST_HEADERS",
-     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", _parse_names, None),
+    (
+        "capture_request_headers",
+        "OTELPERF_CAPTURE_REQUEST_HEADERS",
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
+        _parse_names,
+        None,
+    ),
     ("asgi_message_spans", "OTELPERF_ASGI_MESSAGE_SPANS", None, _parse_bool, None),
     ("max_queue_size", "OTELPERF_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE", _parse_positive_int, None),
-    ("max_export_batch_size", "OTELPERF_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-     _parse_positive_int, None),
-    ("schedule_delay", "OTELPERF_SCHEDULE_DELAY", "OTEL_BSP_SCHEDULE_DELAY", _parse_seconds, _parse_millis_env),
-    ("metric_export_interval", "OTELPERF_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_INTERVAL",
-     _parse_seconds, _parse_millis_env),
+    (
+        "max_export_batch_size",
+        "OTELPERF_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        _parse_positive_int,
+        None,
+    ),
+    (
+        "schedule_delay",
+        "OTELPERF_SCHEDULE_DELAY",
+        "OTEL_BSP_SCHEDULE_DELAY",
+        _parse_seconds,
+        _parse_millis_env,
+    ),
+    (
+        "metric_export_interval",
+        "OTELPERF_METRIC_EXPORT_INTERVAL",
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        _parse_seconds,
+        _parse_millis_env,
+    ),
     ("strict", "OTELPERF_STRICT", None, _parse_bool, None),
 )
 SETTING_NAMES = tuple(s[0] for s in _SPEC)
@@ -267,7 +307,9 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **kwargs: Any) ->
     unknown = sorted(k for k in kwargs if k not in SETTING_NAMES)
     if unknown:
         # A misspelt keyword is a programming error, not configuration drift: always raise.
-        raise TypeError(f"otelperf.init() got unknown setting(s) {unknown}; accepted: {', '.join(SETTING_NAMES)}")
+        raise TypeError(
+            f"otelperf.init() got unknown setting(s) {unknown}; accepted: {', '.join(SETTING_NAMES)}"
+        )
 
     strict_raw = kwargs.get("strict", env.get("OTELPERF_STRICT", "false"))
     try:
@@ -293,9 +335,8 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **kwargs: Any) ->
                 sources[name] = source
             except ValueError as exc:
                 default = getattr(defaults, name)
-                problems.append(
-                    f"invalid {_describe(name, source)}={raw!r}: expected {exc}; using the default {default!r}"
-                )
+                shown = _describe(name, source)
+                problems.append(f"invalid {shown}={raw!r}: expected {exc}; using the default {default!r}")
         sources.setdefault(name, "default")
 
     if problems:

@@ -20,9 +20,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otelperf import _internal, _setup
+from otelperf._otlp_sink import OTLPSink, SinkMetric, SinkSpan
 from otelperf.config import resolve_settings
 
-__all__ = ["Capture", "capture", "otelperf_capture"]
+__all__ = ["Capture", "OTLPSink", "SinkMetric", "SinkSpan", "capture", "otelperf_capture", "stop_capture"]
 
 
 class Capture:

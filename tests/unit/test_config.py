@@ -67,11 +67,23 @@ def test_durations_accept_units() -> None:
 @pytest.mark.parametrize(
     ("env", "setting", "accepted"),
     [
-        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"}, "OTEL_EXPORTER_OTLP_PROTOCOL", "'http/protobuf' or 'grpc'"),
+        (
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"},
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "'http/protobuf' or 'grpc'",
+        ),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "a URL such as"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://host:99999"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "a URL such as"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://host:99999"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "a URL such as",
+        ),
         ({"OTELPERF_SHUTDOWN_TIMEOUT": "-1"}, "OTELPERF_SHUTDOWN_TIMEOUT", "non-negative duration"),
-        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "-5"}, "OTEL_EXPORTER_OTLP_TIMEOUT", "non-negative number of milliseconds"),
+        (
+            {"OTEL_EXPORTER_OTLP_TIMEOUT": "-5"},
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "non-negative number of milliseconds",
+        ),
         ({"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, "OTEL_BSP_MAX_QUEUE_SIZE", "positive whole number"),
         ({"OTELPERF_MAX_EXPORT_BATCH_SIZE": "0"}, "OTELPERF_MAX_EXPORT_BATCH_SIZE", "positive whole number"),
         ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER", "parentbased_always_on"),

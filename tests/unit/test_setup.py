@@ -46,7 +46,9 @@ def _export_threads() -> list[str]:
 
 
 def test_init_three_times_returns_one_runtime() -> None:
-    first = otelperf.init(service_name="idem", instrument="none", endpoint=f"http://127.0.0.1:{_closed_port()}")
+    first = otelperf.init(
+        service_name="idem", instrument="none", endpoint=f"http://127.0.0.1:{_closed_port()}"
+    )
     assert otelperf.init() is first
     assert otelperf.init(service_name="idem") is first
     assert first.tracer_provider is not None
@@ -90,7 +92,9 @@ def test_sdk_disabled_gives_no_spans_and_no_threads(monkeypatch: pytest.MonkeyPa
 
 def test_resource_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=payments")
-    runtime = otelperf.init(service_name="shop", service_version="1.2.3", environment="staging", instrument="none")
+    runtime = otelperf.init(
+        service_name="shop", service_version="1.2.3", environment="staging", instrument="none"
+    )
     assert runtime.tracer_provider is not None
     attrs = runtime.tracer_provider.resource.attributes
     assert attrs["service.name"] == "shop"
@@ -112,7 +116,11 @@ def test_unreachable_collector_never_troubles_the_app(
     caplog.set_level(logging.WARNING)
     started = time.monotonic()
     runtime = otelperf.init(
-        service_name="unreachable", instrument="none", endpoint=endpoint, export_timeout=1.0, schedule_delay="50ms"
+        service_name="unreachable",
+        instrument="none",
+        endpoint=endpoint,
+        export_timeout=1.0,
+        schedule_delay="50ms",
     )
     assert time.monotonic() - started < 1.0, "startup must not wait for the collector"
     assert runtime.tracer is not None
