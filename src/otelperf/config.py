@@ -60,6 +60,7 @@ class Settings:
     instrument: tuple[str, ...] = KNOWN_INSTRUMENTATIONS
     capture_request_headers: tuple[str, ...] = ()
     asgi_message_spans: bool = False
+    legacy_attributes: bool = False
     max_queue_size: int = 8192
     max_export_batch_size: int = 512
     schedule_delay: float = 1.0
@@ -218,6 +219,11 @@ def _parse_instrument(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def _parse_semconv_opt_in(raw: Any) -> bool:
+    """OTEL_SEMCONV_STABILITY_OPT_IN: 'database/dup' asks for the old attribute names as well."""
+    return "database/dup" in [part.strip().lower() for part in str(raw).split(",")]
+
+
 def _parse_str(raw: Any) -> str:
     text = str(raw).strip()
     if not text:
@@ -270,6 +276,13 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
         None,
     ),
     ("asgi_message_spans", "OTELPERF_ASGI_MESSAGE_SPANS", None, _parse_bool, None),
+    (
+        "legacy_attributes",
+        "OTELPERF_LEGACY_ATTRIBUTES",
+        "OTEL_SEMCONV_STABILITY_OPT_IN",
+        _parse_bool,
+        _parse_semconv_opt_in,
+    ),
     ("max_queue_size", "OTELPERF_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE", _parse_positive_int, None),
     (
         "max_export_batch_size",

@@ -259,14 +259,16 @@ def _start(state: _State, scope: Scope) -> _Request:
     parent = propagate.extract(headers, getter=_GETTER)
     raw_method: str = scope.get("method") or ""
     method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
-    span = state.tracer.start_span(
-        method if method != "_OTHER" else "HTTP", context=parent, kind=SpanKind.SERVER
-    )
     scheme: str = scope.get("scheme") or "http"
-    if span.is_recording():
-        span.set_attributes(
-            _request_attributes(state, scope, headers, method=method, raw=raw_method, scheme=scheme)
-        )
+    # Attributes go in at span start (one pass through the SDK's checks); an incoming
+    # "not sampled" parent means the span will not record, so none are computed then.
+    remote = trace.get_current_span(parent).get_span_context()
+    attributes = None
+    if not remote.is_valid or remote.trace_flags.sampled:
+        attributes = _request_attributes(state, scope, headers, method=method, raw=raw_method, scheme=scheme)
+    span = state.tracer.start_span(
+        method if method != "_OTHER" else "HTTP", context=parent, kind=SpanKind.SERVER, attributes=attributes
+    )
     base = scope.get("root_path", "")
     return _Request(span, trace.set_span_in_context(span, parent), method, scheme, base)
 
@@ -346,13 +348,16 @@ def _finish(
     elif status is not None and status >= 500:
         error_type = str(status)
     if span.is_recording():
+        end_attributes: dict[str, Any] = {}
         if template is not None:
             span.update_name(f"{'HTTP' if req.method == '_OTHER' else req.method} {template}")
-            span.set_attribute(_names.HTTP_ROUTE, template)
+            end_attributes[_names.HTTP_ROUTE] = template
         if status is not None:
-            span.set_attribute(_names.HTTP_RESPONSE_STATUS_CODE, status)
+            end_attributes[_names.HTTP_RESPONSE_STATUS_CODE] = status
         if error_type is not None:
-            span.set_attribute(_names.ERROR_TYPE, error_type)
+            end_attributes[_names.ERROR_TYPE] = error_type
+        span.set_attributes(end_attributes)
+        if error_type is not None:
             description = None
             if error is not None:
                 description = f"{type(error).__name__}: {error}"

@@ -1,0 +1,86 @@
+"""Leaf spans written in one step, for operations that are over before we describe them.
+
+A SQL statement, a Redis command or a cache lookup has no children and is complete by the time
+otelperf builds its span. The SDK's ``start_span``/``end`` path is made for spans that live and
+change: it samples, takes a lock per span, re-validates every attribute and keeps mutable state,
+which costs more than the statement's own bookkeeping. Here the finished span is built directly
+as a ``ReadableSpan`` (the SDK's own type for ended spans) and handed to the provider's span
+processors' ``on_end``, exactly where ``Span.end()`` would hand it.
+
+Rules that keep this equivalent to the SDK path:
+- only for spans with a valid parent: the child follows the parent's sampling decision, as the
+  ``ParentBased`` samplers do; a root operation takes the normal path through the sampler;
+- attributes are built by otelperf from known types and bounded sizes, so they need no cleaning;
+- span processors see ``on_end`` but not ``on_start`` for these spans (documented).
+When the tracer is not the SDK's, :attr:`LeafSpans.enabled` is False and callers use the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
+
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+class LeafSpans:
+    """Emits complete, childless spans under a sampled parent straight to the span processors."""
+
+    __slots__ = ("_ids", "_processor", "_resource", "_scope", "_tracer", "enabled")
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        self._processor = getattr(tracer, "span_processor", None)
+        self._resource = getattr(tracer, "resource", None)
+        self._scope = getattr(tracer, "_instrumentation_scope", None)
+        self._ids = getattr(tracer, "id_generator", None)
+        self.enabled = None not in (self._processor, self._resource, self._ids) and hasattr(
+            self._processor, "on_end"
+        )
+
+    def new_span_id(self) -> int:
+        assert self._ids is not None
+        span_id: int = self._ids.generate_span_id()
+        return span_id
+
+    def context_for(self, parent: SpanContext, span_id: int | None = None) -> SpanContext:
+        """The SpanContext of a child of ``parent`` (to inject before the operation runs)."""
+        return SpanContext(
+            parent.trace_id,
+            span_id if span_id is not None else self.new_span_id(),
+            is_remote=False,
+            trace_flags=_SAMPLED,
+            trace_state=parent.trace_state,
+        )
+
+    def emit(  # noqa: PLR0917 - one call site per instrumentation, all positional for speed
+        self,
+        name: str,
+        kind: SpanKind,
+        parent: SpanContext,
+        start_ns: int,
+        end_ns: int,
+        attributes: dict[str, Any],
+        events: Sequence[Event] = (),
+        error: bool = False,
+        context: SpanContext | None = None,
+    ) -> None:
+        span = ReadableSpan(
+            name,
+            context=context if context is not None else self.context_for(parent),
+            parent=parent,
+            resource=self._resource,
+            attributes=attributes,
+            events=events,
+            kind=kind,
+            status=Status(StatusCode.ERROR) if error else _UNSET,
+            start_time=start_ns,
+            end_time=end_ns,
+            instrumentation_scope=self._scope,
+        )
+        assert self._processor is not None
+        self._processor.on_end(span)
