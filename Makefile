@@ -18,7 +18,7 @@ services:
 services-stop:
 	scripts/services.sh stop
 
-test: services
+test: setup services
 	env $(SERVICE_ENV) $(VENV)/bin/pytest -q
 	@echo "== SQLAlchemy 2.0 leg ($(VENV_SA20)) =="
 	env $(SERVICE_ENV) $(VENV_SA20)/bin/pytest -q \
