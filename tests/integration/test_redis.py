@@ -14,8 +14,9 @@ import redis.asyncio.client
 import redis.client
 import wrapt
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
 from otelperf.instrumentation.redis import INSTRUMENTOR
 from otelperf.testing import Capture, capture, stop_capture
@@ -377,3 +378,133 @@ def test_uninstrument_restores_the_library(client: redis.Redis, prefix: str) -> 
     assert [s.name for s in cap.spans] == ["GET"]
     INSTRUMENTOR.uninstrument()  # idempotent
     assert all(cls.__dict__[name] is originals[cls, name] for cls, name in PATCHED)
+
+
+# --- under a parent span (the leaf-span path) and at the root (the API path) --------------------------
+
+
+def _seen(span: ReadableSpan) -> tuple[Any, ...]:
+    return (span.name, span.kind, attrs(span), span.status.status_code, span.status.description, span.events)
+
+
+def _workout(client: redis.Redis, prefix: str) -> None:
+    client.set(prefix + "k", "v", ex=60)
+    client.get(prefix + "k")
+    client.get(prefix + "absent")
+    client.mget(prefix + "k", prefix + "absent")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        client.lpush(prefix + "k", "x")
+    for transaction in (False, True):
+        pipe = client.pipeline(transaction=transaction)
+        pipe.set(prefix + "p", "1").get(prefix + "p").get(prefix + "absent")
+        assert pipe.execute() == [True, b"1", None]
+    with client.pipeline() as pipe:
+        pipe.watch(prefix + "k")
+        pipe.get(prefix + "k")
+        pipe.multi()
+        pipe.set(prefix + "k", "w")
+        pipe.execute()
+
+
+def test_spans_under_a_parent_are_the_spans_at_the_root(
+    otelperf_capture: Capture, client: redis.Redis, prefix: str
+) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    _workout(client, prefix)
+    at_root = otelperf_capture.spans
+    otelperf_capture.clear()
+    with tracer.start_as_current_span("handler") as handler:
+        _workout(client, prefix)
+    under_parent = [s for s in otelperf_capture.spans if s.name != "handler"]
+
+    assert [s.name for s in under_parent] == [
+        "SET", "GET", "GET", "MGET", "LPUSH", "PIPELINE", "MULTI", "WATCH", "GET", "MULTI",
+    ]  # fmt: skip
+    assert [_seen(s) for s in under_parent] == [_seen(s) for s in at_root]
+    assert under_parent[4].status.status_code is StatusCode.ERROR
+    handler_ctx = handler.get_span_context()
+    for span in under_parent:
+        assert span.parent is not None and span.parent.span_id == handler_ctx.span_id
+        assert span.context.trace_id == handler_ctx.trace_id
+    points = {
+        p.attributes["otelperf.cache.result"]: p.value
+        for p in otelperf_capture.metric_points("otelperf.cache.requests")
+        if p.attributes["otelperf.cache.name"] == "redis"
+    }
+    assert points == {"hit": 10, "miss": 8}  # both rounds: GET, GET, MGET, two pipelines, the watched GET
+
+
+def test_blocking_command_under_a_parent_covers_the_wait(
+    otelperf_capture: Capture, client: redis.Redis, prefix: str
+) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    with tracer.start_as_current_span("handler"):
+        started = time.perf_counter()
+        assert client.blpop([prefix + "empty"], timeout=0.1) is None
+        elapsed = time.perf_counter() - started
+    span = only(otelperf_capture, "BLPOP")
+    duration = (span.end_time - span.start_time) / 1e9  # type: ignore[operator]
+    assert 0.1 <= duration <= elapsed
+
+
+def test_pipeline_loading_scripts_is_the_parent_of_its_script_commands(
+    otelperf_capture: Capture, client: redis.Redis, prefix: str
+) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    # A script Redis has not seen: the pipeline asks SCRIPT EXISTS, then SCRIPT LOADs it.
+    script = client.register_script(f"return '{uuid.uuid4().hex}'")
+    otelperf_capture.clear()
+    with tracer.start_as_current_span("handler") as handler:
+        pipe = client.pipeline()
+        script(keys=[prefix + "k"], client=pipe)
+        assert len(pipe.execute()) == 1
+
+    pipeline = only(otelperf_capture, "MULTI")
+    assert pipeline.parent is not None and pipeline.parent.span_id == handler.get_span_context().span_id
+    assert sorted(s.name for s in otelperf_capture.children_of(pipeline)) == ["SCRIPT EXISTS", "SCRIPT LOAD"]
+
+
+def test_unsampled_parent_makes_no_span_and_still_measures(
+    otelperf_capture: Capture, client: redis.Redis, prefix: str
+) -> None:
+    parent = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+    try:
+        client.get(prefix + "absent")
+    finally:
+        otel_context.detach(token)
+    assert otelperf_capture.spans == []
+    [point] = otelperf_capture.metric_points("db.client.operation.duration")
+    assert (point.attributes["db.operation.name"], point.count) == ("GET", 1)
+
+
+async def test_async_spans_under_a_parent_are_the_spans_at_the_root(
+    otelperf_capture: Capture, aclient: redis.asyncio.Redis, prefix: str
+) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+
+    async def workout() -> None:
+        await aclient.set(prefix + "a", "1")
+        assert await aclient.get(prefix + "a") == b"1"
+        with pytest.raises(redis.ResponseError):
+            await aclient.hget(prefix + "a", "field")
+        async with aclient.pipeline(transaction=False) as pipe:
+            pipe.set(prefix + "b", "2").get(prefix + "b")
+            assert await pipe.execute() == [True, b"2"]
+
+    await workout()
+    at_root = otelperf_capture.spans
+    otelperf_capture.clear()
+    with tracer.start_as_current_span("handler") as handler:
+        await workout()
+    under_parent = [s for s in otelperf_capture.spans if s.name != "handler"]
+
+    assert [s.name for s in under_parent] == ["SET", "GET", "HGET", "PIPELINE"]
+    assert [_seen(s) for s in under_parent] == [_seen(s) for s in at_root]
+    assert all(
+        s.parent is not None and s.parent.span_id == handler.get_span_context().span_id for s in under_parent
+    )

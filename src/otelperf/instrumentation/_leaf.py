@@ -8,8 +8,9 @@ as a ``ReadableSpan`` (the SDK's own type for ended spans) and handed to the pro
 processors' ``on_end``, exactly where ``Span.end()`` would hand it.
 
 Rules that keep this equivalent to the SDK path:
-- only for spans with a valid parent: the child follows the parent's sampling decision, as the
-  ``ParentBased`` samplers do; a root operation takes the normal path through the sampler;
+- only with a ``ParentBased`` sampler (the default) and for spans with a valid parent: the child
+  follows the parent's sampling decision as that sampler would; a root operation, or any span under
+  another sampler, takes the normal path through the sampler;
 - attributes are built by otelperf from known types and bounded sizes, so they need no cleaning;
 - span processors see ``on_end`` but not ``on_start`` for these spans (documented).
 When the tracer is not the SDK's, :attr:`LeafSpans.enabled` is False and callers use the API.
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
 
 _UNSET = Status(StatusCode.UNSET)
@@ -38,8 +40,13 @@ class LeafSpans:
         self._resource = getattr(tracer, "resource", None)
         self._scope = getattr(tracer, "_instrumentation_scope", None)
         self._ids = getattr(tracer, "id_generator", None)
-        self.enabled = None not in (self._processor, self._resource, self._ids) and hasattr(
-            self._processor, "on_end"
+        # A child that simply follows its parent's decision is what the ParentBased samplers do
+        # (otelperf's default); with any other sampler the SDK path decides, span by span.
+        follows_parent = isinstance(getattr(tracer, "sampler", None), ParentBased)
+        self.enabled = (
+            follows_parent
+            and None not in (self._processor, self._resource, self._ids)
+            and hasattr(self._processor, "on_end")
         )
 
     def new_span_id(self) -> int:

@@ -14,6 +14,14 @@ Tracer and meter are looked up when a lookup happens, not when the cache is wrap
 wrapped at import time (before ``otelperf.init()``) is traced once otelperf runs, and costs one
 function call per lookup while it does not.
 
+Under a sampled parent span, the dict-like cache's spans are leaf spans
+(:mod:`otelperf.instrumentation._leaf`): written in one step when the operation is over, never
+current while it runs; span processors get their ``on_end`` without an ``on_start``. Spans that
+code can run under keep the API path and are current during the call: every
+``InstrumentedCachedFunction`` call (a miss runs the loader) and ``[key]`` on a cache whose
+``__missing__`` may load (``defaultdict``, a cachetools subclass that overrides it). So do root
+operations and those under an unsampled parent.
+
 :class:`CacheStats` holds, per meter, the ``otelperf.cache.requests`` counter and the in-process
 hit/miss counts behind the ``otelperf.cache.hit_ratio`` gauge; Redis reads record into it too.
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,10 +39,11 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, Tracer, get_current_span
 
 from otelperf import _names, _setup
 from otelperf._internal import guard
+from otelperf.instrumentation._leaf import LeafSpans
 
 __all__ = [
     "MAX_CACHE_NAMES",
@@ -157,15 +167,51 @@ def stats_for(meter: Meter) -> CacheStats:
 # --- span helpers ----------------------------------------------------------------------------------
 
 
-def _begin(tracer: Tracer, span_name: str) -> tuple[Span, object]:
-    span = tracer.start_span(span_name, kind=SpanKind.INTERNAL)
-    return span, otel_context.attach(trace.set_span_in_context(span))
+_last_leaf: tuple[Tracer, LeafSpans] | None = None  # one tracer per running otelperf
+
+
+def _leaf_spans(tracer: Tracer) -> LeafSpans:
+    global _last_leaf
+    last = _last_leaf
+    if last is not None and last[0] is tracer:
+        return last[1]
+    leaf = LeafSpans(tracer)
+    _last_leaf = (tracer, leaf)
+    return leaf
+
+
+class _Pending:
+    """One traced cache operation: an API span made current (``span``, ``token``), or a leaf to be."""
+
+    __slots__ = ("leaf", "parent", "span", "span_name", "start_ns", "token")
+
+    def __init__(self, span_name: str) -> None:
+        self.span_name = span_name
+        self.leaf: LeafSpans | None = None
+        self.parent: SpanContext | None = None
+        self.start_ns = 0
+        self.span: Span | None = None
+        self.token: object = None
+
+
+def _begin(tracer: Tracer, span_name: str, leaf_ok: bool) -> _Pending:
+    """Start a cache span. ``leaf_ok``: nothing can run under it, so it may be a leaf span."""
+    pending = _Pending(span_name)
+    if leaf_ok:
+        parent = get_current_span().get_span_context()
+        if parent.is_valid and parent.trace_flags.sampled:
+            leaf = _leaf_spans(tracer)
+            if leaf.enabled:
+                pending.leaf, pending.parent, pending.start_ns = leaf, parent, time.time_ns()
+                return pending
+    span = pending.span = tracer.start_span(span_name, kind=SpanKind.INTERNAL)
+    pending.token = otel_context.attach(trace.set_span_in_context(span))
+    return pending
 
 
 def _finish(
     runtime: _setup.Runtime,
-    span: Span,
-    token: object,
+    pending: _Pending,
     *,
     name: str,
     operation: str,
@@ -173,9 +219,32 @@ def _finish(
     exc: BaseException | None,
 ) -> None:
     """Label and end a cache span; count a lookup when ``hit`` is known."""
+    span = pending.span
     try:
         with guard("cache.finish"):
-            if span.is_recording():
+            leaf = pending.leaf
+            if leaf is not None:
+                assert pending.parent is not None
+                attributes: dict[str, Any] = {
+                    _names.CACHE_NAME: name,
+                    _names.CACHE_OPERATION: operation,
+                    _names.COMPONENT: _names.COMPONENT_CACHE,
+                }
+                if hit is not None:
+                    attributes[_names.CACHE_HIT] = hit
+                if exc is not None:
+                    attributes[_names.ERROR_TYPE] = type(exc).__qualname__
+                leaf.emit(
+                    pending.span_name,
+                    SpanKind.INTERNAL,
+                    pending.parent,
+                    pending.start_ns,
+                    time.time_ns(),
+                    attributes,
+                    (),
+                    exc is not None,
+                )
+            elif span is not None and span.is_recording():
                 span.set_attributes(
                     {
                         _names.CACHE_NAME: name,
@@ -192,8 +261,21 @@ def _finish(
             if hit is not None and runtime.meter is not None:
                 stats_for(runtime.meter).record(name, 1 if hit else 0, 0 if hit else 1)
     finally:
-        otel_context.detach(token)  # type: ignore[arg-type]
-        span.end()
+        if span is not None:
+            otel_context.detach(pending.token)  # type: ignore[arg-type]
+            span.end()
+
+
+def _loads_on_miss(cache: Any) -> bool:
+    """Whether ``cache[key]`` may run code on a miss (``defaultdict``, a loading ``__missing__``)."""
+    missing = getattr(type(cache), "__missing__", None)
+    if missing is None:
+        return False
+    # cachetools' own Cache.__missing__ only raises KeyError.
+    return not (
+        getattr(missing, "__qualname__", None) == "Cache.__missing__"
+        and str(getattr(missing, "__module__", "")).startswith("cachetools")
+    )
 
 
 _current_runtime = _setup.current
@@ -232,23 +314,21 @@ class InstrumentedCachedFunction(wrapt.FunctionWrapper[..., Any]):
                 return wrapped(*args, **kwargs)
             assert runtime.tracer is not None
             misses = cache_info().misses
-            span, token = _begin(runtime.tracer, span_name)
+            # Never a leaf: on a miss the loader runs under this span, and its spans are children.
+            pending = _begin(runtime.tracer, span_name, False)
             try:
                 result = wrapped(*args, **kwargs)
             except BaseException as exc:
                 _finish(
                     runtime,
-                    span,
-                    token,
+                    pending,
                     name=name,
                     operation="get",
                     hit=cache_info().misses == misses,
                     exc=exc,
                 )
                 raise
-            _finish(
-                runtime, span, token, name=name, operation="get", hit=cache_info().misses == misses, exc=None
-            )
+            _finish(runtime, pending, name=name, operation="get", hit=cache_info().misses == misses, exc=None)
             return result
 
         super().__init__(func, wrapper)
@@ -278,6 +358,8 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         self._self_get_span = f"cache.get {name}"
         self._self_set_span = f"cache.set {name}"
         self._self_delete_span = f"cache.delete {name}"
+        # [key] that may load on a miss keeps its span current for the load's spans.
+        self._self_leaf_getitem = not _loads_on_miss(wrapped)
 
     @property
     def otelperf_cache_name(self) -> str:
@@ -289,14 +371,13 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         if runtime is None:
             return self.__wrapped__[key]
         assert runtime.tracer is not None
-        span, token = _begin(runtime.tracer, self._self_get_span)
+        pending = _begin(runtime.tracer, self._self_get_span, self._self_leaf_getitem)
         try:
             value = self.__wrapped__[key]
         except KeyError:
             _finish(
                 runtime,
-                span,
-                token,
+                pending,
                 name=self._self_otelperf_cache_name,
                 operation="get",
                 hit=False,
@@ -304,13 +385,9 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
             )
             raise
         except BaseException as exc:
-            _finish(
-                runtime, span, token, name=self._self_otelperf_cache_name, operation="get", hit=None, exc=exc
-            )
+            _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=None, exc=exc)
             raise
-        _finish(
-            runtime, span, token, name=self._self_otelperf_cache_name, operation="get", hit=True, exc=None
-        )
+        _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=True, exc=None)
         return value
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -318,16 +395,14 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         if runtime is None:
             return self.__wrapped__.get(key, default)
         assert runtime.tracer is not None
-        span, token = _begin(runtime.tracer, self._self_get_span)
+        pending = _begin(runtime.tracer, self._self_get_span, True)
         try:
             value = self.__wrapped__.get(key, _MISSING)
         except BaseException as exc:
-            _finish(
-                runtime, span, token, name=self._self_otelperf_cache_name, operation="get", hit=None, exc=exc
-            )
+            _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=None, exc=exc)
             raise
         hit = value is not _MISSING
-        _finish(runtime, span, token, name=self._self_otelperf_cache_name, operation="get", hit=hit, exc=None)
+        _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=hit, exc=None)
         return value if hit else default
 
     def _traced_write(self, span_name: str, operation: str, method: Callable[..., Any], *args: Any) -> Any:
@@ -335,14 +410,13 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         if runtime is None:
             return method(*args)
         assert runtime.tracer is not None
-        span, token = _begin(runtime.tracer, span_name)
+        pending = _begin(runtime.tracer, span_name, True)
         try:
             result = method(*args)
         except BaseException as exc:
             _finish(
                 runtime,
-                span,
-                token,
+                pending,
                 name=self._self_otelperf_cache_name,
                 operation=operation,
                 hit=None,
@@ -350,7 +424,7 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
             )
             raise
         _finish(
-            runtime, span, token, name=self._self_otelperf_cache_name, operation=operation, hit=None, exc=None
+            runtime, pending, name=self._self_otelperf_cache_name, operation=operation, hit=None, exc=None
         )
         return result
 

@@ -17,6 +17,13 @@ out for the same reason (Redis echoes arguments in some error messages).
 Reads that a cache does (GET, MGET...) carry ``otelperf.cache.hit`` and count into the shared
 ``otelperf.cache.requests``/``otelperf.cache.hit_ratio`` metrics under the cache name ``redis``.
 
+Under a sampled parent span a command's span is a leaf span
+(:mod:`otelperf.instrumentation._leaf`): written in one step when the command is over and never
+the current span while it runs (nothing is a child of a Redis command); span processors get its
+``on_end`` without an ``on_start``. Root commands, unsampled parents and pipelines that load Lua
+scripts (whose ``SCRIPT EXISTS``/``SCRIPT LOAD`` spans are its children) take the API path, with
+the span current during the call.
+
 Not covered: ``RedisCluster`` (it sends commands through its own node connections, not through
 ``Redis.execute_command``), pub/sub and ``MONITOR``.
 """
@@ -33,11 +40,12 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import Histogram
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _names
 from otelperf._internal import guard
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
+from otelperf.instrumentation._leaf import LeafSpans
 from otelperf.instrumentation.cache import CacheStats, instrumentation_suppressed, stats_for
 
 __all__ = ["INSTRUMENTOR", "RedisInstrumentor", "operation_name", "pipeline_query_text", "query_text"]
@@ -180,6 +188,7 @@ class RedisInstrumentor(Instrumentor):
         # (class, attribute, original from the class __dict__, our wrapper) for exact restoration
         self._patched: list[tuple[type, str, Any, Any]] = []
         self._tracer: Tracer | None = None
+        self._leaf: LeafSpans | None = None  # only when the tracer is the SDK's
         self._duration: Histogram | None = None
         self._stats: CacheStats | None = None
 
@@ -191,6 +200,8 @@ class RedisInstrumentor(Instrumentor):
             import redis.client
 
             self._tracer = ctx.tracer
+            leaf = LeafSpans(ctx.tracer)
+            self._leaf = leaf if leaf.enabled else None
             self._duration = ctx.meter.create_histogram(
                 _names.METRIC_DB_CLIENT_DURATION,
                 unit="s",
@@ -227,6 +238,7 @@ class RedisInstrumentor(Instrumentor):
                 setattr(cls, attribute, original)
         self._patched.clear()
         self._tracer = None
+        self._leaf = None
         self._duration = None
         self._stats = None
 
@@ -237,13 +249,13 @@ class RedisInstrumentor(Instrumentor):
         if tracer is None or not args or instrumentation_suppressed():
             return wrapped(*args, **kwargs)
         operation = operation_name(args)
-        span, token, start = self._begin(tracer, operation)
+        pending = self._begin(tracer, operation, True)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._finish(span, token, start, instance, operation, args=args, exc=exc)
+            self._finish(pending, instance, operation, args=args, exc=exc)
             raise
-        self._finish(span, token, start, instance, operation, args=args, result=result)
+        self._finish(pending, instance, operation, args=args, result=result)
         return result
 
     async def _command_async(
@@ -253,13 +265,13 @@ class RedisInstrumentor(Instrumentor):
         if tracer is None or not args or instrumentation_suppressed():
             return await wrapped(*args, **kwargs)
         operation = operation_name(args)
-        span, token, start = self._begin(tracer, operation)
+        pending = self._begin(tracer, operation, True)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._finish(span, token, start, instance, operation, args=args, exc=exc)
+            self._finish(pending, instance, operation, args=args, exc=exc)
             raise
-        self._finish(span, token, start, instance, operation, args=args, result=result)
+        self._finish(pending, instance, operation, args=args, result=result)
         return result
 
     # --- pipelines ------------------------------------------------------------------------------
@@ -270,13 +282,15 @@ class RedisInstrumentor(Instrumentor):
         stack = getattr(instance, "command_stack", None)
         if tracer is None or not stack or instrumentation_suppressed():
             return wrapped(*args, **kwargs)
-        span, token, start = self._begin(tracer, _pipeline_span_name(instance))
+        # A pipeline with Lua scripts loads them first (SCRIPT EXISTS/LOAD, through the patched
+        # immediate_execute_command): those spans are children of this one, so it is no leaf.
+        pending = self._begin(tracer, _pipeline_span_name(instance), not getattr(instance, "scripts", None))
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._finish(span, token, start, instance, PIPELINE_OPERATION, stack=stack, exc=exc)
+            self._finish(pending, instance, PIPELINE_OPERATION, stack=stack, exc=exc)
             raise
-        self._finish(span, token, start, instance, PIPELINE_OPERATION, stack=stack, result=result)
+        self._finish(pending, instance, PIPELINE_OPERATION, stack=stack, result=result)
         return result
 
     async def _pipeline_async(
@@ -286,28 +300,43 @@ class RedisInstrumentor(Instrumentor):
         stack = getattr(instance, "command_stack", None)
         if tracer is None or not stack or instrumentation_suppressed():
             return await wrapped(*args, **kwargs)
-        span, token, start = self._begin(tracer, _pipeline_span_name(instance))
+        # A pipeline with Lua scripts loads them first (SCRIPT EXISTS/LOAD, through the patched
+        # immediate_execute_command): those spans are children of this one, so it is no leaf.
+        pending = self._begin(tracer, _pipeline_span_name(instance), not getattr(instance, "scripts", None))
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._finish(span, token, start, instance, PIPELINE_OPERATION, stack=stack, exc=exc)
+            self._finish(pending, instance, PIPELINE_OPERATION, stack=stack, exc=exc)
             raise
-        self._finish(span, token, start, instance, PIPELINE_OPERATION, stack=stack, result=result)
+        self._finish(pending, instance, PIPELINE_OPERATION, stack=stack, result=result)
         return result
 
     # --- shared ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _begin(tracer: Tracer, span_name: str) -> tuple[Span, object, float]:
-        span = tracer.start_span(span_name, kind=SpanKind.CLIENT)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        return span, token, time.perf_counter()
+    def _begin(self, tracer: Tracer, span_name: str, leaf_ok: bool) -> _Pending:
+        """Start a command's span: a leaf span to be under a sampled parent, else an API span.
+
+        A leaf is never current. redis-py runs no traced work inside a command (connection
+        set-up talks to the socket directly); a pipeline that loads scripts does, and passes
+        ``leaf_ok=False``. Anything a connection hook traces (a credential provider calling out
+        over HTTP) is the caller's child, not the command's, under a sampled parent.
+        """
+        pending = _Pending(span_name)
+        leaf = self._leaf
+        if leaf is not None and leaf_ok:
+            parent = trace.get_current_span().get_span_context()
+            if parent.is_valid and parent.trace_flags.sampled:
+                pending.leaf, pending.parent, pending.start_ns = leaf, parent, time.time_ns()
+                pending.start = time.perf_counter()
+                return pending
+        span = pending.span = tracer.start_span(span_name, kind=SpanKind.CLIENT)
+        pending.token = otel_context.attach(trace.set_span_in_context(span))
+        pending.start = time.perf_counter()
+        return pending
 
     def _finish(
         self,
-        span: Span,
-        token: object,
-        start: float,
+        pending: _Pending,
         instance: Any,
         operation: str,
         *,
@@ -316,7 +345,8 @@ class RedisInstrumentor(Instrumentor):
         result: Any = None,
         exc: BaseException | None = None,
     ) -> None:
-        duration = time.perf_counter() - start
+        duration = time.perf_counter() - pending.start
+        span = pending.span
         try:
             with guard("redis.finish"):
                 counts = None
@@ -324,7 +354,23 @@ class RedisInstrumentor(Instrumentor):
                     counts = (
                         cache_result(operation, result) if stack is None else _pipeline_counts(stack, result)
                     )
-                if span.is_recording():
+                leaf = pending.leaf
+                if leaf is not None:
+                    assert pending.parent is not None
+                    attributes = _attributes(
+                        instance, operation, args=args, stack=stack, counts=counts, exc=exc
+                    )
+                    leaf.emit(
+                        pending.span_name,
+                        SpanKind.CLIENT,
+                        pending.parent,
+                        pending.start_ns,
+                        time.time_ns(),
+                        attributes,
+                        (),
+                        exc is not None,
+                    )
+                elif span is not None and span.is_recording():
                     _label(span, instance, operation, args=args, stack=stack, counts=counts, exc=exc)
                 metric_attributes = {_names.DB_SYSTEM_NAME: "redis", _names.DB_OPERATION_NAME: operation}
                 if exc is not None:
@@ -335,8 +381,24 @@ class RedisInstrumentor(Instrumentor):
                 if counts is not None and stats is not None:
                     stats.record(CACHE_NAME, counts[0], counts[1])
         finally:
-            otel_context.detach(token)  # type: ignore[arg-type]
-            span.end()
+            if span is not None:
+                otel_context.detach(pending.token)  # type: ignore[arg-type]
+                span.end()
+
+
+class _Pending:
+    """One command or pipeline in flight: an API span made current, or a leaf span to be."""
+
+    __slots__ = ("leaf", "parent", "span", "span_name", "start", "start_ns", "token")
+
+    def __init__(self, span_name: str) -> None:
+        self.span_name = span_name
+        self.leaf: LeafSpans | None = None
+        self.parent: SpanContext | None = None
+        self.start_ns = 0
+        self.start = 0.0
+        self.span: Span | None = None
+        self.token: object = None
 
 
 def _pipeline_span_name(instance: Any) -> str:
@@ -365,8 +427,7 @@ def _pipeline_counts(stack: Sequence[Any], results: Any) -> tuple[int, int] | No
     return (hits, misses) if seen else None
 
 
-def _label(
-    span: Span,
+def _attributes(
     instance: Any,
     operation: str,
     *,
@@ -374,7 +435,7 @@ def _label(
     stack: Sequence[Any] | None,
     counts: tuple[int, int] | None,
     exc: BaseException | None,
-) -> None:
+) -> dict[str, Any]:
     attributes = _server_attributes(instance)
     attributes[_names.DB_SYSTEM_NAME] = "redis"
     attributes[_names.DB_OPERATION_NAME] = operation
@@ -394,8 +455,22 @@ def _label(
     if exc is not None:
         # Only the type: a Redis error message can quote the command's arguments.
         attributes[_names.ERROR_TYPE] = type(exc).__qualname__
+    return attributes
+
+
+def _label(
+    span: Span,
+    instance: Any,
+    operation: str,
+    *,
+    args: tuple[Any, ...] | None,
+    stack: Sequence[Any] | None,
+    counts: tuple[int, int] | None,
+    exc: BaseException | None,
+) -> None:
+    if exc is not None:
         span.set_status(Status(StatusCode.ERROR))
-    span.set_attributes(attributes)
+    span.set_attributes(_attributes(instance, operation, args=args, stack=stack, counts=counts, exc=exc))
 
 
 INSTRUMENTOR = RedisInstrumentor()

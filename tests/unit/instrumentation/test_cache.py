@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import threading
@@ -10,11 +11,12 @@ from typing import Any
 import cachetools
 import pytest
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
 import otelperf
 from otelperf.instrumentation import cache as cache_module
@@ -345,3 +347,114 @@ def test_cache_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stats.overflowed == 2
     assert stats.ratio("_overflow") == 1.0
     assert stats.ratio("c") is None
+
+
+# --- under a parent span (the leaf-span path) and at the root (the API path) --------------------------
+
+
+def _dict_cache_workout(store: Any, tiny: Any) -> None:
+    store["a"] = 1
+    assert store.get("a") == 1
+    assert store.get("b", "default") == "default"
+    assert store["a"] == 1
+    with pytest.raises(KeyError):
+        store["missing"]
+    assert store.setdefault("s", 2) == 2
+    assert store.pop("a") == 1
+    assert store.pop("a", None) is None
+    store["c"] = 3
+    del store["c"]
+    with pytest.raises(ValueError, match="too large"):
+        tiny["k"] = "way too large"
+
+
+def test_dict_cache_spans_under_a_parent_are_the_spans_at_the_root(otelperf_capture: Capture) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    store = instrument_cache(cachetools.LRUCache(maxsize=8), name="sessions")
+    tiny = instrument_cache(cachetools.LRUCache(maxsize=1, getsizeof=len), name="tiny")
+
+    def seen(span: ReadableSpan) -> tuple[Any, ...]:
+        return (
+            span.name,
+            span.kind,
+            attrs(span),
+            span.status.status_code,
+            span.status.description,
+            span.events,
+        )
+
+    _dict_cache_workout(store, tiny)
+    at_root = otelperf_capture.spans
+    otelperf_capture.clear()
+    with tracer.start_as_current_span("handler") as handler:
+        _dict_cache_workout(store, tiny)
+    under_parent = [s for s in otelperf_capture.spans if s.name != "handler"]
+
+    assert [seen(s) for s in under_parent] == [seen(s) for s in at_root]
+    assert len(under_parent) == 11
+    assert under_parent[-1].status.status_code is StatusCode.ERROR
+    assert attrs(under_parent[-1])["error.type"] == "ValueError"
+    handler_ctx = handler.get_span_context()
+    for span in under_parent:
+        assert span.parent is not None and span.parent.span_id == handler_ctx.span_id
+        assert span.context.trace_id == handler_ctx.trace_id
+        assert span.start_time is not None and span.end_time is not None and span.start_time <= span.end_time
+    assert len({s.context.span_id for s in under_parent}) == 11
+    assert requests(otelperf_capture, "sessions") == {"hit": 4, "miss": 4}  # both rounds
+
+
+def test_a_loading_missing_keeps_the_load_under_the_get_span(otelperf_capture: Capture) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+
+    def load() -> int:
+        with tracer.start_as_current_span("SELECT defaults"):
+            return 0
+
+    class Loading(cachetools.LRUCache[str, int]):
+        def __missing__(self, key: str) -> int:
+            with tracer.start_as_current_span("SELECT rate"):
+                return 5
+
+    defaults = instrument_cache(collections.defaultdict(load), name="defaults")
+    loading = instrument_cache(Loading(maxsize=4), name="loading")
+    with tracer.start_as_current_span("handler") as handler:
+        assert (defaults["x"], loading["y"]) == (0, 5)
+
+    for cache_name, load_name in (("defaults", "SELECT defaults"), ("loading", "SELECT rate")):
+        [get] = otelperf_capture.spans_named(f"cache.get {cache_name}")
+        assert [s.name for s in otelperf_capture.children_of(get)] == [load_name]
+        assert get.parent is not None and get.parent.span_id == handler.get_span_context().span_id
+        assert attrs(get)["otelperf.cache.hit"] is True
+
+
+def test_cached_function_hit_under_a_parent(otelperf_capture: Capture) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+
+    @instrument_cache(name="fn")
+    @functools.lru_cache
+    def f(x: int) -> int:
+        return x
+
+    with tracer.start_as_current_span("handler") as handler:
+        assert (f(1), f(1)) == (1, 1)
+    miss, hit = otelperf_capture.spans_named("cache.get fn")
+    assert [attrs(miss)["otelperf.cache.hit"], attrs(hit)["otelperf.cache.hit"]] == [False, True]
+    assert all(
+        s.parent is not None and s.parent.span_id == handler.get_span_context().span_id for s in (miss, hit)
+    )
+
+
+def test_unsampled_parent_makes_no_span_and_still_counts(otelperf_capture: Capture) -> None:
+    store = instrument_cache({"k": 1}, name="unsampled")
+    parent = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+    try:
+        assert (store["k"], store.get("x")) == (1, None)
+        store["y"] = 2
+    finally:
+        otel_context.detach(token)
+    assert otelperf_capture.spans == []
+    assert requests(otelperf_capture, "unsampled") == {"hit": 1, "miss": 1}

@@ -1,0 +1,273 @@
+"""What the httpx and requests instrumentations share: one CLIENT span and one measurement per call.
+
+Each library module reads the method and URL of its own request type and patches its own
+``send``; from there the work is the same and lives here:
+
+- :func:`begin` (before the call): nothing under suppression; otherwise the span's context is
+  decided and its W3C ``traceparent`` injected into the request headers.
+- :func:`end` (after it): status code, ``error.type``, ERROR status and the exception event,
+  then the span and the ``http.client.request.duration`` measurement.
+
+Under a sampled parent (the usual case: a call made while handling a request) the span is a
+leaf (:mod:`otelperf.instrumentation._leaf`): its SpanContext is minted before the call, so
+the ``traceparent`` can name it, and the finished span goes to the span processors when the call
+is over. Those processors get ``on_end`` without ``on_start`` for it. The downstream server's
+span is its child through that header, as before. A root call or an unsampled parent takes the
+API path (``tracer.start_span``). Either way the span is never the current span during the call,
+so what runs inside ``send`` (event hooks, an in-process ASGI app) sees the caller's context.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.metrics import Histogram
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.semconv.attributes.exception_attributes import (
+    EXCEPTION_ESCAPED,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+)
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
+
+from otelperf import _internal, _names
+from otelperf.instrumentation._base import InstrumentContext
+from otelperf.instrumentation._leaf import LeafSpans
+
+__all__ = ["Call", "ClientState", "begin", "end"]
+
+SUPPRESS_KEYS = (otel_context._SUPPRESS_INSTRUMENTATION_KEY, otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY)
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
+)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# (raw method, full URL, scheme, host, port) of one request, read by the library's module.
+RequestParts = tuple[str, str, str, str, int | None]
+
+
+class _ClientLeafSpans(LeafSpans):
+    """LeafSpans that can also give an ERROR status its description, as ``Span.set_status`` does.
+
+    A failed call's status says ``"ConnectError: ..."``; ``LeafSpans.emit`` only knows ERROR
+    without a description.
+    """
+
+    __slots__ = ()
+
+    def emit_failed(  # noqa: PLR0917 - mirrors LeafSpans.emit
+        self,
+        name: str,
+        parent: SpanContext,
+        context: SpanContext,
+        start_ns: int,
+        end_ns: int,
+        attributes: dict[str, Any],
+        event: Event,
+        description: str,
+    ) -> None:
+        span = ReadableSpan(
+            name,
+            context=context,
+            parent=parent,
+            resource=self._resource,
+            attributes=attributes,
+            events=(event,),
+            kind=SpanKind.CLIENT,
+            status=Status(StatusCode.ERROR, description),
+            start_time=start_ns,
+            end_time=end_ns,
+            instrumentation_scope=self._scope,
+        )
+        assert self._processor is not None
+        self._processor.on_end(span)
+
+
+class ClientState:
+    """The tracer, histogram and per-library details of one instrumented client library."""
+
+    __slots__ = ("describe", "duration", "leaf", "redact", "tracer", "where")
+
+    def __init__(
+        self,
+        ctx: InstrumentContext,
+        where: str,
+        describe: Callable[[Any], RequestParts],
+        redact: Callable[[str], str],
+    ) -> None:
+        self.tracer: Tracer = ctx.tracer
+        self.leaf = _ClientLeafSpans(ctx.tracer)
+        self.duration: Histogram = ctx.meter.create_histogram(
+            _names.METRIC_HTTP_CLIENT_DURATION,
+            unit="s",
+            description="Duration of HTTP client requests.",
+            explicit_bucket_boundaries_advisory=list(_names.DURATION_BUCKETS_S),
+        )
+        self.where = where  # "httpx" / "requests": the place internal errors are reported under
+        self.describe = describe
+        self.redact = redact
+
+
+class Call:
+    """One traced ``send``: an API span, or what a leaf span needs when the call is over."""
+
+    __slots__ = ("attrs", "context", "name", "parent", "span", "span_attrs", "start_ns", "started", "state")
+
+    def __init__(self, state: ClientState, name: str, attrs: dict[str, Any]) -> None:
+        self.state = state
+        self.name = name
+        self.attrs = attrs  # the metric's attributes, completed when the call ends
+        self.span: Span | None = None  # the API path's span; None on the leaf path
+        self.span_attrs: dict[str, Any] = {}  # leaf path: the span's attributes so far
+        self.parent: SpanContext | None = None
+        self.context: SpanContext | None = None
+        self.start_ns = 0
+        self.started = 0.0
+
+
+def _internal_error(where: str, exc: Exception) -> None:
+    _internal.record_internal_error(where, exc)
+    if _internal._under_pytest():
+        raise exc
+
+
+def _span_attributes(
+    state: ClientState, metric_attrs: dict[str, Any], url: str, raw_method: str
+) -> dict[str, Any]:
+    attrs = dict(metric_attrs)
+    attrs[_names.URL_FULL] = state.redact(url)
+    attrs[_names.COMPONENT] = _names.COMPONENT_HTTP
+    if metric_attrs[_names.HTTP_REQUEST_METHOD] == "_OTHER":
+        attrs[_names.HTTP_REQUEST_METHOD_ORIGINAL] = raw_method
+    return attrs
+
+
+def _start(state: ClientState, request: Any) -> Call | None:
+    if any(otel_context.get_value(key) for key in SUPPRESS_KEYS):
+        return None
+    raw_method, url, scheme, host, port = state.describe(request)
+    method = raw_method if raw_method in KNOWN_METHODS else "_OTHER"
+    metric_attrs: dict[str, Any] = {
+        _names.HTTP_REQUEST_METHOD: method,
+        _names.SERVER_ADDRESS: host,
+        _names.URL_SCHEME: scheme,
+    }
+    if port is not None:
+        metric_attrs[_names.SERVER_PORT] = port
+    call = Call(state, method if method != "_OTHER" else "HTTP", metric_attrs)
+    parent = trace.get_current_span().get_span_context()
+    leaf = state.leaf
+    if parent.is_valid and parent.trace_flags.sampled and leaf.enabled:
+        call.start_ns = time.time_ns()
+        call.parent = parent
+        call.context = leaf.context_for(parent)
+        call.span_attrs = _span_attributes(state, metric_attrs, url, raw_method)
+        injected: Span = NonRecordingSpan(call.context)
+    else:
+        span = call.span = injected = state.tracer.start_span(call.name, kind=SpanKind.CLIENT)
+        if span.is_recording():
+            span.set_attributes(_span_attributes(state, metric_attrs, url, raw_method))
+    propagate.inject(request.headers, context=trace.set_span_in_context(injected))
+    call.started = time.perf_counter()
+    return call
+
+
+def _exception_event(error: BaseException) -> Event:
+    """The event ``Span.record_exception(error, escaped=True)`` of the SDK adds, attribute for attribute."""
+    cls = type(error)
+    module, qualname = cls.__module__, cls.__qualname__
+    return Event(
+        _names.EXCEPTION_EVENT,
+        {
+            _names.EXCEPTION_TYPE: f"{module}.{qualname}" if module and module != "builtins" else qualname,
+            EXCEPTION_MESSAGE: str(error),
+            EXCEPTION_STACKTRACE: "".join(traceback.format_exception(error)),
+            EXCEPTION_ESCAPED: "True",
+        },
+        time.time_ns(),
+    )
+
+
+def _finish(call: Call, status: int | None, error: BaseException | None) -> None:
+    state = call.state
+    elapsed = time.perf_counter() - call.started
+    attrs = call.attrs
+    error_type: str | None = None
+    if error is not None:
+        error_type = type(error).__qualname__
+    elif status is not None and status >= 500:
+        error_type = str(status)
+    if status is not None:
+        attrs[_names.HTTP_RESPONSE_STATUS_CODE] = status
+    if error_type is not None:
+        attrs[_names.ERROR_TYPE] = error_type
+    span = call.span
+    if span is None:
+        assert call.parent is not None and call.context is not None
+        span_attrs = call.span_attrs
+        if status is not None:
+            span_attrs[_names.HTTP_RESPONSE_STATUS_CODE] = status
+        if error_type is not None:
+            span_attrs[_names.ERROR_TYPE] = error_type
+        if error is not None:
+            event = _exception_event(error)
+            state.leaf.emit_failed(
+                call.name,
+                call.parent,
+                call.context,
+                call.start_ns,
+                time.time_ns(),
+                span_attrs,
+                event,
+                f"{type(error).__name__}: {error}",
+            )
+        else:
+            state.leaf.emit(
+                call.name,
+                SpanKind.CLIENT,
+                call.parent,
+                call.start_ns,
+                time.time_ns(),
+                span_attrs,
+                (),
+                error_type is not None,
+                call.context,
+            )
+    else:
+        if span.is_recording():
+            if status is not None:
+                span.set_attribute(_names.HTTP_RESPONSE_STATUS_CODE, status)
+            if error_type is not None:
+                span.set_attribute(_names.ERROR_TYPE, error_type)
+                description = None
+                if error is not None:
+                    description = f"{type(error).__name__}: {error}"
+                    span.record_exception(error, escaped=True)
+                span.set_status(Status(StatusCode.ERROR, description))
+        span.end()
+    state.duration.record(elapsed, attrs)
+
+
+def begin(state: ClientState | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+    """Before ``send(request, ...)``: the call to trace, or None (not instrumented, suppressed, or failed)."""
+    if state is None:
+        return None
+    try:
+        return _start(state, args[0] if args else kwargs["request"])
+    except Exception as exc:
+        _internal_error(f"{state.where}.start", exc)
+        return None
+
+
+def end(call: Call, response: Any, error: BaseException | None) -> None:
+    """After ``send``: ``response`` when it returned, ``error`` when it raised."""
+    try:
+        status = getattr(response, "status_code", None) if response is not None else None
+        _finish(call, status, error)
+    except Exception as exc:
+        _internal_error(f"{call.state.where}.finish", exc)
