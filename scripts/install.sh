@@ -110,4 +110,12 @@ fi
 make_venv "$ROOT/.venv" "$OTEL_INSTRUMENTATION_PIN"
 # SQLAlchemy 2.0 leg: the contrib instrumentor only supports <2.1, so the comparison needs this one.
 make_venv "$ROOT/.venv-sa20" "$OTEL_INSTRUMENTATION_PIN" 'sqlalchemy>=2.0,<2.1'
+# The backend (collector, Jaeger, Prometheus): cached Go builds, seconds when already built; a cold
+# build takes about half an hour on 2 cores. OTELPERF_SKIP_STACK=1 leaves it out.
+if [ "${OTELPERF_SKIP_STACK:-0}" = 1 ]; then
+    say "backend: skipped (OTELPERF_SKIP_STACK=1)"
+else
+    say "backend: scripts/install_stack.sh"
+    "$ROOT/scripts/install_stack.sh" || { say "FAILED at step 'backend' (see the [install-stack] lines above)"; exit 1; }
+fi
 say "done in $(( $(date +%s) - start )) s"
