@@ -2,6 +2,7 @@
 
 otelperf run -- uvicorn app:app --workers 2    # instrument any Python command, no code change
 otelperf doctor                                # settings, libraries, is the collector reachable
+otelperf stack up|down|status|logs             # the local collector + Jaeger + Prometheus
 """
 
 from __future__ import annotations
@@ -78,6 +79,56 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(timeout=args.timeout, as_json=args.json)
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    from otelperf.stack.cli import run_stack_command
+
+    return run_stack_command(args)
+
+
+def _add_stack_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config-dir",
+        help="otelperf checkout holding collector-config/, jaeger/, prometheus/ "
+        "(default: this checkout; env OTELPERF_STACK_CONFIG_DIR)",
+    )
+    common.add_argument(
+        "--state-dir",
+        help="pids, logs and data (default ~/.cache/otelperf/state/stack; env OTELPERF_STACK_STATE)",
+    )
+    stack = sub.add_parser(
+        "stack",
+        help="run the local backend: collector, Jaeger, Prometheus",
+        description="Start, stop and inspect the local OpenTelemetry Collector, Jaeger and Prometheus.",
+    )
+    actions = stack.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", parents=[common], help="start the stack and wait until it is healthy")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (default 60)")
+    alertmanager = up.add_mutually_exclusive_group()
+    alertmanager.add_argument(
+        "--with-alertmanager",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also run Alertmanager on 127.0.0.1:9093 (default: when installed and configured)",
+    )
+    alertmanager.add_argument("--without-alertmanager", dest="with_alertmanager", action="store_false")
+    up.add_argument(
+        "--jaeger-storage", choices=["memory", "badger"], default="memory", help="badger keeps traces"
+    )
+    down = actions.add_parser("down", parents=[common], help="stop the processes `up` started")
+    down.add_argument("--timeout", type=float, default=10.0, help="seconds before SIGKILL (default 10)")
+    down.add_argument("--purge", action="store_true", help="also delete logs and stored data")
+    status = actions.add_parser("status", parents=[common], help="what runs, its health, spans flowing")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--timeout", type=float, default=1.0, help="seconds per health probe")
+    logs = actions.add_parser("logs", parents=[common], help="print (or follow) the components' logs")
+    logs.add_argument("component", nargs="?", choices=["collector", "jaeger", "prometheus", "alertmanager"])
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines per log (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    stack.set_defaults(func=cmd_stack)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otelperf", description="Find performance bottlenecks with OpenTelemetry."
@@ -106,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the OTLP endpoint")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
+    _add_stack_parser(sub)
     return parser
 
 

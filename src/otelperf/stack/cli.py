@@ -1,0 +1,159 @@
+"""``otelperf stack up|down|status|logs``: the command-line face of :class:`Stack`.
+
+Exit codes: 0 ok; 1 could not do it (the message says why and how to fix it); 3 ``status``
+found a component down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from otelperf.stack.components import COMPONENTS, StackError
+from otelperf.stack.manager import URLS, Stack, StackStatus
+from otelperf.stack.state import tail_lines
+
+EXIT_FAILED = 1
+EXIT_DOWN = 3
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run_stack_command(args: argparse.Namespace) -> int:
+    try:
+        stack = Stack(
+            args.config_dir,
+            args.state_dir,
+            with_alertmanager=getattr(args, "with_alertmanager", None),
+            jaeger_storage=getattr(args, "jaeger_storage", "memory"),
+            progress=_say,
+        )
+        if args.action == "up":
+            return _up(stack, args.timeout)
+        if args.action == "down":
+            for line in stack.down(timeout=args.timeout, purge=args.purge):
+                _say(line)
+            return 0
+        if args.action == "status":
+            return _status(stack, args.json, args.timeout)
+        if args.action == "logs":
+            return _logs(stack, args.component, args.lines, args.follow, sys.stdout)
+    except StackError as exc:
+        lines = str(exc).splitlines() or ["failed"]
+        if len(lines) == 1:
+            print(f"otelperf stack {args.action}: {lines[0]}", file=sys.stderr)
+        else:
+            print(
+                f"otelperf stack {args.action}:", *("  " + line for line in lines), sep="\n", file=sys.stderr
+            )
+        return EXIT_FAILED
+    raise AssertionError(f"unknown action {args.action!r}")  # argparse restricts the choices
+
+
+def _up(stack: Stack, timeout: float) -> int:
+    _say(f"otelperf stack: configs from {stack.config_dir}, state in {stack.state_dir}")
+    result = stack.up(timeout=timeout)
+    for note in result.notes:
+        _say(f"note: {note}")
+    if result.started:
+        _say(f"stack up in {result.seconds:.1f} s (started: {', '.join(result.started)})")
+    else:
+        _say(f"stack already running ({', '.join(result.already_running)}); nothing started")
+    width = max(len(name) for name in URLS)
+    for name, url in result.urls.items():
+        _say(f"  {name:<{width}}  {url}")
+    _say(f"logs: `otelperf stack logs [component]` (files in {stack.state_dir / 'logs'})")
+    _say("stop: `otelperf stack down`")
+    return 0
+
+
+def format_status(status: StackStatus) -> list[str]:
+    lines = []
+    for c in status.components:
+        state = "running" if c.running else "stopped"
+        health = ("healthy" if c.healthy else "UNHEALTHY") if c.running else "-"
+        pid = f"pid {c.pid}" if c.pid else "-"
+        ports = ",".join(str(p.number) for p in c.ports)
+        line = f"{c.name:<12} {state:<8} {pid:<11} {health:<9} ports {ports}"
+        lines.append(line + (f"\n{'':<12} {c.detail}" if c.detail else ""))
+    if status.telemetry is not None:
+        lines.append(f"telemetry: {status.telemetry.describe()}")
+    elif status.telemetry_error:
+        lines.append(f"telemetry: unknown ({status.telemetry_error})")
+    else:
+        lines.append("telemetry: collector not running")
+    return lines
+
+
+def _status(stack: Stack, as_json: bool, timeout: float) -> int:
+    status = stack.status(timeout=timeout)
+    if as_json:
+        print(json.dumps({**status.to_dict(), "state_dir": str(stack.state_dir)}, indent=2))
+    else:
+        for line in format_status(status):
+            _say(line)
+        if status.all_up:
+            _say(f"Jaeger {URLS['Jaeger UI/API']}  Prometheus {URLS['Prometheus']}")
+    return 0 if status.all_up else EXIT_DOWN
+
+
+def _logs(stack: Stack, component: str | None, count: int, follow: bool, out: TextIO) -> int:
+    names = [component] if component else [c.name for c in COMPONENTS]
+    paths = {name: stack.log_path(name) for name in names}
+    existing = {name: path for name, path in paths.items() if path.exists()}
+    if not existing:
+        raise StackError(
+            f"no log yet under {stack.state_dir / 'logs'}: start the stack with `otelperf stack up`"
+        )
+    for name, path in existing.items():
+        if len(existing) > 1:
+            out.write(f"==> {name} ({path}) <==\n")
+        for line in tail_lines(path, count):
+            out.write(line + "\n")
+    out.flush()
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            follow_files(existing if component else paths, out, prefix=component is None)
+    return 0
+
+
+def follow_files(paths: dict[str, Path], out: TextIO, prefix: bool, stop_after: float | None = None) -> None:
+    """``tail -f`` for several files; a file that shrinks or is replaced (a new `up` rotates the
+    log) is read again from its start."""
+    positions: dict[str, tuple[int, int]] = {}  # name -> (inode, offset)
+    for name, path in paths.items():
+        try:
+            st = path.stat()
+            positions[name] = (st.st_ino, st.st_size)
+        except OSError:
+            positions[name] = (0, 0)
+    pending: dict[str, str] = {name: "" for name in paths}
+    began = time.monotonic()
+    while stop_after is None or time.monotonic() - began < stop_after:
+        for name, path in paths.items():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            inode, offset = positions[name]
+            if st.st_ino != inode or st.st_size < offset:
+                offset = 0
+            if st.st_size > offset:
+                with path.open("rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                offset += len(chunk)
+                text = pending[name] + chunk.decode(errors="replace")
+                *complete, pending[name] = text.split("\n")
+                for line in complete:
+                    out.write(f"{name}: {line}\n" if prefix else line + "\n")
+                out.flush()
+            positions[name] = (st.st_ino, offset)
+        time.sleep(0.25)

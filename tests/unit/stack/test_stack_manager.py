@@ -1,0 +1,134 @@
+"""Stack decisions that start no process: where configs are, what to run, refusing early, safe down."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from otelperf.stack import Stack, StackError
+from otelperf.stack.manager import resolve_config_dir
+from otelperf.stack.ports import read_cmdline
+from otelperf.stack.state import ProcessRecord, start_ticks
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def _config_dir(root: Path, *extra: str) -> Path:
+    for relative in ("collector-config/otelcol.yaml", *extra):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text("# test\n")
+    return root
+
+
+def test_config_dir_defaults_to_this_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_dir(None, {}) == REPO
+
+
+def test_config_dir_from_argument_or_environment(tmp_path: Path) -> None:
+    mine = _config_dir(tmp_path / "mine")
+    assert resolve_config_dir(mine, {"OTELPERF_STACK_CONFIG_DIR": "/elsewhere"}) == mine
+    assert resolve_config_dir(None, {"OTELPERF_STACK_CONFIG_DIR": str(mine)}) == mine
+    with pytest.raises(StackError, match=r"has no collector-config/otelcol.yaml: give the otelperf checkout"):
+        resolve_config_dir(tmp_path / "empty", {})
+
+
+def test_alertmanager_is_skipped_with_a_note_until_it_has_a_config(tmp_path: Path) -> None:
+    configs = _config_dir(tmp_path / "repo")
+    env = {"OTELPERF_ALERTMANAGER": str(_executable(tmp_path / "am")), "PATH": str(tmp_path)}
+    components, notes = Stack(configs, tmp_path / "s", environ=env).plan()
+    assert [c.name for c in components] == ["jaeger", "prometheus", "collector"]
+    assert notes == [
+        "Alertmanager not started: no config yet "
+        "(alertmanager/alertmanager.yml or prometheus/alertmanager.yml)"
+    ]
+
+    _config_dir(configs, "alertmanager/alertmanager.yml")
+    components, notes = Stack(configs, tmp_path / "s", environ=env).plan()
+    assert [c.name for c in components] == ["jaeger", "prometheus", "collector", "alertmanager"]
+    assert notes == []
+
+    components, notes = Stack(configs, tmp_path / "s", environ=env, with_alertmanager=False).plan()
+    assert [c.name for c in components] == ["jaeger", "prometheus", "collector"]
+
+
+def test_alertmanager_asked_for_but_missing_is_an_error(tmp_path: Path) -> None:
+    env = {"OTELPERF_ALERTMANAGER": str(tmp_path / "no-such-alertmanager"), "PATH": str(tmp_path)}
+    stack = Stack(REPO, tmp_path / "s", environ=env, with_alertmanager=True)
+    with pytest.raises(StackError, match=r"OTELPERF_ALERTMANAGER=.* is not an executable file"):
+        stack.plan()
+
+
+def test_missing_binaries_are_all_reported_before_anything_starts(tmp_path: Path) -> None:
+    env = {
+        "OTELPERF_CACHE": str(tmp_path / "cache"),
+        "PATH": str(tmp_path / "empty"),
+        "OTELPERF_PROMETHEUS": str(tmp_path / "no-prometheus"),
+    }
+    stack = Stack(REPO, tmp_path / "state", environ=env, with_alertmanager=False)
+    with pytest.raises(StackError) as caught:
+        stack.up(timeout=5)
+    lines = str(caught.value).splitlines()
+    assert lines[0].startswith("Jaeger binary not found")
+    assert lines[0].endswith("install it with `scripts/install_stack.sh` (or `make setup`)")
+    assert lines[1].startswith(f"OTELPERF_PROMETHEUS={tmp_path / 'no-prometheus'} is not an executable file")
+    assert lines[2].startswith("OpenTelemetry Collector binary not found")
+    assert stack.state.recorded() == []
+
+
+def test_status_of_a_stack_never_started(tmp_path: Path) -> None:
+    status = Stack(REPO, tmp_path / "state").status()
+    assert [(c.name, c.running, c.healthy, c.pid) for c in status.components] == [
+        ("jaeger", False, False, None),
+        ("prometheus", False, False, None),
+        ("collector", False, False, None),
+    ]
+    assert not status.all_up
+    assert status.telemetry is None
+    data = status.to_dict()
+    assert data["all_up"] is False
+    assert data["components"][2]["ports"][1] == {"port": 4318, "label": "collector OTLP/HTTP"}
+    assert data["urls"]["Jaeger UI/API"] == "http://127.0.0.1:16686"
+
+
+def test_down_with_nothing_recorded(tmp_path: Path) -> None:
+    assert Stack(REPO, tmp_path / "state").down() == ["nothing was running"]
+
+
+def test_down_never_signals_a_pid_that_is_not_the_process_it_started(tmp_path: Path) -> None:
+    stack = Stack(REPO, tmp_path / "state")
+    # Our own pid, recorded as if it ran Jaeger: pid reuse. `down` must leave this test alive.
+    stack.state.write(
+        ProcessRecord("jaeger", os.getpid(), ["/x/jaeger", "--config", "c"], start_ticks(os.getpid()), 0.0)
+    )
+    argv = read_cmdline(os.getpid()) or []
+    stack.state.write(ProcessRecord("prometheus", os.getpid(), argv, 1, 0.0))  # same argv, other start
+    assert stack.down() == [
+        f"prometheus: pid {os.getpid()} is no longer the process we started; left alone",
+        f"jaeger: pid {os.getpid()} is no longer the process we started; left alone",
+    ]
+    assert stack.state.recorded() == []
+
+
+def test_down_forgets_a_process_that_already_exited(tmp_path: Path) -> None:
+    stack = Stack(REPO, tmp_path / "state")
+    stack.state.write(ProcessRecord("collector", 2**22 + 12345, ["/x/otelcol"], None, time.time()))
+    assert stack.down() == [f"collector: was not running (pid {2**22 + 12345} gone)"]
+    assert stack.state.recorded() == []
+    assert not Stack(REPO, tmp_path / "state").status().components[2].running
+
+
+def test_unknown_jaeger_storage_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="unknown Jaeger storage"):
+        Stack(REPO, tmp_path, jaeger_storage="elasticsearch")
