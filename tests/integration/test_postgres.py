@@ -83,8 +83,8 @@ def test_psycopg_spans_carry_connection_attributes_and_sanitized_text(
         assert attrs["db.namespace"] == url.database
         assert attrs["server.address"] == url.host
         assert attrs["server.port"] == url.port
-        assert attrs["db.system"] == "postgresql"
-        assert attrs["db.statement"] == attrs["db.query.text"]
+        assert attrs["db.system.name"] == "postgresql"
+        assert "db.statement" not in attrs  # legacy names only on request (OTEL_SEMCONV_STABILITY_OPT_IN)
         assert attrs["db.collection.name"] == table
         assert not any(SECRET in str(v) for v in attrs.values())
         assert not any(f"{url.username}@" in str(v) for v in attrs.values())
@@ -185,3 +185,57 @@ async def test_asyncpg_statements_error_and_metric(
         if p.attributes.get("error.type") == failed["error.type"]
     ]
     assert [p.count for p in errors] == [1]
+
+
+async def test_first_connect_checks_and_pool_checkouts_make_no_span(
+    otelperf_capture: Capture, postgres_url: str
+) -> None:
+    # On its first connection a PostgreSQL dialect runs its own queries (server version, current
+    # schema, standard_conforming_strings) through the same dialect methods as the app's: they are
+    # part of connecting and get no span, like the pool's connects and checkouts.
+    url = make_url(postgres_url)
+    sync_engine = sqlalchemy.create_engine(url.set(drivername="postgresql+psycopg"))
+    async_engine = create_async_engine(url.set(drivername="postgresql+asyncpg"))
+    otelperf_capture.clear()
+    try:
+        for _ in range(2):
+            with sync_engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            async with async_engine.connect() as aconn:
+                await aconn.execute(text("SELECT 2"))
+    finally:
+        sync_engine.dispose()
+        await async_engine.dispose()
+    assert [_attrs(s)["db.query.text"] for s in _pg_spans(otelperf_capture)] == ["SELECT ?"] * 4
+    assert all(s.kind is SpanKind.CLIENT for s in otelperf_capture.spans)
+    assert len(otelperf_capture.spans) == 4
+
+
+def test_insertmanyvalues_is_one_span_per_batch(
+    otelperf_capture: Capture, postgres_url: str, table: str
+) -> None:
+    engine = sqlalchemy.create_engine(
+        make_url(postgres_url).set(drivername="postgresql+psycopg"), insertmanyvalues_page_size=10
+    )
+    rows = sqlalchemy.Table(
+        table,
+        sqlalchemy.MetaData(),
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("name", sqlalchemy.Text, nullable=False),
+    )
+    try:
+        with engine.begin() as conn:
+            rows.create(conn)
+        otelperf_capture.clear()
+        with engine.begin() as conn:
+            ids = conn.execute(rows.insert().returning(rows.c.id), [{"name": SECRET}] * 25).scalars().all()
+        assert len(ids) == 25
+        spans = _pg_spans(otelperf_capture)
+        # 25 rows in pages of 10: three INSERT statements reach the server, three spans
+        assert [s.name for s in spans] == [f"INSERT {table}"] * 3
+        assert all(s.status.status_code is StatusCode.UNSET for s in spans)
+        assert all(SECRET not in str(_attrs(s)) for s in spans)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        engine.dispose()

@@ -1,26 +1,27 @@
 """SQLAlchemy instrumentation (2.0 and 2.1, sync and asyncio): one CLIENT span per statement.
 
-Listeners are registered with ``sqlalchemy.event`` on the ``Engine`` *class*, so every engine is
-covered: created before or after ``otelperf.init()``, several of them, and the sync engine inside
-every ``AsyncEngine``. ``uninstrument`` removes exactly those listeners.
+Every statement of every engine ends in one of three dialect methods that make the DBAPI call:
+``DefaultDialect.do_execute``, ``do_execute_no_params`` and ``do_executemany``. Those are
+patched on the class, plus the few built-in dialects that override one without calling it
+(:data:`_OVERRIDES`), so every engine is covered: created before or after ``otelperf.init()``,
+several of them, and the sync engine inside every ``AsyncEngine``. ``uninstrument`` puts the
+original functions back.
 
-- ``before_cursor_execute`` notes the start time and the current context (the parent). Under
-  asyncio the statement runs in a greenlet to which SQLAlchemy hands the caller's ``contextvars``
-  context, so a query awaited inside a request span is that span's child there too.
-- ``after_cursor_execute`` creates the span with that start time and parent, ends it, and records
-  ``db.client.operation.duration``.
-- ``handle_error`` does the same with status ERROR and ``error.type`` when the DBAPI call (or
-  another listener) fails; the application's exception is never replaced or changed.
-
-The span is created only when the statement is over, so no span is ever left open: SQLAlchemy 2.0
-runs the ``before_cursor_execute`` listeners outside its error handling, and when a listener
-after ours raises there, neither of the closing events comes (the statement never ran, and gets
-no span). What waits between the events sits on the ``ExecutionContext`` and dies with it.
+Why not ``sqlalchemy.event``: one listener for ``before_cursor_execute`` (or its siblings) on the
+``Engine`` class switches every connection to SQLAlchemy's event-dispatch paths, which cost
+about as much per statement as everything otelperf does. The patched method is a plain function
+that checks suppression, takes the start time, calls the original and builds the finished span
+(``error.type`` and status ERROR when the call raises, and the application's exception is
+re-raised as the same object). Under asyncio the statement runs in a greenlet to which
+SQLAlchemy hands the caller's ``contextvars`` context, so a query awaited inside a request span
+is that span's child there too.
 
 One span per DBAPI round trip: ``executemany`` is one span; an "insertmanyvalues" bulk INSERT
 is one span per batch SQLAlchemy sends. Connection-pool connects and checkouts get no span on
-purpose (they are cheap when the pool is warm and would double the span count of every request);
-their cost shows up as the gap before the first statement.
+purpose (they are cheap when the pool is warm and would double the span count of every request),
+and neither do the dialect's checks on an engine's first connect; their cost shows up as the gap
+before the first statement. A ``do_execute`` dialect event handler that runs the statement itself
+(returns True) bypasses the dialect method, and that statement gets no span.
 
 ``db.query.text`` (and the legacy ``db.statement``) is the statement with every literal replaced
 by ``?`` (:func:`otelperf._sql.sanitize`), so values inlined into ``text()`` SQL never leave the
@@ -30,22 +31,28 @@ messages often quote the parameters.
 
 from __future__ import annotations
 
+import functools
+import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import wrapt
 from opentelemetry.context import Context, get_current
 from opentelemetry.metrics import Histogram
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.sdk.trace import Event
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, get_current_span
 
 from otelperf import _internal, _names
 from otelperf._sql import operation_and_collection, sanitize
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
+from otelperf.instrumentation._leaf import LeafSpans
 from otelperf.instrumentation.cache import instrumentation_suppressed
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine, ExceptionContext, ExecutionContext
+    from sqlalchemy.engine import URL
 
 __all__ = ["INSTRUMENTOR", "SQLAlchemyInstrumentor", "system_names"]
 
@@ -60,9 +67,27 @@ _SYSTEMS: dict[str, tuple[str, str]] = {
 }
 _MYSQL_LEXING = frozenset(("mysql", "mariadb"))
 
-# Where the pending span of a statement waits between the events: an attribute of SQLAlchemy's
-# ExecutionContext, which lives exactly as long as one execution.
-_SLOT = "_otelperf_pending"
+# The dialect methods that make the DBAPI call, as DefaultDialect defines them.
+_BASE_MODULE = "sqlalchemy.engine.default"
+_BASE_CLASS = "DefaultDialect"
+_METHODS = ("do_execute", "do_execute_no_params", "do_executemany")
+
+# Built-in dialects whose own method calls the DBAPI instead of DefaultDialect's, so it needs a
+# patch of its own: module -> (class, methods). Checked for SQLAlchemy 2.0 and 2.1 (a unit test
+# fails when a version adds an override). Their modules are imported when an engine of that
+# driver is created, so the patch waits for that import. mssql+pyodbc's do_executemany is left
+# alone on purpose: it calls DefaultDialect's, which already makes the span.
+# Subclasses (pymysql, oracledb, psycopg2cffi...) inherit the patched function.
+_OVERRIDES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sqlalchemy.dialects.postgresql.psycopg2": ("PGDialect_psycopg2", ("do_executemany",)),
+    "sqlalchemy.dialects.mysql.mysqldb": ("MySQLDialect_mysqldb", ("do_executemany",)),
+    "sqlalchemy.dialects.oracle.cx_oracle": ("OracleDialect_cx_oracle", ("do_executemany",)),
+}
+
+# What begin() hands to end(): (info, operation, collection, statement, parent, start_ns, start).
+_Pending = tuple[Any, str | None, str | None, str, Context, int, float]
+_Begin = Callable[[Any, str, Any], "_Pending | None"]
+_End = Callable[["_Pending", "BaseException | None"], None]
 
 
 def system_names(dialect: Any) -> tuple[str, str]:
@@ -76,49 +101,29 @@ def system_names(dialect: Any) -> tuple[str, str]:
 class _EngineInfo:
     """What is the same for every statement of one engine, worked out once."""
 
-    __slots__ = ("metric_attributes", "mysql", "span_attributes", "system_name")
+    __slots__ = ("legacy_attributes", "metric_attributes", "mysql", "span_attributes", "system_name")
 
-    def __init__(self, engine: Engine) -> None:
-        system_name, legacy = system_names(engine.dialect)
+    def __init__(self, dialect: Any, url: URL | None, legacy_attributes: bool) -> None:
+        system_name, legacy = system_names(dialect)
         self.system_name = system_name
-        self.mysql = engine.dialect.name in _MYSQL_LEXING
-        url = engine.url  # only database, host and port: never username or password
+        self.mysql = dialect.name in _MYSQL_LEXING
+        self.legacy_attributes = legacy_attributes
         span: dict[str, Any] = {
             _names.DB_SYSTEM_NAME: system_name,
-            _names.DB_SYSTEM_LEGACY: legacy,
             _names.COMPONENT: _names.COMPONENT_DB,
         }
+        if legacy_attributes:
+            span[_names.DB_SYSTEM_LEGACY] = legacy
         metric: dict[str, Any] = {_names.DB_SYSTEM_NAME: system_name}
-        if url.database:
+        # Only database, host and port of the URL: never username or password.
+        if url is not None and url.database:
             span[_names.DB_NAMESPACE] = metric[_names.DB_NAMESPACE] = url.database
-        if url.host:
+        if url is not None and url.host:
             span[_names.SERVER_ADDRESS] = url.host
             if url.port is not None:
                 span[_names.SERVER_PORT] = int(url.port)
         self.span_attributes = span
         self.metric_attributes = metric
-
-
-class _Pending:
-    """One statement execution between ``before_cursor_execute`` and its end."""
-
-    __slots__ = ("collection", "info", "operation", "parent", "start", "start_ns", "statement")
-
-    def __init__(
-        self,
-        statement: str,
-        info: _EngineInfo,
-        operation: str | None,
-        collection: str | None,
-        parent: Context,
-    ) -> None:
-        self.statement = statement
-        self.info = info
-        self.operation = operation
-        self.collection = collection
-        self.parent = parent
-        self.start_ns = time.time_ns()
-        self.start = time.perf_counter()
 
 
 def _type_name(exc: BaseException) -> str:
@@ -148,21 +153,27 @@ def _report_internal_error(where: str, exc: Exception) -> None:
 
 
 class SQLAlchemyInstrumentor(Instrumentor):
-    """Traces every statement of every SQLAlchemy engine through class-level engine events."""
+    """Traces every statement of every SQLAlchemy engine by patching the dialects' DBAPI calls."""
 
     name = "sqlalchemy"
 
     def __init__(self) -> None:
-        self._listeners: list[tuple[str, Callable[..., Any]]] = []
+        self._lock = threading.Lock()
+        # The current (begin, end) pair; None when not instrumented. Import hooks check it, so a
+        # hook still pending after uninstrument() does nothing.
+        self._hooks: tuple[_Begin, _End] | None = None
+        # (class, method name, original, wrapper), in patching order.
+        self._patched: list[tuple[type, str, Any, Any]] = []
+        self._import_hooks_registered: set[str] = set()
 
     def instrument(self, ctx: InstrumentContext) -> None:
-        if self._listeners:
+        if self._hooks is not None:
             return
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
+        from sqlalchemy.engine import default
 
-        listeners = _make_listeners(
+        self._hooks = _make_hooks(
             ctx.tracer,
+            ctx.settings.legacy_attributes,
             ctx.meter.create_histogram(
                 _names.METRIC_DB_CLIENT_DURATION,
                 unit="s",
@@ -170,133 +181,195 @@ class SQLAlchemyInstrumentor(Instrumentor):
                 explicit_bucket_boundaries_advisory=list(_names.DURATION_BUCKETS_S),
             ),
         )
-        for identifier, fn in listeners:
-            event.listen(Engine, identifier, fn)
-            self._listeners.append((identifier, fn))
+        self._patch_class(getattr(default, _BASE_CLASS), _METHODS)
+        for module_name in _OVERRIDES:
+            module = sys.modules.get(module_name)
+            if module is not None:
+                self._on_import(module)
+            elif module_name not in self._import_hooks_registered:
+                # wrapt keeps a hook until the module is imported and offers no way to remove
+                # it: register each once per process; it patches only while instrumented.
+                self._import_hooks_registered.add(module_name)
+                wrapt.register_post_import_hook(self._on_import, module_name)
 
     def uninstrument(self) -> None:
-        if not self._listeners:
-            return
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
+        with self._lock:
+            self._hooks = None
+            while self._patched:
+                cls, name, original, wrapper = self._patched.pop()
+                # Put the original back only if ours is still there: whoever patched on top of
+                # us holds our wrapper, and removing theirs would break their uninstrument.
+                if cls.__dict__.get(name) is wrapper:
+                    setattr(cls, name, original)
 
-        while self._listeners:
-            identifier, fn = self._listeners.pop()
-            if event.contains(Engine, identifier, fn):
-                event.remove(Engine, identifier, fn)
+    def _on_import(self, module: Any) -> None:
+        try:
+            class_name, methods = _OVERRIDES[module.__name__]
+            self._patch_class(getattr(module, class_name), methods)
+        except Exception as exc:
+            _report_internal_error("sqlalchemy.import_hook", exc)
+
+    def _patch_class(self, cls: type, methods: tuple[str, ...]) -> None:
+        with self._lock:
+            hooks = self._hooks
+            if hooks is None:
+                return
+            for name in methods:
+                # Only a function the class defines itself: an inherited one is patched where it
+                # is defined, and wrapping it again here would make two spans per statement.
+                original = cls.__dict__.get(name)
+                if original is None or any(c is cls and n == name for c, n, _, _ in self._patched):
+                    continue
+                wrapper = _wrap(original, name, *hooks)
+                self._patched.append((cls, name, original, wrapper))
+                setattr(cls, name, wrapper)
 
 
-def _make_listeners(tracer: Tracer, duration: Histogram) -> list[tuple[str, Callable[..., Any]]]:
-    """The three event listeners, as closures over the providers' tracer and histogram."""
-    infos: weakref.WeakKeyDictionary[Engine, _EngineInfo] = weakref.WeakKeyDictionary()
+def _wrap(original: Callable[..., Any], name: str, begin: _Begin, end: _End) -> Callable[..., Any]:
+    """A plain function in place of a dialect method: cheaper than a wrapt.FunctionWrapper."""
+    wrapper: Callable[..., Any]
+    if name == "do_execute_no_params":
+
+        def do_execute_no_params(self: Any, cursor: Any, statement: str, context: Any = None) -> Any:
+            pending = begin(self, statement, context)
+            if pending is None:
+                return original(self, cursor, statement, context)
+            try:
+                result = original(self, cursor, statement, context)
+            except BaseException as exc:
+                end(pending, exc)
+                raise
+            end(pending, None)
+            return result
+
+        wrapper = do_execute_no_params
+    else:
+
+        def do_execute(self: Any, cursor: Any, statement: str, parameters: Any, context: Any = None) -> Any:
+            pending = begin(self, statement, context)
+            if pending is None:
+                return original(self, cursor, statement, parameters, context)
+            try:
+                result = original(self, cursor, statement, parameters, context)
+            except BaseException as exc:
+                end(pending, exc)
+                raise
+            end(pending, None)
+            return result
+
+        wrapper = do_execute
+    return functools.wraps(original)(wrapper)
+
+
+def _make_hooks(tracer: Tracer, legacy_attributes: bool, duration: Histogram) -> tuple[_Begin, _End]:
+    """What runs before and after each DBAPI call, as closures over the tracer and histogram."""
+    infos: weakref.WeakKeyDictionary[Any, _EngineInfo] = weakref.WeakKeyDictionary()
+    leaf = LeafSpans(tracer)
     perf_counter = time.perf_counter
+    time_ns = time.time_ns
 
-    def engine_info(engine: Engine) -> _EngineInfo:
-        info = infos.get(engine)
-        if info is None:
-            info = infos[engine] = _EngineInfo(engine)
-        return info
+    def begin(dialect: Any, statement: str, context: Any) -> _Pending | None:
+        try:
+            if instrumentation_suppressed():
+                return None
+            if context is None:
+                # A direct call outside any execution: the dialect is all there is, without a URL.
+                key, url = dialect, None
+            else:
+                connection = context.root_connection
+                # The dialect's own checks on an engine's first connect run on a connection made
+                # for them alone, the only one that may not autobegin: part of connecting, no span.
+                if not connection._allow_autobegin:
+                    return None
+                # Dialect-internal probes whose failures are expected and handled (MySQL's):
+                # SQLAlchemy keeps them from error events, and otelperf from spans.
+                if context.execution_options.get("skip_user_error_events"):
+                    return None
+                key = connection.engine
+                url = key.url
+            info = infos.get(key)
+            if info is None:
+                info = infos[key] = _EngineInfo(dialect, url, legacy_attributes)
+            operation, collection = operation_and_collection(statement, mysql=info.mysql)
+            return (info, operation, collection, statement, get_current(), time_ns(), perf_counter())
+        except Exception as exc:
+            _report_internal_error("sqlalchemy.execute", exc)
+            return None
 
-    def finish(pending: _Pending, error: BaseException | None) -> None:
-        elapsed = perf_counter() - pending.start
-        info, operation, collection = pending.info, pending.operation, pending.collection
+    def end(pending: _Pending, error: BaseException | None) -> None:
+        try:
+            _end(pending, error)
+        except Exception as exc:
+            _report_internal_error("sqlalchemy.execute", exc)
+
+    def _end(pending: _Pending, raised: BaseException | None) -> None:
+        elapsed_end = perf_counter()
+        info, operation, collection, statement, parent_context, start_ns, start = pending
+        error = None if raised is None else _driver_exception(raised)
         if operation is None:
             name = info.system_name
         elif collection is None:
             name = operation
         else:
             name = f"{operation} {collection}"
-        span = tracer.start_span(
-            name, context=pending.parent, kind=SpanKind.CLIENT, start_time=pending.start_ns
-        )
         error_type = None if error is None else _type_name(error)
-        if span.is_recording():
+        parent = get_current_span(parent_context).get_span_context()
+        attributes: dict[str, Any] | None = None
+        # Attributes go in at span start (one pass through the SDK's attribute checks), so they
+        # are built before the span exists: skip them when the parent says "not sampled".
+        if not parent.is_valid or parent.trace_flags.sampled:
             attributes = dict(info.span_attributes)
-            attributes[_names.DB_QUERY_TEXT] = attributes[_names.DB_STATEMENT_LEGACY] = sanitize(
-                pending.statement, mysql=info.mysql
-            )
+            text = sanitize(statement, mysql=info.mysql)
+            attributes[_names.DB_QUERY_TEXT] = text
+            if info.legacy_attributes:
+                attributes[_names.DB_STATEMENT_LEGACY] = text
             if operation is not None:
                 attributes[_names.DB_OPERATION_NAME] = operation
             if collection is not None:
                 attributes[_names.DB_COLLECTION_NAME] = collection
-            if error_type is not None:
+            if error is not None:
                 attributes[_names.ERROR_TYPE] = error_type
                 # SQLSTATE (psycopg, asyncpg): a code, not a message.
                 sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
                 if isinstance(sqlstate, str) and sqlstate:
                     attributes[_names.DB_RESPONSE_STATUS_CODE] = sqlstate
+        if attributes is not None and parent.is_valid and leaf.enabled:
+            # The usual case, a statement inside a request: written as a finished span in one step.
+            end_ns = time_ns()
+            events: tuple[Event, ...] = ()
+            if error_type is not None:
                 # The type only, never the message or a traceback: both can quote parameters.
+                events = (Event(_names.EXCEPTION_EVENT, {_names.EXCEPTION_TYPE: error_type}, end_ns),)
+            leaf.emit(
+                name,
+                SpanKind.CLIENT,
+                parent,
+                start_ns,
+                end_ns,
+                attributes,
+                events,
+                error_type is not None,
+            )
+        else:
+            span = tracer.start_span(
+                name,
+                context=parent_context,
+                kind=SpanKind.CLIENT,
+                start_time=start_ns,
+                attributes=attributes,
+            )
+            if error_type is not None and span.is_recording():
                 span.add_event(_names.EXCEPTION_EVENT, {_names.EXCEPTION_TYPE: error_type})
                 span.set_status(Status(StatusCode.ERROR))
-            span.set_attributes(attributes)
-        span.end()
+            span.end()
         metric_attributes = dict(info.metric_attributes)
         if operation is not None:
             metric_attributes[_names.DB_OPERATION_NAME] = operation
         if error_type is not None:
             metric_attributes[_names.ERROR_TYPE] = error_type
-        duration.record(elapsed, metric_attributes)
+        duration.record(elapsed_end - start, metric_attributes)
 
-    def before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's signature
-        conn: Connection,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: ExecutionContext | None,
-        executemany: bool,
-    ) -> None:
-        # Without an ExecutionContext there is nowhere to keep the start until the end. SQLAlchemy
-        # passes none only for dialect-internal statements run outside any execution.
-        if context is None:
-            return
-        try:
-            if instrumentation_suppressed():
-                return
-            # Dialect-internal probes whose errors SQLAlchemy does not report to handle_error
-            # (MySQL's): their failures would be reported as successes.
-            if context.execution_options.get("skip_user_error_events"):
-                return
-            info = engine_info(conn.engine)
-            operation, collection = operation_and_collection(statement, mysql=info.mysql)
-            context.__dict__[_SLOT] = _Pending(statement, info, operation, collection, get_current())
-        except Exception as exc:
-            _report_internal_error("sqlalchemy.before_cursor_execute", exc)
-
-    def after_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's signature
-        conn: Connection,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: ExecutionContext | None,
-        executemany: bool,
-    ) -> None:
-        if context is None:
-            return
-        try:
-            pending = context.__dict__.pop(_SLOT, None)
-            if pending is not None:
-                finish(pending, None)
-        except Exception as exc:
-            _report_internal_error("sqlalchemy.after_cursor_execute", exc)
-
-    def handle_error(exception_context: ExceptionContext) -> None:
-        # Also fires for errors after after_cursor_execute (fetching rows): that statement's
-        # span is already ended, and nothing happens. Returns None, so SQLAlchemy raises what it would anyway.
-        try:
-            context = exception_context.execution_context
-            if context is None:
-                return
-            pending = context.__dict__.pop(_SLOT, None)
-            if pending is not None:
-                finish(pending, _driver_exception(exception_context.original_exception))
-        except Exception as exc:
-            _report_internal_error("sqlalchemy.handle_error", exc)
-
-    return [
-        ("before_cursor_execute", before_cursor_execute),
-        ("after_cursor_execute", after_cursor_execute),
-        ("handle_error", handle_error),
-    ]
+    return begin, end
 
 
 INSTRUMENTOR = SQLAlchemyInstrumentor()
