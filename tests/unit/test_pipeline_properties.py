@@ -124,3 +124,18 @@ def test_unsampled_requests_compute_no_attributes(monkeypatch: pytest.MonkeyPatc
         assert {"sanitize", "redact_query", "redact_url"} <= set(calls)
     finally:
         stop_capture(c)
+
+
+def test_request_duration_exemplar_points_at_the_request_trace(cap: Capture) -> None:
+    with TestClient(_make_app()) as client:
+        client.get("/orders/3")
+    [server] = cap.spans_named("GET /orders/{order_id}")
+    points = [
+        p
+        for p in cap.metric_points("http.server.request.duration")
+        if p.attributes.get("http.route") == "/orders/{order_id}"
+    ]
+    exemplars = [e for p in points for e in p.exemplars]
+    assert exemplars, "the latency histogram carries an exemplar for the request"
+    assert {e.trace_id for e in exemplars} == {server.context.trace_id}
+    assert {e.span_id for e in exemplars} == {server.context.span_id}

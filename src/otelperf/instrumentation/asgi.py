@@ -371,7 +371,7 @@ def _finish(
         attrs[_names.HTTP_RESPONSE_STATUS_CODE] = status
     if error_type is not None:
         attrs[_names.ERROR_TYPE] = error_type
-    state.duration.record(elapsed, attrs)
+    state.duration.record(elapsed, attrs, context=req.span_context)
 
 
 def _route_template(
