@@ -30,3 +30,13 @@ def postgres_url() -> str:
 def redis_url() -> str:
     """``redis://...`` of a real Redis, from OTELPERF_TEST_REDIS_URL."""
     return _service_url("OTELPERF_TEST_REDIS_URL", "Redis")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the end-to-end tests last, after tests/integration/test_stack.py.
+
+    test_stack.py starts and stops its own stack on the fixed ports; the e2e session fixture starts
+    the stack once and leaves it up for the rest of the session, so it must come after them.
+    """
+    del config
+    items.sort(key=lambda item: item.path.parent.name == "e2e" and item.path.parent.parent.name == "tests")
