@@ -204,3 +204,35 @@ def test_otelperf_run_reports_missing_command() -> None:
     )
     assert result.returncode == 127
     assert "command not found: no-such-command-xyz" in result.stderr
+
+
+def test_otelperf_run_starts_otelperf_and_keeps_an_existing_sitecustomize(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text("import builtins\nbuiltins.USER_SITECUSTOMIZE_RAN = True\n")
+    probe = (
+        "import builtins, otelperf._setup as s; r = s.current(); "
+        "print(getattr(builtins, 'USER_SITECUSTOMIZE_RAN', False), r is not None and r.enabled, "
+        "r.settings.service_name if r else None)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL", "PYTEST_"))}
+    env["PYTHONPATH"] = str(tmp_path)
+    result = subprocess.run(
+        [
+            str(BIN / "otelperf"),
+            "run",
+            "--service-name",
+            "probe",
+            "--instrument",
+            "none",
+            "--",
+            str(BIN / "python"),
+            "-c",
+            probe,
+        ],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "probe"]
