@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Env lines from scripts/services.sh: OTELPERF_TEST_POSTGRES_URL / OTELPERF_TEST_REDIS_URL.
 SERVICE_ENV = $$(scripts/services.sh env)
 
-.PHONY: setup services services-stop test lint fmt demo bench clean
+.PHONY: setup services services-stop test lint fmt demo demo-down bench clean
 
 setup:
 	scripts/install.sh
@@ -33,8 +33,13 @@ fmt:
 	$(VENV)/bin/ruff check --fix
 	$(VENV)/bin/ruff format
 
+# Leaves the backend (collector, Jaeger, Prometheus) running for a look around; demo-down stops it.
 demo: setup services
 	$(PY) scripts/demo.py --duration $${DEMO_DURATION:-20}
+
+demo-down:
+	$(VENV)/bin/otelperf stack down
+	scripts/services.sh stop
 
 bench:
 	$(PY) benchmarks/overhead.py

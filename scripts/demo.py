@@ -1,10 +1,17 @@
-"""``make demo``: the example shop under otelperf, under load, for ~20 s.
+"""``make demo``: the example shop under otelperf and load, seen through the real backend.
 
-Starts ``otelperf run -- uvicorn examples.shop.app:app`` (zero-code; falls back to the code-mode
-switch ``SHOP_OTELPERF_INIT=1`` while the ``otelperf run`` command is not available), against the
-PostgreSQL and Redis of ``scripts/services.sh``, waits for /healthz, runs examples/load.py and stops
-the app. Telemetry goes to the OTLP endpoint (a local collector when one runs; otelperf only warns
-when none answers).
+Steps (a failure names its step and the log to read):
+
+1. backend: ``Stack().up()`` (collector, Jaeger, Prometheus on loopback; a running stack is reused);
+2. app: ``otelperf run ... -- uvicorn examples.shop.app:app`` exporting to the collector, against
+   the PostgreSQL and Redis of ``scripts/services.sh`` (``--sqlite``: SQLite, in-process cache);
+3. load: ``examples/load.py`` for ``--duration`` seconds (it prints the per-endpoint table);
+4. stop the app with SIGINT (uvicorn shuts down, otelperf flushes on exit), then wait until every
+   span the collector accepted during the run is stored in Jaeger;
+5. print real traces of the run (picked and described from Jaeger's /api/v3) and the PromQL of the
+   latency panels with their current values from Prometheus /api/v1/query.
+
+The backend keeps running afterwards (``make demo-down`` stops it and the services).
 
     .venv/bin/python scripts/demo.py [--duration 20] [--port 8000] [--sqlite]
 """
@@ -12,34 +19,116 @@ when none answers).
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from otelperf import __version__
+from otelperf.stack import Stack, StackError
+from otelperf.stack.metrics import sample_name_and_value
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+LOG_DIR = ROOT / ".otelperf" / "logs"
+APP_LOG = LOG_DIR / "demo-app.log"
+SERVICE = "shop"
+JAEGER = "http://127.0.0.1:16686"
+PROMETHEUS = "http://127.0.0.1:9090"
+OTLP_HTTP = "http://127.0.0.1:4318"
+COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"
+JAEGER_METRICS = "http://127.0.0.1:14269/metrics"
+SERVER_KIND = 2
+# Loopback only: an http_proxy from the environment must not see (or break) the backend queries.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def say(message: str) -> None:
-    print(f"[demo] {message}", flush=True)
+class StepFailed(Exception):
+    def __init__(self, step: str, message: str, log: Path | None = None) -> None:
+        see = f" (log: {log})" if log else ""
+        super().__init__(f"FAILED at step '{step}'{see}:\n{message}")
+
+
+def say(message: str = "") -> None:
+    print(f"[demo] {message}" if message else "", flush=True)
+
+
+def get_json(url: str, params: dict[str, str] | None = None, timeout: float = 10.0) -> Any:
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with _OPENER.open(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)
+
+
+# --- 1. backend ---------------------------------------------------------------------------------
+
+
+def start_backend() -> tuple[Stack, bool]:
+    """Returns the stack and whether it was fully running before the demo."""
+    stack = Stack(with_alertmanager=False, progress=lambda m: say(f"backend: {m}"))
+    try:
+        result = stack.up(timeout=90)
+    except StackError as exc:
+        raise StepFailed("backend (otelperf stack up)", str(exc), stack.state_dir / "logs") from exc
+    if result.started:
+        say(f"backend: started {', '.join(result.started)} in {result.seconds:.1f} s")
+        if result.already_running:
+            say(f"backend: already running: {', '.join(result.already_running)}")
+    else:
+        say(f"backend: already running ({', '.join(result.already_running)}); nothing started")
+    say(f"backend: Jaeger {JAEGER}, Prometheus {PROMETHEUS}, OTLP/HTTP {OTLP_HTTP}")
+    say(f"backend: logs in {stack.state_dir / 'logs'} (`otelperf stack logs`)")
+    return stack, not result.started
+
+
+def span_counters() -> tuple[float, float, float]:
+    """(spans the collector accepted, sent on to Jaeger, Jaeger stored), from their own metrics."""
+
+    def read(url: str, family: str, label: str = "") -> float:
+        with _OPENER.open(url, timeout=2) as response:
+            text = response.read().decode(errors="replace")
+        total = 0.0
+        for line in text.splitlines():
+            parsed = sample_name_and_value(line)
+            if parsed and parsed[0] in (family, family + "_total") and label in line:
+                total += parsed[1]
+        return total
+
+    return (
+        read(COLLECTOR_METRICS, "otelcol_receiver_accepted_spans"),
+        read(COLLECTOR_METRICS, "otelcol_exporter_sent_spans", 'exporter="otlp_grpc/jaeger"'),
+        read(JAEGER_METRICS, "otelcol_exporter_sent_spans", 'exporter="jaeger_storage_exporter"'),
+    )
+
+
+# --- 2-4. the app under load --------------------------------------------------------------------
 
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def otelperf_run_available() -> bool:
-    exe = BIN / "otelperf"
-    if not exe.exists():
-        return False
-    probe = subprocess.run([str(exe), "run", "--help"], capture_output=True, cwd=ROOT, check=False)
-    return probe.returncode == 0
 
 
 def service_env() -> dict[str, str]:
@@ -49,72 +138,458 @@ def service_env() -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.split())
 
 
+def app_command_and_env(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    base = f"http://127.0.0.1:{args.port}"
+    # The user's own OTEL_*/OTELPERF_* settings would change what the demo shows: start clean.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELPERF_", "SHOP_"))}
+    env.update(
+        OTELPERF_SCHEDULE_DELAY="500ms",
+        OTELPERF_METRIC_EXPORT_INTERVAL="2s",
+        SHOP_INVENTORY_URL=base + "/internal/stock/{product_id}",
+        # A fresh key space per run: the first lookups miss, so there are misses to show.
+        SHOP_CACHE_PREFIX=f"demo-{int(time.time())}:",
+    )
+    if not args.sqlite:
+        urls = service_env()
+        env["DATABASE_URL"] = urls["OTELPERF_TEST_POSTGRES_URL"].rsplit("/", 1)[0] + "/shop"
+        env["REDIS_URL"] = urls["OTELPERF_TEST_REDIS_URL"]
+    command = [str(BIN / "otelperf"), "run", "--service-name", SERVICE, "--service-version", __version__]
+    command += ["--environment", "demo", "--endpoint", OTLP_HTTP, "--"]
+    uvicorn = f"{BIN / 'uvicorn'} examples.shop.app:app --host 127.0.0.1 --port {args.port} --no-access-log"
+    return command + uvicorn.split(), env
+
+
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc.poll() is not None:
-            raise SystemExit(f"[demo] the app exited with status {proc.returncode} before answering")
+            raise StepFailed("app start", f"the app exited with status {proc.returncode}", APP_LOG)
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
+            with _OPENER.open(url, timeout=1) as response:
+                return int(response.status) == 200
         except OSError:
-            time.sleep(0.25)
-    raise SystemExit(f"[demo] {url} did not answer within {timeout:.0f} s")
+            return False
+
+    if not wait_until(answers, timeout, every=0.25):
+        raise StepFailed("app start", f"{url} did not answer within {timeout:.0f} s", APP_LOG)
+
+
+def stop_app(proc: subprocess.Popen[bytes]) -> None:
+    # Own session: signal the whole group, so the uvicorn process under `otelperf run` stops too.
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        say(f"WARNING: the app did not stop within 20 s of SIGINT and was killed (log: {APP_LOG})")
+
+
+def run_app_under_load(args: argparse.Namespace) -> tuple[float, float, int]:
+    """(unix time before the app started, after it stopped, load.py's exit status)."""
+    command, env = app_command_and_env(args)
+    database = env.get("DATABASE_URL", "SQLite (examples/shop.db)")
+    say(f"database: {database}; cache: {env.get('REDIS_URL', 'in-process')}")
+    say("app: " + " ".join(Path(c).name if i == 0 else c for i, c in enumerate(command)))
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with APP_LOG.open("wb") as log:
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        wait_healthy(base + "/healthz", proc, timeout=90)
+        say(f"app answers on {base} (log: {APP_LOG}); load for {args.duration:g} s")
+        load = [sys.executable, str(ROOT / "examples" / "load.py"), "--base-url", base]
+        load += ["--duration", str(args.duration), "--concurrency", str(args.concurrency)]
+        status = subprocess.run(load, cwd=ROOT, check=False).returncode
+    finally:
+        say("stopping the app (SIGINT: it flushes its telemetry on the way out)")
+        stop_app(proc)
+    if status not in (0, 1):  # 1: some requests failed (the table says which); anything else: a crash
+        raise StepFailed("load (examples/load.py)", f"exited with status {status}", APP_LOG)
+    if proc.returncode != 0:
+        say(f"WARNING: the app exited with status {proc.returncode} (log: {APP_LOG})")
+    if "Traceback" in APP_LOG.read_text(errors="replace"):
+        say(f"WARNING: the app logged a traceback (log: {APP_LOG})")
+    return started, time.time(), status
+
+
+def wait_spans_stored(before: tuple[float, float, float], stack: Stack) -> None:
+    """Until the run's spans (counter deltas since ``before``) went collector -> Jaeger -> storage,
+    so every trace read next is complete (a trace's spans can travel in different batches)."""
+    last: tuple[float, ...] = (0.0, 0.0, 0.0)
+
+    def stored() -> bool:
+        nonlocal last
+        try:
+            last = tuple(now - then for now, then in zip(span_counters(), before, strict=True))
+        except OSError:
+            return False
+        return last[0] > 0 and last[0] == last[1] == last[2]
+
+    collector_log = stack.log_path("collector")
+    if wait_until(stored, timeout=30):
+        say(f"{last[0]:.0f} spans of this run accepted by the collector and stored in Jaeger")
+    elif last[0] == 0:
+        raise StepFailed("telemetry", "the collector accepted no span from the app", APP_LOG)
+    else:
+        say(
+            f"WARNING: after 30 s, {last[0]:.0f} spans accepted, {last[1]:.0f} sent to Jaeger, "
+            f"{last[2]:.0f} stored (logs: {collector_log}, {stack.log_path('jaeger')}); going on"
+        )
+
+
+# --- 5a. traces from Jaeger ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    trace_id: str
+    span_id: str
+    parent_id: str
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    attrs: dict[str, Any]
+    resource: dict[str, Any]
+
+    @property
+    def ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+def _value(v: dict[str, Any]) -> Any:
+    if "intValue" in v:
+        return int(v["intValue"])  # proto3 JSON writes int64 as a string
+    for key in ("stringValue", "boolValue", "doubleValue"):
+        if key in v:
+            return v[key]
+    return v
+
+
+def _attrs(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {a["key"]: _value(a.get("value", {})) for a in items or []}
+
+
+def traces_of(document: dict[str, Any]) -> dict[str, list[Span]]:
+    """Jaeger api_v3 OTLP JSON (hex ids) -> spans grouped by trace id."""
+    traces: dict[str, list[Span]] = {}
+    for rs in document.get("result", {}).get("resourceSpans", []):
+        resource = _attrs(rs.get("resource", {}).get("attributes"))
+        for ss in rs.get("scopeSpans", []):
+            for s in ss.get("spans", []):
+                span = Span(
+                    s["traceId"], s["spanId"], s.get("parentSpanId", ""), s["name"], int(s.get("kind", 0)),
+                    int(s["startTimeUnixNano"]), int(s["endTimeUnixNano"]), _attrs(s.get("attributes")),
+                    resource,
+                )  # fmt: skip
+                traces.setdefault(span.trace_id, []).append(span)
+    return traces
+
+
+@dataclass(frozen=True)
+class Trace:
+    root: Span  # the SERVER span the request started
+    spans: list[Span]
+
+    @property
+    def db(self) -> list[Span]:
+        """SQL and Redis spans, in the order they ran."""
+        return sorted((s for s in self.spans if "db.system.name" in s.attrs), key=lambda s: s.start_ns)
+
+    @property
+    def sql(self) -> list[Span]:
+        return [s for s in self.db if s.attrs["db.system.name"] != "redis"]
+
+    @property
+    def query(self) -> str:
+        q = self.root.attrs.get("url.query", "")
+        return f"?{q}" if q else ""
+
+
+def search(operation: str, start: float, end: float) -> list[Trace]:
+    """Every trace of this run whose SERVER span is ``operation`` (Jaeger searches newest first)."""
+    params = {
+        "query.service_name": SERVICE,
+        "query.operation_name": operation,
+        "query.start_time_min": _rfc3339(start - 1),
+        "query.start_time_max": _rfc3339(end + 1),
+        "query.num_traces": "5000",  # api_v3's name for the search depth
+    }
+    try:
+        document = get_json(f"{JAEGER}/api/v3/traces", params, timeout=30)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # "No traces found"
+            return []
+        raise
+    out = []
+    for spans in traces_of(document).values():
+        ids = {s.span_id for s in spans}
+        roots = [s for s in spans if s.kind == SERVER_KIND and s.parent_id not in ids and s.name == operation]
+        if roots:
+            out.append(Trace(roots[0], spans))
+    return out
+
+
+def _rfc3339(unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
+
+
+def median_trace(traces: list[Trace]) -> Trace:
+    ordered = sorted(traces, key=lambda t: t.root.ms)
+    return ordered[len(ordered) // 2]
+
+
+def describe_db(trace: Trace) -> str:
+    """'1 SELECT orders + 12 SELECT order_items', and the N+1 when one statement repeats."""
+    names = Counter(s.name for s in trace.sql)
+    if not names:
+        return "no SQL"
+    parts = " + ".join(f"{n} {name}" for name, n in names.items())
+    repeated = Counter(s.attrs.get("db.query.text", s.name) for s in trace.sql).most_common(1)[0][1]
+    n_plus_one = f" (N+1: one statement run {repeated} times)" if repeated > 2 else ""
+    return f"{parts}{n_plus_one}"
+
+
+def db_ms(trace: Trace) -> float:
+    return sum(s.ms for s in trace.sql)
+
+
+def describe_cache(trace: Trace) -> str:
+    """'GET (miss) -> SELECT products -> SET': the trace's Redis and SQL steps in order."""
+    steps: list[list[Any]] = []  # [label, repeats]: consecutive repeats folded into one step
+    for span in trace.db:
+        hit = span.attrs.get("otelperf.cache.hit")
+        label = span.name + ("" if hit is None else " (hit)" if hit else " (miss)")
+        if steps and steps[-1][0] == label:
+            steps[-1][1] += 1
+        else:
+            steps.append([label, 1])
+    return " -> ".join(f"{n} x {label}" if n > 1 else label for label, n in steps) or "no SQL, no Redis"
+
+
+def summary(trace: Trace) -> str:
+    """'GET /orders?customer_id=7: 1 SELECT orders + 12 SELECT order_items (...), 80.1 ms (61.0 in SQL)'"""
+    root = trace.root
+    path = f"{root.attrs.get('http.request.method', '')} {root.attrs.get('url.path', '')}{trace.query}"
+    share = 100 * db_ms(trace) / root.ms if root.ms else 0.0
+    return f"{path}: {describe_db(trace)}, {root.ms:.1f} ms ({db_ms(trace):.1f} ms = {share:.0f}% in SQL)"
+
+
+def show_trace(line: str, trace: Trace) -> None:
+    tid = trace.root.trace_id
+    print(f"   {line}\n     UI  {JAEGER}/trace/{tid}\n     API {JAEGER}/api/v3/traces/{tid}")
+
+
+def cache_hit(trace: Trace) -> bool | None:
+    """The first cache lookup's otelperf.cache.hit; None when the trace has no cache span."""
+    flags = (s.attrs["otelperf.cache.hit"] for s in trace.db if "otelperf.cache.hit" in s.attrs)
+    return next(flags, None)
+
+
+def where_to_look(start: float, end: float) -> str | None:
+    """Prints the traces; returns this run's service.instance.id (None when nothing was found)."""
+    say()
+    print("== Where to look: traces of this run in Jaeger ==")
+    print(
+        "(This Jaeger is a module build: its UI page is a placeholder, the API is complete; the "
+        "docker-compose setup has the full UI.)"
+    )
+    n1, eager = search("GET /orders", start, end), search("GET /orders-eager", start, end)
+    reports = search("GET /reports/search", start, end)
+    prices = search("GET /products/{product_id}/price", start, end)
+    everything = n1 + eager + reports + prices
+    if not everything:
+        window = f"{_rfc3339(start)} .. {_rfc3339(end)}"
+        raise StepFailed("Jaeger search", f"no trace of service {SERVICE!r} in {window}", APP_LOG)
+
+    slow = max(n1, key=lambda t: t.root.ms) if n1 else None
+    if slow:
+        print(f"\n1. The slowest GET /orders of {len(n1)}: the N+1 list")
+        show_trace(summary(slow), slow)
+    if eager:
+        same = [t for t in eager if slow and t.query == slow.query]
+        pick = max(same, key=lambda t: t.root.ms) if same else median_trace(eager)
+        why = "the same customer" if same else "a typical one"
+        print(f"\n2. GET /orders-eager, {why}, for comparison (same data, items by selectinload)")
+        show_trace(summary(pick), pick)
+        if n1:
+            a, b = median_trace(n1), median_trace(eager)
+            print(
+                f"   median of all: GET /orders {a.root.ms:.1f} ms with {len(a.sql)} SQL statements, "
+                f"GET /orders-eager {b.root.ms:.1f} ms with {len(b.sql)}"
+            )
+    if reports:
+        worst = max(reports, key=lambda t: t.root.ms)
+        print(f"\n3. The slowest GET /reports/search of {len(reports)} (LIKE '%q%' scans every order)")
+        show_trace(summary(worst), worst)
+        print(f"   median of all: {median_trace(reports).root.ms:.1f} ms")
+    if prices:
+        if any(cache_hit(t) is not None for t in prices):
+            hits = [t for t in prices if cache_hit(t) is True]
+            misses = [t for t in prices if cache_hit(t) is False]
+            how = "by the cache span's otelperf.cache.hit"
+        else:  # --sqlite: the in-process cache has no spans under `otelperf run`; SQL means a miss
+            hits, misses = [t for t in prices if not t.sql], [t for t in prices if t.sql]
+            how = "in-process cache, no cache spans: no SQL means a hit"
+        ratio = 100 * len(hits) / len(prices)
+        print(f"\n4. GET /products/{{product_id}}/price: a typical cache hit vs miss ({how})")
+        print(f"   {len(prices)} lookups: {len(hits)} hits, {len(misses)} misses ({ratio:.0f}% hits)")
+        for label, group in (("hit: ", hits), ("miss:", misses)):
+            if group:
+                t = median_trace(group)
+                path = t.root.attrs.get("url.path", "")
+                show_trace(f"{label} {path}: {describe_cache(t)}, {t.root.ms:.1f} ms", t)
+    return str(everything[0].root.resource.get("service.instance.id", "")) or None
+
+
+# --- 5b. PromQL from Prometheus -----------------------------------------------------------------
+
+P95_ROUTE = (
+    "histogram_quantile(0.95, sum by (le, http_request_method, http_route) "
+    '(increase(http_server_request_duration_seconds_bucket{job="shop"}[5m])))'
+)
+REQUESTS_ROUTE = (
+    "sum by (http_request_method, http_route) "
+    '(increase(http_server_request_duration_seconds_count{job="shop"}[5m]))'
+)
+DB_TIME = (
+    "sum by (db_system_name, db_operation_name) "
+    '(increase(db_client_operation_duration_seconds_sum{job="shop"}[5m]))'
+)
+DB_P95 = (
+    "histogram_quantile(0.95, sum by (le, db_system_name, db_operation_name) "
+    '(increase(db_client_operation_duration_seconds_bucket{job="shop"}[5m])))'
+)
+CACHE_RATIO = 'otelperf_cache_hit_ratio{job="shop"}'
+
+
+def prom(expr: str) -> list[tuple[dict[str, str], float]]:
+    body = get_json(f"{PROMETHEUS}/api/v1/query", {"query": expr})
+    return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
+
+
+def graph_link(expr: str) -> str:
+    return f"{PROMETHEUS}/graph?g0.expr={urllib.parse.quote(expr, safe='')}&g0.tab=0&g0.range_input=15m"
+
+
+def wait_scraped(after: float) -> None:
+    """The app's last metric export reached the collector before it exited; wait for the first
+    Prometheus scrape of the collector's exporter after that (scrape interval 5 s; batch 1 s)."""
+
+    def scraped() -> bool:
+        try:
+            result = prom('timestamp(up{job="otelcol-exporter"})')
+        except OSError:
+            return False
+        return bool(result) and result[0][1] > after + 1.5
+
+    if not wait_until(scraped, timeout=20):
+        say("WARNING: Prometheus has not scraped the collector since the app stopped; values may lag")
+
+
+def show(title: str, expr: str, row: Callable[[dict[str, str], float], str]) -> None:
+    print(f"\n{title}\n   {expr}\n   {graph_link(expr)}")
+    try:
+        result = prom(expr)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"   (query failed: {exc}; Prometheus log: see `otelperf stack logs prometheus`)")
+        return
+    if not result:
+        print("   (no series)")
+    for labels, value in sorted(result, key=lambda r: sorted(r[0].items())):
+        print("   " + row(labels, value))
+
+
+def _ms(value: float) -> str:
+    return "      -" if math.isnan(value) else f"{value * 1000:7.1f} ms"  # NaN: no request in the window
+
+
+def _route(labels: dict[str, str]) -> str:
+    return f"{labels.get('http_request_method', '?')} {labels.get('http_route', '?')}"
+
+
+def latency_panels(instance: str | None, end: float) -> None:
+    wait_scraped(end)
+    say()
+    print(f"== Latency panels: PromQL, and the values now (Prometheus {PROMETHEUS}) ==")
+    print(
+        "(increase over 5 min, extrapolated by Prometheus: this run and any shop process of the last minutes)"
+    )
+    show("p95 per route", P95_ROUTE, lambda m, v: f"{_route(m):<40} p95 {_ms(v)}")
+    show("requests per route", REQUESTS_ROUTE, lambda m, v: f"{_route(m):<40} {v:8.0f}")
+    show(
+        "DB time per operation (seconds spent, summed over requests)",
+        DB_TIME,
+        lambda m, v: f"{m.get('db_system_name', '?'):<11} {m.get('db_operation_name', '?'):<8} {v:8.2f} s",
+    )
+    show(
+        "p95 per DB operation",
+        DB_P95,
+        lambda m, v: f"{m.get('db_system_name', '?'):<11} {m.get('db_operation_name', '?'):<8} p95 {_ms(v)}",
+    )
+
+    def ratio(m: dict[str, str], v: float) -> str:
+        mine = " (this run)" if instance and m.get("service_instance_id") == instance else ""
+        name, instance_id = m.get("otelperf_cache_name", "?"), m.get("service_instance_id", "?")
+        return f"{name:<11} {v:6.1%}  instance {instance_id}{mine}"
+
+    show("cache hit ratio (since each process started)", CACHE_RATIO, ratio)
+
+
+# --- main ---------------------------------------------------------------------------------------
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("SHOP_PORT", "8000")))
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--sqlite", action="store_true", help="use SQLite and the in-process cache")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite and the in-process cache (no services)")
     args = parser.parse_args()
-    if not port_free(args.port):
-        raise SystemExit(f"[demo] port {args.port} is in use; pass --port or set SHOP_PORT")
-
-    base = f"http://127.0.0.1:{args.port}"
-    env = dict(os.environ, OTEL_SERVICE_NAME="shop", SHOP_INVENTORY_URL=base + "/internal/stock/{product_id}")
-    if not args.sqlite:
-        urls = service_env()
-        pg = urls["OTELPERF_TEST_POSTGRES_URL"].rsplit("/", 1)[0]
-        env.update(DATABASE_URL=pg + "/shop", REDIS_URL=urls["OTELPERF_TEST_REDIS_URL"])
-    uvicorn = [str(BIN / "uvicorn"), "examples.shop.app:app", "--host", "127.0.0.1", "--port", str(args.port)]
-    uvicorn += ["--no-access-log"]
-    if otelperf_run_available():
-        command = [str(BIN / "otelperf"), "run", "--", *uvicorn]
-        say("mode: zero-code (otelperf run -- uvicorn ...)")
-    else:
-        command = uvicorn
-        env["SHOP_OTELPERF_INIT"] = "1"
-        say("mode: code (SHOP_OTELPERF_INIT=1), because `otelperf run` is not available yet")
-    database = env.get("DATABASE_URL", "SQLite (examples/shop.db)")
-    say(f"database: {database}; cache: {env.get('REDIS_URL', 'in-process')}")
-    say("starting: " + " ".join(command))
-    log_path = ROOT / ".otelperf" / "logs" / "demo-app.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     try:
-        wait_healthy(base + "/healthz", proc, timeout=60)
-        say(f"app answers on {base} (log: {log_path}); load for {args.duration:.0f} s")
-        load = [sys.executable, str(ROOT / "examples" / "load.py"), "--base-url", base]
-        load += ["--duration", str(args.duration), "--concurrency", str(args.concurrency)]
-        status = subprocess.run(load, cwd=ROOT, check=False).returncode
-    finally:
-        say("stopping the app")
-        # Own session: signal the whole group, so uvicorn workers under `otelperf run` stop too.
-        os.killpg(proc.pid, signal.SIGINT)
+        if not port_free(args.port):
+            raise StepFailed("app start", f"port {args.port} is in use: pass --port or set SHOP_PORT")
+        stack, was_running = start_backend()
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return status
+            before = span_counters()
+        except OSError as exc:
+            raise StepFailed(
+                "backend", f"cannot read the span counters: {exc}", stack.state_dir / "logs"
+            ) from exc
+        started, ended, load_status = run_app_under_load(args)
+        wait_spans_stored(before, stack)
+        try:
+            instance = where_to_look(started, ended)
+        except (OSError, KeyError, ValueError) as exc:
+            raise StepFailed(
+                "Jaeger query", f"{type(exc).__name__}: {exc}", stack.log_path("jaeger")
+            ) from exc
+        latency_panels(instance, ended)
+    except StepFailed as exc:
+        say(str(exc))
+        say("The backend (if it started) keeps running: `make demo-down` stops it.")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted; the backend (if it started) keeps running: `make demo-down` stops it.")
+        return 130
+    say()
+    print(
+        "In-process detectors (slow query, N+1, latency budget findings) come with issue 4: none shown here."
+    )
+    telemetry = stack.status().telemetry
+    if telemetry is not None:
+        print(f"Collector: {telemetry.describe()}.")
+    before_note = "It was already running before the demo. " if was_running else ""
+    print(f"{before_note}The backend keeps running: `make demo-down` stops it.")
+    if load_status:
+        say(f"exit status 1: some requests of the load failed (the table's errors column; log: {APP_LOG})")
+    return 0 if load_status == 0 else 1
 
 
 if __name__ == "__main__":
