@@ -14,12 +14,15 @@ from typing import Any
 from otelperf._setup import Runtime
 from otelperf._version import __version__
 from otelperf.config import ConfigError, Settings
+from otelperf.detectors._api import Finding
 
 __all__ = [
     "ConfigError",
+    "Finding",
     "Runtime",
     "Settings",
     "__version__",
+    "findings",
     "init",
     "instrument_cache",
     "shutdown",
@@ -38,6 +41,21 @@ def init(**settings: Any) -> Runtime:
     from otelperf import _setup
 
     return _setup.init(**settings)
+
+
+def findings() -> list[Finding]:
+    """What otelperf's detectors found recently in this process (at most the last 1000), oldest first.
+
+    >>> for f in otelperf.findings():  # doctest: +SKIP
+    ...     print(f.summary())
+    n_plus_one [warning] GET /orders: SELECT order_items WHERE order_id = ? x12 (84.0 ms) - ...
+    """
+    from otelperf import _setup
+
+    runtime = _setup.current()
+    if runtime is None or runtime.findings is None:
+        return []
+    return runtime.findings.recent()
 
 
 def shutdown(timeout: float | None = None) -> bool:

@@ -46,6 +46,8 @@ CACHE_HITS = "otelperf.cache.hits"  # multi-key reads (MGET/HMGET, pipelines): k
 CACHE_MISSES = "otelperf.cache.misses"  # multi-key reads: keys not found
 REDIS_PIPELINE_LENGTH = "otelperf.redis.pipeline_length"
 COMPONENT = "otelperf.component"  # db | cache | http | app: used by the detectors' attribution
+# A salted hash of a cache key (never the key: keys can carry secrets), for the miss-storm detector.
+CACHE_KEY_HASH = "otelperf.cache.key_hash"
 
 COMPONENT_DB = "db"
 COMPONENT_CACHE = "cache"
@@ -76,3 +78,21 @@ DURATION_BUCKETS_S: tuple[float, ...] = (
     7.5,
     10.0,
 )
+
+# --- findings (detectors) -----------------------------------------------------------------------
+FINDING_EVENT = "otelperf.finding"
+FINDING_DETECTOR = "otelperf.finding.detector"
+FINDING_SEVERITY = "otelperf.finding.severity"
+FINDING_FINGERPRINT = "otelperf.finding.fingerprint"
+FINDING_STATEMENT = "otelperf.finding.statement"
+FINDING_COUNT = "otelperf.finding.count"
+FINDING_DURATION_MS = "otelperf.finding.duration_ms"
+FINDING_HINT = "otelperf.finding.hint"
+FINDINGS_COUNT = "otelperf.findings.count"
+FINDINGS_DETECTORS = "otelperf.findings.detectors"
+METRIC_FINDINGS = (
+    "otelperf.findings"  # Prometheus: otelperf_findings_total{detector,route,fingerprint,severity}
+)
+METRIC_FINDINGS_TIME = "otelperf.findings.time"  # ms of request time the findings account for
+METRIC_BUDGET_BREACHES = "otelperf.budget.breaches"  # {route, budget="request"|"db"|"cache"|"http"|"app"}
+METRIC_REQUEST_BREAKDOWN = "otelperf.request.breakdown"  # seconds per {route, component}, every SERVER root

@@ -38,6 +38,8 @@ from otelperf import _names
 from otelperf._export import ExportHealth, GuardedMetricExporter, GuardedSpanExporter
 from otelperf._version import __version__
 from otelperf.config import Settings, resolve_settings
+from otelperf.detectors._findings import FindingsSink
+from otelperf.detectors._pipeline import DetectorSpanProcessor
 from otelperf.instrumentation._base import (
     InstrumentationResult,
     InstrumentContext,
@@ -65,6 +67,8 @@ class Runtime:
     health: ExportHealth = field(default_factory=ExportHealth)
     instrumentations: dict[str, InstrumentationResult] = field(default_factory=dict)
     pid: int = field(default_factory=os.getpid)
+    findings: FindingsSink | None = None
+    detector_processor: DetectorSpanProcessor | None = None
     _instrumentors: list[Instrumentor] = field(default_factory=list, repr=False)
 
     @property
@@ -197,6 +201,12 @@ def start(
             max_export_batch_size=min(settings.max_export_batch_size, settings.max_queue_size),
             export_timeout_millis=settings.export_timeout * 1000,
         )
+    if settings.detectors:
+        runtime.findings = FindingsSink(None)
+        runtime.detector_processor = DetectorSpanProcessor(
+            processor, [], runtime.findings, export_share=settings.export_share
+        )
+        processor = runtime.detector_processor
     tracer_provider = TracerProvider(
         resource=resource, sampler=build_sampler(settings), shutdown_on_exit=False
     )
@@ -219,6 +229,11 @@ def start(
     runtime.tracer = tracer_provider.get_tracer(_names.INSTRUMENTATION_SCOPE, __version__)
     runtime.meter = meter_provider.get_meter(_names.INSTRUMENTATION_SCOPE, __version__)
 
+    if runtime.detector_processor is not None and runtime.findings is not None:
+        from otelperf.detectors._registry import build_detectors
+
+        runtime.findings.bind_meter(runtime.meter)
+        runtime.detector_processor.set_detectors(build_detectors(settings, runtime.meter))
     if set_global:
         _set_global_providers(tracer_provider, meter_provider)
     _instrument_all(runtime)

@@ -129,6 +129,22 @@ def _add_stack_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     stack.set_defaults(func=cmd_stack)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from otelperf.report import format_ranked, ranked_from_prometheus
+
+    try:
+        rows = ranked_from_prometheus(args.prometheus, args.window)
+    except OSError as exc:
+        print(
+            f"otelperf report: cannot read {args.prometheus}: {exc} (is the backend up? `otelperf stack up`)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"findings of the last {args.window}, most time-consuming first (from {args.prometheus})")
+    print(format_ranked(rows, args.limit))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otelperf", description="Find performance bottlenecks with OpenTelemetry."
@@ -150,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="refuse to start on invalid configuration")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="the detectors' findings, ranked by the time they cost")
+    report.add_argument("--prometheus", default="http://127.0.0.1:9090")
+    report.add_argument("--window", default="1h", help="PromQL range, e.g. 15m, 1h, 1d")
+    report.add_argument("--limit", type=int, default=20)
+    report.set_defaults(func=cmd_report)
 
     doctor = sub.add_parser(
         "doctor", help="print the resolved settings and libraries, and check the collector"

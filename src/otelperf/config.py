@@ -32,6 +32,7 @@ SAMPLERS = (
     "parentbased_traceidratio",
 )
 KNOWN_INSTRUMENTATIONS = ("fastapi", "sqlalchemy", "redis", "httpx", "requests")
+KNOWN_DETECTORS = ("slow_query", "n_plus_one", "latency_budget", "cache")
 DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
 
 
@@ -61,6 +62,13 @@ class Settings:
     capture_request_headers: tuple[str, ...] = ()
     asgi_message_spans: bool = False
     legacy_attributes: bool = False
+    detectors: tuple[str, ...] = KNOWN_DETECTORS
+    slow_query_ms: float = 100.0
+    slow_query_critical_ms: float = 1000.0
+    n_plus_one_min_count: int = 5
+    n_plus_one_min_ms: float = 50.0
+    budgets: Mapping[str, float] = field(default_factory=dict)  # route (or "*") -> milliseconds
+    export_share: float = 1.0
     max_queue_size: int = 8192
     max_export_batch_size: int = 512
     schedule_delay: float = 1.0
@@ -224,6 +232,72 @@ def _parse_semconv_opt_in(raw: Any) -> bool:
     return "database/dup" in [part.strip().lower() for part in str(raw).split(",")]
 
 
+def _parse_detectors(raw: Any) -> tuple[str, ...]:
+    names = _parse_names(raw)
+    if names in (("all",), ()):
+        return KNOWN_DETECTORS if names else ()
+    if names == ("none",):
+        return ()
+    if any(n not in KNOWN_DETECTORS for n in names):
+        raise ValueError("'all', 'none' or a comma-separated list of " + ", ".join(KNOWN_DETECTORS))
+    return names
+
+
+def _parse_millis(raw: Any) -> float:
+    """A duration in milliseconds: 250, '250ms', '1.5s', '2m'."""
+    accepted = "a non-negative duration such as 250, '250ms' or '1s'"
+    if isinstance(raw, bool):
+        raise ValueError(accepted)
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        text = str(raw).strip().lower()
+        scale = 1.0
+        for suffix, factor in (("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)):
+            if text.endswith(suffix):
+                text, scale = text[: -len(suffix)].strip(), factor
+                break
+        try:
+            value = float(text) * scale
+        except ValueError:
+            raise ValueError(accepted) from None
+    if value < 0 or not math.isfinite(value):
+        raise ValueError(accepted)
+    return value
+
+
+def _parse_budgets(raw: Any) -> dict[str, float]:
+    """Route budgets: a mapping, JSON, or 'GET /orders/{id}=200ms,*=500ms'."""
+    accepted = "route=duration pairs, e.g. 'GET /orders/{id}=200ms,*=500ms', or a JSON object"
+    if isinstance(raw, Mapping):
+        items = list(raw.items())
+    else:
+        text = str(raw).strip()
+        if text.startswith("{"):
+            import json
+
+            try:
+                loaded = json.loads(text)
+            except ValueError:
+                raise ValueError(accepted) from None
+            if not isinstance(loaded, dict):
+                raise ValueError(accepted)
+            items = list(loaded.items())
+        else:
+            items = []
+            for part in text.split(","):
+                if not part.strip():
+                    continue
+                route, sep, value = part.rpartition("=")
+                if not sep or not route.strip():
+                    raise ValueError(accepted)
+                items.append((route.strip(), value.strip()))
+    try:
+        return {str(route): _parse_millis(value) for route, value in items}
+    except ValueError:
+        raise ValueError(accepted) from None
+
+
 def _parse_str(raw: Any) -> str:
     text = str(raw).strip()
     if not text:
@@ -305,6 +379,13 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
         _parse_seconds,
         _parse_millis_env,
     ),
+    ("detectors", "OTELPERF_DETECTORS", None, _parse_detectors, None),
+    ("slow_query_ms", "OTELPERF_SLOW_QUERY_MS", None, _parse_millis, None),
+    ("slow_query_critical_ms", "OTELPERF_SLOW_QUERY_CRITICAL_MS", None, _parse_millis, None),
+    ("n_plus_one_min_count", "OTELPERF_N_PLUS_ONE_MIN_COUNT", None, _parse_positive_int, None),
+    ("n_plus_one_min_ms", "OTELPERF_N_PLUS_ONE_MIN_MS", None, _parse_millis, None),
+    ("budgets", "OTELPERF_BUDGETS", None, _parse_budgets, None),
+    ("export_share", "OTELPERF_EXPORT_SHARE", None, _parse_ratio, None),
     ("strict", "OTELPERF_STRICT", None, _parse_bool, None),
 )
 SETTING_NAMES = tuple(s[0] for s in _SPEC)

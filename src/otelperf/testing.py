@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otelperf import _internal, _setup
 from otelperf._otlp_sink import OTLPSink, SinkMetric, SinkSpan
 from otelperf.config import resolve_settings
+from otelperf.detectors._api import Finding
 
 __all__ = ["Capture", "OTLPSink", "SinkMetric", "SinkSpan", "capture", "otelperf_capture", "stop_capture"]
 
@@ -34,10 +35,48 @@ class Capture:
         self.exporter = exporter
         self.reader = reader
 
+    def flush(self) -> None:
+        """Wait until the detectors have passed every finished request on to the exporter."""
+        provider = self.runtime.tracer_provider
+        if provider is not None:
+            provider.force_flush(10_000)
+
     @property
     def spans(self) -> list[ReadableSpan]:
-        """Finished spans, in the order they ended."""
+        """Finished spans (of finished requests), in the order they were exported."""
+        self.flush()
         return list(self.exporter.get_finished_spans())
+
+    @property
+    def findings(self) -> list[Finding]:
+        """What the detectors found so far, oldest first."""
+        self.flush()
+        sink = self.runtime.findings
+        return sink.recent() if sink is not None else []
+
+    # --- assertions for tests of a service (they fail with the finding's summary) ---
+
+    def assert_no_n_plus_one(self) -> None:
+        found = [f for f in self.findings if f.detector == "n_plus_one"]
+        assert not found, "N+1 queries: " + "; ".join(f.summary() for f in found)
+
+    def assert_max_queries(self, limit: int, route: str | None = None) -> None:
+        """At most ``limit`` database statements (in requests named ``route``, if given)."""
+        from otelperf.detectors._api import component_of
+
+        spans = self.spans
+        if route is not None:
+            roots = {s.context.trace_id for s in spans if s.name == route and s.context is not None}
+            spans = [s for s in spans if s.context is not None and s.context.trace_id in roots]
+        queries = [s for s in spans if component_of(s) == "db"]
+        assert len(queries) <= limit, f"{len(queries)} database statements (limit {limit}): " + ", ".join(
+            sorted({s.name for s in queries})
+        )
+
+    def assert_within_budget(self, route: str) -> None:
+        """No latency-budget finding for ``route`` (budgets: ``capture(budgets={...})``)."""
+        found = [f for f in self.findings if f.detector == "latency_budget" and f.route == route]
+        assert not found, "over budget: " + "; ".join(f.summary() for f in found)
 
     def spans_named(self, name: str) -> list[ReadableSpan]:
         return [s for s in self.spans if s.name == name]
@@ -52,7 +91,11 @@ class Capture:
         return [s for s in self.spans if s.parent is not None and s.parent.span_id == pid]
 
     def clear(self) -> None:
+        """Forget what was captured so far (after letting in-flight requests through)."""
+        self.flush()
         self.exporter.clear()
+        if self.runtime.findings is not None:
+            self.runtime.findings.clear()
 
     def metric_points(self, name: str) -> list[Any]:
         """Every data point of metric ``name`` collected now (cumulative)."""

@@ -1,0 +1,117 @@
+"""The detectors' shared vocabulary: a finished local trace in, findings out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from otelperf import _names
+
+Severity = Literal["warning", "critical"]
+Component = Literal["db", "cache", "http", "app"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a detector found in one request.
+
+    ``anchor_span_id`` is where the finding is shown in the trace (the parent of repeated queries,
+    the slow statement, the request itself); ``span_ids`` are the spans it concerns.
+    """
+
+    detector: str
+    severity: Severity
+    route: str
+    fingerprint: str
+    statement: str
+    count: int
+    duration_ms: float
+    trace_id: str
+    anchor_span_id: str
+    span_ids: tuple[str, ...]
+    hint: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+    def summary(self) -> str:
+        return (
+            f"{self.detector} [{self.severity}] {self.route}: {self.statement} x{self.count} "
+            f"({self.duration_ms:.1f} ms) - {self.hint}"
+        )
+
+
+def hex_span_id(span: ReadableSpan) -> str:
+    ctx = span.context
+    return format(ctx.span_id, "016x") if ctx is not None else ""
+
+
+def hex_trace_id(span: ReadableSpan) -> str:
+    ctx = span.context
+    return format(ctx.trace_id, "032x") if ctx is not None else ""
+
+
+def duration_ms(span: ReadableSpan) -> float:
+    if span.start_time is None or span.end_time is None:
+        return 0.0
+    return (span.end_time - span.start_time) / 1e6
+
+
+def component_of(span: ReadableSpan) -> Component:
+    """Which part of the stack a span's time belongs to: db, cache, http (outgoing) or app."""
+    attributes = span.attributes or {}
+    component = attributes.get(_names.COMPONENT)
+    if component in ("db", "cache", "http"):
+        return component  # type: ignore[return-value]
+    if attributes.get(_names.CACHE_NAME) is not None:
+        return "cache"
+    system = attributes.get(_names.DB_SYSTEM_NAME)
+    if system is not None:
+        return "cache" if system == "redis" else "db"
+    if span.kind is SpanKind.CLIENT and attributes.get(_names.HTTP_REQUEST_METHOD) is not None:
+        return "http"
+    return "app"
+
+
+class TraceView:
+    """The spans one request produced in this process, ended, with its local root."""
+
+    __slots__ = ("_children", "root", "spans")
+
+    def __init__(self, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> None:
+        self.root = root
+        self.spans = spans
+        self._children: dict[int, list[ReadableSpan]] | None = None
+
+    @property
+    def route(self) -> str:
+        return self.root.name
+
+    @property
+    def trace_id(self) -> str:
+        return hex_trace_id(self.root)
+
+    def children_of(self, span: ReadableSpan) -> list[ReadableSpan]:
+        if self._children is None:
+            index: dict[int, list[ReadableSpan]] = {}
+            for s in self.spans:
+                if s.parent is not None:
+                    index.setdefault(s.parent.span_id, []).append(s)
+            self._children = index
+        ctx = span.context
+        return self._children.get(ctx.span_id, []) if ctx is not None else []
+
+    def of_component(self, component: Component) -> Iterator[ReadableSpan]:
+        return (s for s in self.spans if s is not self.root and component_of(s) == component)
+
+
+class Detector(Protocol):
+    """Reads a finished request; returns what it found. Runs on the detector thread, never the app's."""
+
+    name: str
+
+    def analyze(self, trace: TraceView) -> list[Finding]: ...

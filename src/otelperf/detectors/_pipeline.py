@@ -1,0 +1,276 @@
+"""The span processor that runs the detectors, placed in front of the exporting processor.
+
+On the app's thread ``on_end`` only files the span under its trace (a dict lookup and an append
+under a lock). When a request's local root ends (a span without a parent, or with a remote one),
+its spans go as one item on a bounded queue to the detector thread, which runs the detectors,
+writes each finding into the trace as a span event (on a copy of the span: an ended span cannot
+change), decides what to export, and hands the spans to the exporting processor.
+
+Bounded everywhere, nothing lost silently: at most ``max_traces`` open traces (the oldest is
+passed on unanalyzed when a new one needs room), ``max_spans_per_trace`` buffered spans per trace
+(later ones pass straight on), ``queue_size`` requests waiting for analysis (when full, a request
+is passed on unanalyzed); each case is counted in :class:`PipelineStats`.
+
+Export policy: with ``export_share`` < 1 (production mode) every request is still analyzed and
+counted in metrics, but only traces with a finding, an error, or a trace id inside the share
+(deterministic by trace id, so a distributed trace is kept or dropped whole) are exported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import StatusCode
+
+from otelperf import _internal, _names
+from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
+from otelperf.detectors._findings import FindingsSink
+
+logger = logging.getLogger("otelperf.detectors")
+
+_STOP = object()
+_TRACE_ID_LIMIT = (1 << 64) - 1
+
+
+@dataclass
+class PipelineStats:
+    analyzed: int = 0
+    evicted_traces: int = 0
+    overflow_spans: int = 0
+    queue_full: int = 0
+    not_exported: int = 0
+    detector_errors: int = 0
+
+
+class DetectorSpanProcessor(SpanProcessor):
+    def __init__(
+        self,
+        inner: SpanProcessor,
+        detectors: Sequence[Detector],
+        sink: FindingsSink,
+        *,
+        export_share: float = 1.0,
+        max_traces: int = 4096,
+        max_spans_per_trace: int = 2000,
+        queue_size: int = 2048,
+    ) -> None:
+        self._inner = inner
+        self._detectors = list(detectors)
+        self._sink = sink
+        self._export_share = export_share
+        self._max_traces = max_traces
+        self._max_spans = max_spans_per_trace
+        self._queue_size = queue_size
+        self.stats = PipelineStats()
+        self._shutdown = False
+        self._start_worker()
+        if hasattr(os, "register_at_fork"):
+            # A forked child has the buffers but not the thread; weakly, so that a processor
+            # that was shut down and dropped is not kept alive by the fork hook.
+            restart = weakref.WeakMethod(self._start_worker)
+            os.register_at_fork(after_in_child=lambda: _call(restart))
+
+    def _start_worker(self) -> None:
+        if self._shutdown:
+            return
+        self._lock = threading.Lock()
+        self._traces: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        self._queue: queue.Queue[Any] = queue.Queue(self._queue_size)
+        self._pending = 0  # requests queued or being analyzed
+        self._drained = threading.Condition()
+        self._worker = threading.Thread(target=self._run, name="otelperf-detectors", daemon=True)
+        self._worker.start()
+
+    def set_detectors(self, detectors: Sequence[Detector]) -> None:
+        self._detectors = list(detectors)
+
+    # --- the app's thread ---
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        if ctx is None or self._shutdown:
+            self._inner.on_end(span)
+            return
+        parent = span.parent
+        trace_id = ctx.trace_id
+        if parent is None or parent.is_remote:
+            with self._lock:
+                spans = self._traces.pop(trace_id, None)
+            spans = [span] if spans is None else [*spans, span]
+            with self._drained:
+                self._pending += 1
+            try:
+                self._queue.put_nowait((span, spans))
+            except queue.Full:
+                self._done_one()
+                self.stats.queue_full += 1
+                self._pass_on(spans)
+            return
+        evicted: list[ReadableSpan] | None = None
+        overflow = False
+        with self._lock:
+            spans = self._traces.get(trace_id)
+            if spans is None:
+                if len(self._traces) >= self._max_traces:
+                    _, evicted = self._traces.popitem(last=False)
+                self._traces[trace_id] = [span]
+            elif len(spans) >= self._max_spans:
+                overflow = True
+            else:
+                spans.append(span)
+        if evicted is not None:
+            self.stats.evicted_traces += 1
+            self._pass_on(evicted)
+        if overflow:
+            self.stats.overflow_spans += 1
+            self._inner.on_end(span)
+
+    # --- the detector thread ---
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                root, spans = item
+                self._analyze(root, spans)
+            except Exception as exc:  # never let the thread die: count and go on
+                _internal.record_internal_error("detectors.worker", exc)
+            finally:
+                self._done_one()
+
+    def _done_one(self) -> None:
+        with self._drained:
+            self._pending -= 1
+            if self._pending <= 0:
+                self._drained.notify_all()
+
+    def _wait_drained(self, timeout: float) -> bool:
+        with self._drained:
+            return self._drained.wait_for(lambda: self._pending <= 0, timeout)
+
+    def _analyze(self, root: ReadableSpan, spans: list[ReadableSpan]) -> None:
+        view = TraceView(root, spans)
+        findings: list[Finding] = []
+        for detector in self._detectors:
+            try:
+                findings.extend(detector.analyze(view))
+            except Exception as exc:
+                self.stats.detector_errors += 1
+                _internal.record_internal_error(f"detector {getattr(detector, 'name', detector)!r}", exc)
+        self.stats.analyzed += 1
+        if findings:
+            self._sink.record(findings)
+            spans = _annotate(spans, root, findings)
+        if self._export_share >= 1.0 or findings or self._keep(root, spans):
+            self._pass_on(spans)
+        else:
+            self.stats.not_exported += len(spans)
+
+    def _keep(self, root: ReadableSpan, spans: list[ReadableSpan]) -> bool:
+        if any(s.status.status_code is StatusCode.ERROR for s in spans):
+            return True
+        ctx = root.context
+        # The low 64 bits of a W3C trace id are random: the same rule as TraceIdRatioBased, so
+        # every service using the same share keeps the same traces.
+        return ctx is not None and (ctx.trace_id & _TRACE_ID_LIMIT) < self._export_share * _TRACE_ID_LIMIT
+
+    def _pass_on(self, spans: list[ReadableSpan]) -> None:
+        for span in spans:
+            self._inner.on_end(span)
+
+    # --- lifecycle ---
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        drained = self._wait_drained(timeout_millis / 1000)
+        return self._inner.force_flush(timeout_millis) and drained
+
+    def flush_open_traces(self) -> None:
+        """Pass on spans whose request has not ended (at shutdown: nothing is lost)."""
+        with self._lock:
+            pending = list(self._traces.values())
+            self._traces.clear()
+        for spans in pending:
+            self._pass_on(spans)
+
+    def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._wait_drained(5.0)
+        self._shutdown = True
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_STOP, timeout=1.0)
+        self._worker.join(timeout=5.0)
+        self.flush_open_traces()
+        self._inner.shutdown()
+
+
+def _call(method_ref: weakref.WeakMethod[Any]) -> None:
+    method = method_ref()
+    if method is not None:
+        method()
+
+
+def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Finding]) -> list[ReadableSpan]:
+    """Copies of the spans that findings point at, with one event per finding."""
+    by_id = {hex_span_id(s): s for s in spans}
+    events: dict[str, list[Event]] = {}
+    for f in findings:
+        anchor = f.anchor_span_id if f.anchor_span_id in by_id else hex_span_id(root)
+        events.setdefault(anchor, []).append(
+            Event(
+                _names.FINDING_EVENT,
+                {
+                    _names.FINDING_DETECTOR: f.detector,
+                    _names.FINDING_SEVERITY: f.severity,
+                    _names.FINDING_FINGERPRINT: f.fingerprint,
+                    _names.FINDING_STATEMENT: f.statement,
+                    _names.FINDING_COUNT: f.count,
+                    _names.FINDING_DURATION_MS: round(f.duration_ms, 3),
+                    _names.FINDING_HINT: f.hint,
+                },
+                root.end_time,
+            )
+        )
+    root_id = hex_span_id(root)
+    detectors = sorted({f.detector for f in findings})
+    out = []
+    for span in spans:
+        sid = hex_span_id(span)
+        extra_events = events.get(sid)
+        if extra_events is None and sid != root_id:
+            out.append(span)
+            continue
+        attributes = dict(span.attributes or {})
+        if sid == root_id:
+            attributes[_names.FINDINGS_COUNT] = len(findings)
+            attributes[_names.FINDINGS_DETECTORS] = detectors
+        out.append(
+            ReadableSpan(
+                name=span.name,
+                context=span.context,
+                parent=span.parent,
+                resource=span.resource,
+                attributes=attributes,
+                events=(*span.events, *(extra_events or ())),
+                links=span.links,
+                kind=span.kind,
+                status=span.status,
+                start_time=span.start_time,
+                end_time=span.end_time,
+                instrumentation_scope=span.instrumentation_scope,
+            )
+        )
+    return out

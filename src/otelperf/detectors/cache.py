@@ -1,0 +1,294 @@
+"""Cache behaviour across requests: a low hit ratio, and miss storms.
+
+A cache lookup is a span of component "cache" with a boolean ``otelperf.cache.hit`` (the cache
+instrumentation and Redis reads set it; the cache's name is ``otelperf.cache.name``, "redis" for
+Redis). Multi-key reads (MGET, pipelines) count their ``otelperf.cache.hits``/``misses``.
+
+* **Low hit ratio** (``cache_hit_ratio``): over a sliding window (default 60 s, counted in 60
+  buckets so the state per cache is bounded) a cache with at least ``min_lookups`` lookups and a
+  hit ratio under ``min_hit_ratio`` is reported, at most once per window per cache.
+* **Miss storm** (``cache_miss_storm``): at least ``storm_misses`` requests missing the same key
+  within ``storm_window_s`` (default 10 within 1 s), typically concurrent requests all
+  recomputing the same expired value. Each request counts once per key: one request missing in
+  a loop is a loop (the N+1 detector's business, or a low hit ratio), not a storm.
+
+  Spans never carry cache keys (a key can hold a user id or a token). When a lookup span has
+  ``otelperf.cache.key_hash`` -- a *salted* hash of the key (salt per process, so the hash
+  cannot be reversed by guessing keys), which the cache instrumentation has to set for this --
+  storms are detected per key. Without it, misses are grouped per cache name: a burst of
+  requests missing one cache, which can also be a cold start over many keys. A storm is
+  reported at most once per ``storm_cooldown_s`` per key (or cache).
+
+Time is the spans' own (their start and end timestamps), not the detector's clock, so the
+windows mean the same thing when the detector thread runs late. State is bounded: at most
+``max_caches`` cache names and ``max_keys`` storm keys (least recently seen evicted); both
+overflows are counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from otelperf import _names
+from otelperf.detectors._api import Finding, TraceView, component_of, duration_ms, hex_span_id
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter
+
+    from otelperf.config import Settings
+
+__all__ = ["CacheDetector"]
+
+HIT_RATIO = "cache_hit_ratio"
+MISS_STORM = "cache_miss_storm"
+UNNAMED_CACHE = "unnamed"
+MAX_SPAN_IDS = 50
+_BUCKETS = 60
+
+
+@dataclass
+class _Ratio:
+    buckets: deque[list[int]] = field(default_factory=deque)  # [bucket index, hits, misses]
+    hits: int = 0
+    misses: int = 0
+    last_reported: int | None = None
+
+    def add(self, bucket: int, hits: int, misses: int) -> None:
+        # A lookup older than the newest bucket (a request that ended late) joins the newest one.
+        if self.buckets and self.buckets[-1][0] >= bucket:
+            self.buckets[-1][1] += hits
+            self.buckets[-1][2] += misses
+        else:
+            self.buckets.append([bucket, hits, misses])
+        self.hits += hits
+        self.misses += misses
+
+    def expire(self, oldest_bucket: int) -> None:
+        while self.buckets and self.buckets[0][0] < oldest_bucket:
+            _, hits, misses = self.buckets.popleft()
+            self.hits -= hits
+            self.misses -= misses
+
+
+@dataclass
+class _Storm:
+    times: deque[int]
+    last_reported: int | None = None
+
+
+def _lookup(span: ReadableSpan) -> tuple[str, int, int] | None:
+    """(cache name, hits, misses) of a cache lookup span, or None for any other span."""
+    attributes = span.attributes or {}
+    hit = attributes.get(_names.CACHE_HIT)
+    if not isinstance(hit, bool) or component_of(span) != "cache":
+        return None
+    name = str(attributes.get(_names.CACHE_NAME) or UNNAMED_CACHE)
+    hits, misses = attributes.get(_names.CACHE_HITS), attributes.get(_names.CACHE_MISSES)
+    if isinstance(hits, int) and isinstance(misses, int) and hits >= 0 and misses >= 0:
+        return name, hits, misses
+    return (name, 1, 0) if hit else (name, 0, 1)
+
+
+def _fingerprint(*parts: str) -> str:
+    return hashlib.blake2b("\x00".join(parts).encode("utf-8", "replace"), digest_size=8).hexdigest()
+
+
+def _densest(times: deque[int], window_ns: int) -> int:
+    """The most misses inside any interval of ``window_ns`` (they arrive in request-end order)."""
+    ordered = sorted(times)
+    best = lo = 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] > window_ns:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+class CacheDetector:
+    """Finds caches that rarely hit and keys that many requests miss at once."""
+
+    name = "cache"
+
+    def __init__(
+        self,
+        settings: Settings,
+        meter: Meter | None,
+        *,
+        min_hit_ratio: float = 0.5,
+        window_s: float = 60.0,
+        min_lookups: int = 20,
+        storm_misses: int = 10,
+        storm_window_s: float = 1.0,
+        storm_cooldown_s: float = 60.0,
+        max_caches: int = 1000,
+        max_keys: int = 10_000,
+    ) -> None:
+        del settings, meter  # findings are counted by the pipeline's sink; nothing of our own
+        self.min_hit_ratio = min_hit_ratio
+        self.min_lookups = min_lookups
+        self.storm_misses = storm_misses
+        self._window_ns = int(window_s * 1e9)
+        self._bucket_ns = max(1, self._window_ns // _BUCKETS)
+        self._storm_window_ns = int(storm_window_s * 1e9)
+        self._storm_cooldown_ns = int(storm_cooldown_s * 1e9)
+        self._max_caches = max_caches
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+        self._ratios: dict[str, _Ratio] = {}
+        self._storms: OrderedDict[tuple[str, str | None], _Storm] = OrderedDict()
+        self.overflow_caches = 0
+        self.evicted_keys = 0
+
+    def analyze(self, trace: TraceView) -> list[Finding]:
+        lookups: dict[str, list[tuple[ReadableSpan, int, int]]] = {}
+        for span in trace.spans:
+            found = _lookup(span)
+            if found is not None and span.end_time is not None:
+                name, hits, misses = found
+                lookups.setdefault(name, []).append((span, hits, misses))
+        if not lookups:
+            return []
+        findings: list[Finding] = []
+        with self._lock:
+            for name, entries in lookups.items():
+                entries.sort(key=lambda e: e[0].end_time or 0)
+                finding = self._hit_ratio(trace, name, entries)
+                if finding is not None:
+                    findings.append(finding)
+                findings.extend(self._miss_storms(trace, name, entries))
+        return findings
+
+    # --- hit ratio ---
+    def _hit_ratio(
+        self, trace: TraceView, name: str, entries: list[tuple[ReadableSpan, int, int]]
+    ) -> Finding | None:
+        ratio = self._ratios.get(name)
+        if ratio is None:
+            if len(self._ratios) >= self._max_caches:
+                self.overflow_caches += 1
+                return None
+            ratio = self._ratios[name] = _Ratio()
+        now = 0
+        for span, hits, misses in entries:
+            now = span.end_time or 0
+            ratio.add(now // self._bucket_ns, hits, misses)
+        ratio.expire((now - self._window_ns) // self._bucket_ns + 1)
+        lookups = ratio.hits + ratio.misses
+        if lookups < self.min_lookups or lookups == 0:
+            return None
+        hit_ratio = ratio.hits / lookups
+        if hit_ratio >= self.min_hit_ratio:
+            return None
+        if ratio.last_reported is not None and now - ratio.last_reported < self._window_ns:
+            return None
+        ratio.last_reported = now
+        spans = [span for span, _, _ in entries]
+        window_s = self._window_ns / 1e9
+        return Finding(
+            detector=HIT_RATIO,
+            severity="critical" if hit_ratio < self.min_hit_ratio / 2 else "warning",
+            route=trace.route,
+            fingerprint=_fingerprint(HIT_RATIO, name),
+            statement=f"cache {name}",
+            count=lookups,
+            duration_ms=sum(duration_ms(s) for s in spans),
+            trace_id=trace.trace_id,
+            anchor_span_id=hex_span_id(spans[-1]),
+            span_ids=tuple(hex_span_id(s) for s in spans[-MAX_SPAN_IDS:]),
+            hint=(
+                f"cache {name} hit {hit_ratio:.0%} of {lookups} lookups in the last {window_s:g} s "
+                f"(threshold {self.min_hit_ratio:.0%}): check its TTL and size (evictions), and that "
+                "keys hold no per-request part (a timestamp, a request id)"
+            ),
+            details={
+                "cache": name,
+                "hit_ratio": round(hit_ratio, 4),
+                "hits": ratio.hits,
+                "misses": ratio.misses,
+                "window_s": window_s,
+                "threshold": self.min_hit_ratio,
+            },
+        )
+
+    # --- miss storms ---
+    def _miss_storms(
+        self, trace: TraceView, name: str, entries: list[tuple[ReadableSpan, int, int]]
+    ) -> list[Finding]:
+        misses_by_key: dict[str | None, list[ReadableSpan]] = {}
+        for span, _, misses in entries:
+            if misses > 0:
+                key_hash = (span.attributes or {}).get(_names.CACHE_KEY_HASH)
+                key = str(key_hash) if key_hash else None
+                misses_by_key.setdefault(key, []).append(span)
+        findings = []
+        for key_hash, spans in misses_by_key.items():
+            storm = self._storm_state((name, key_hash))
+            first = min(spans, key=lambda s: s.start_time or 0)
+            storm.times.append(first.start_time or first.end_time or 0)
+            count = _densest(storm.times, self._storm_window_ns)
+            if count < self.storm_misses:
+                continue
+            now = max(storm.times)
+            if storm.last_reported is not None and now - storm.last_reported < self._storm_cooldown_ns:
+                continue
+            storm.last_reported = now
+            findings.append(self._storm_finding(trace, name, key_hash, spans, count))
+        return findings
+
+    def _storm_state(self, key: tuple[str, str | None]) -> _Storm:
+        storm = self._storms.get(key)
+        if storm is None:
+            if len(self._storms) >= self._max_keys:
+                self._storms.popitem(last=False)
+                self.evicted_keys += 1
+            # Twice the threshold is enough to find a dense window among requests that end out
+            # of order, with a small fixed footprint per key.
+            storm = self._storms[key] = _Storm(deque(maxlen=2 * self.storm_misses))
+        else:
+            self._storms.move_to_end(key)
+        return storm
+
+    def _storm_finding(
+        self, trace: TraceView, name: str, key_hash: str | None, spans: list[ReadableSpan], count: int
+    ) -> Finding:
+        window_ms = self._storm_window_ns / 1e6
+        if key_hash is not None:
+            statement = f"cache {name} key {key_hash[:16]}"
+            hint = (
+                f"{count} requests missed the same key of cache {name} within {window_ms:g} ms: they "
+                "recompute one value; coalesce them (single-flight, a lock per key) or "
+                "refresh before expiry (stale-while-revalidate, TTL jitter)"
+            )
+        else:
+            statement = f"cache {name} (all keys)"
+            hint = (
+                f"{count} requests missed cache {name} within {window_ms:g} ms (keys unknown: set "
+                f"{_names.CACHE_KEY_HASH} to tell one hot key from a cold start); if one key, "
+                "coalesce the recomputation (single-flight) or refresh before expiry"
+            )
+        return Finding(
+            detector=MISS_STORM,
+            severity="warning",
+            route=trace.route,
+            fingerprint=_fingerprint(MISS_STORM, name, key_hash or ""),
+            statement=statement,
+            count=count,
+            duration_ms=sum(duration_ms(s) for s in spans),
+            trace_id=trace.trace_id,
+            anchor_span_id=hex_span_id(spans[-1]),
+            span_ids=tuple(hex_span_id(s) for s in spans[-MAX_SPAN_IDS:]),
+            hint=hint,
+            details={
+                "cache": name,
+                "key_hash": key_hash,
+                "keyed": key_hash is not None,
+                "requests_in_window": count,
+                "window_ms": window_ms,
+            },
+        )

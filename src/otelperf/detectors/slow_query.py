@@ -1,0 +1,171 @@
+"""Slow queries: database spans over their threshold, one finding per statement shape per request.
+
+A statement is slow at ``settings.slow_query_ms`` (warning) and ``settings.slow_query_critical_ms``
+(critical). Some routes and statements deserve their own limit (a nightly report may take seconds,
+a login lookup should take one): ``overrides`` maps a route (the root span's name, ``"GET
+/reports"``), a fingerprint or a normalized statement to a warning threshold in milliseconds.
+The most specific wins: statement, then fingerprint, then route. Critical stays at the global
+critical level unless the override is higher than it.
+
+    SlowQueryDetector(settings, meter, overrides={"GET /reports": 2000, "SELECT 1 FROM s WHERE t = ?": 10})
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from otelperf import _names
+from otelperf.detectors._api import Finding, Severity, TraceView, component_of, hex_span_id
+from otelperf.detectors.fingerprint import statement_fingerprint
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter
+
+    from otelperf.config import Settings
+
+__all__ = ["SlowQueryDetector", "index_hint"]
+
+GENERIC_HINT = "look at the query plan (EXPLAIN)"
+
+_NAME = r'(?:"(?:[^"]|"")+"|[\w$]+)'
+_QUALIFIED = _NAME + r"(?:\." + _NAME + r")*"
+# Crude on purpose: a single-table SELECT whose first condition is an equality (or IN) on a column.
+_SIMPLE_SELECT_RE = re.compile(
+    r"^SELECT .+? FROM (?P<table>" + _QUALIFIED + r")(?: (?:AS )?(?P<alias>" + _NAME + r"))?"
+    r" WHERE (?:\(|NOT )*(?P<column>" + _QUALIFIED + r") (?:=|IN) "
+)
+_NOT_SIMPLE = (" JOIN ", "(SELECT ", " UNION ", " FROM (")
+
+
+@lru_cache(maxsize=1024)
+def index_hint(normalized: str) -> str:
+    """'check the plan: an index on T(X) may help' when the statement says that much, else EXPLAIN.
+
+    >>> index_hint("SELECT * FROM orders WHERE customer_id = ? LIMIT ?")
+    'check the plan: an index on orders(customer_id) may help'
+    """
+    if not normalized.startswith("SELECT ") or any(marker in normalized for marker in _NOT_SIMPLE):
+        return GENERIC_HINT
+    match = _SIMPLE_SELECT_RE.match(normalized)
+    if match is None:
+        return GENERIC_HINT
+    table, alias, column = match.group("table", "alias", "column")
+    if alias in ("WHERE", None):
+        alias = table.rsplit(".", 1)[-1]
+    qualifier, _, name = column.rpartition(".")
+    if qualifier and qualifier not in (table, alias):
+        return GENERIC_HINT
+    return f"check the plan: an index on {table}({name}) may help"
+
+
+def statement_of(span: ReadableSpan) -> str | None:
+    """The span's query text (the stable name, else the legacy one), when it is a string."""
+    attributes = span.attributes or {}
+    text = attributes.get(_names.DB_QUERY_TEXT)
+    if text is None:
+        text = attributes.get(_names.DB_STATEMENT_LEGACY)
+    return text if isinstance(text, str) and text else None
+
+
+class _Slow:
+    __slots__ = ("critical", "normalized", "spans", "threshold", "total_ms", "worst", "worst_ms")
+
+    def __init__(self, normalized: str, threshold: float, critical: float) -> None:
+        self.normalized = normalized
+        self.threshold = threshold
+        self.critical = critical
+        self.spans: list[ReadableSpan] = []
+        self.total_ms = 0.0
+        self.worst: ReadableSpan | None = None
+        self.worst_ms = -1.0
+
+
+class SlowQueryDetector:
+    """Database spans slower than their threshold; one finding per fingerprint per request."""
+
+    name = "slow_query"
+
+    def __init__(
+        self,
+        settings: Settings,
+        meter: Meter | None = None,
+        *,
+        overrides: Mapping[str, float] | None = None,
+    ) -> None:
+        del meter  # findings are counted by the sink
+        self.warning_ms = float(settings.slow_query_ms)
+        self.critical_ms = float(settings.slow_query_critical_ms)
+        self.overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
+        # No statement below this can be slow under any rule: such spans are skipped before their
+        # statement is even looked at.
+        self._floor = min([self.warning_ms, *self.overrides.values()])
+
+    def _threshold(self, route_ms: float, normalized: str, fingerprint: str) -> float:
+        if not self.overrides:
+            return route_ms
+        value = self.overrides.get(normalized)
+        if value is None:
+            value = self.overrides.get(fingerprint)
+        return route_ms if value is None else value
+
+    def analyze(self, trace: TraceView) -> list[Finding]:
+        floor = self._floor
+        route = trace.route
+        route_ms = self.overrides.get(route, self.warning_ms)
+        root = trace.root
+        by_fingerprint: dict[str, _Slow] = {}
+        for span in trace.spans:
+            start, end = span.start_time, span.end_time
+            if start is None or end is None or span is root:
+                continue
+            ms = (end - start) / 1e6
+            if ms < floor or component_of(span) != "db":
+                continue
+            text = statement_of(span)
+            if text is None:
+                continue
+            normalized, fingerprint = statement_fingerprint(text)
+            slow = by_fingerprint.get(fingerprint)
+            if slow is None:
+                threshold = self._threshold(route_ms, normalized, fingerprint)
+                critical = max(self.critical_ms, threshold)
+                slow = by_fingerprint[fingerprint] = _Slow(normalized, threshold, critical)
+            if ms < slow.threshold:
+                continue
+            slow.spans.append(span)
+            slow.total_ms += ms
+            if ms > slow.worst_ms:
+                slow.worst, slow.worst_ms = span, ms
+        findings: list[Finding] = []
+        trace_id = trace.trace_id
+        for fingerprint, slow in by_fingerprint.items():
+            if slow.worst is None:
+                continue
+            severity: Severity = "critical" if slow.worst_ms >= slow.critical else "warning"
+            findings.append(
+                Finding(
+                    detector=self.name,
+                    severity=severity,
+                    route=route,
+                    fingerprint=fingerprint,
+                    statement=slow.normalized,
+                    count=len(slow.spans),
+                    duration_ms=slow.total_ms,
+                    trace_id=trace_id,
+                    anchor_span_id=hex_span_id(slow.worst),
+                    span_ids=tuple(hex_span_id(s) for s in slow.spans),
+                    hint=index_hint(slow.normalized),
+                    details={
+                        "max_ms": round(slow.worst_ms, 3),
+                        "threshold_ms": slow.threshold,
+                        "critical_ms": slow.critical,
+                        "db_system": (slow.worst.attributes or {}).get(_names.DB_SYSTEM_NAME),
+                    },
+                )
+            )
+        return findings

@@ -1,0 +1,78 @@
+"""``otelperf report``: the findings ranked by the time they cost (latency x count).
+
+Reads Prometheus, where every process's findings meet (``otelperf_findings_total`` and
+``otelperf_findings_time_milliseconds_total``), so it works for a fleet of workers and after the
+processes are gone. In a process, :func:`format_ranked` prints the same table from the detector sink.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RankedFinding:
+    detector: str
+    severity: str
+    route: str
+    fingerprint: str
+    statement: str
+    occurrences: float
+    total_ms: float
+
+
+def _query(prometheus: str, promql: str, timeout: float) -> list[dict[str, Any]]:
+    url = prometheus.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        body = json.load(response)
+    if body.get("status") != "success":
+        raise RuntimeError(f"Prometheus answered {body.get('status')}: {body.get('error')}")
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def ranked_from_prometheus(prometheus: str, window: str = "1h", timeout: float = 5.0) -> list[RankedFinding]:
+    labels = "detector, severity, route, fingerprint, statement"
+    times = _query(
+        prometheus,
+        f"sum by ({labels}) (increase(otelperf_findings_time_milliseconds_total[{window}]))",
+        timeout,
+    )
+    counts = _query(prometheus, f"sum by ({labels}) (increase(otelperf_findings_total[{window}]))", timeout)
+    count_of = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in counts}
+    out = []
+    for row in times:
+        m = row["metric"]
+        out.append(
+            RankedFinding(
+                m.get("detector", ""),
+                m.get("severity", ""),
+                m.get("route", ""),
+                m.get("fingerprint", ""),
+                m.get("statement", ""),
+                count_of.get(tuple(sorted(m.items())), 0.0),
+                float(row["value"][1]),
+            )
+        )
+    return sorted(
+        (r for r in out if r.occurrences > 0 or r.total_ms > 0), key=lambda r: r.total_ms, reverse=True
+    )
+
+
+def format_ranked(rows: Sequence[Any], limit: int = 20) -> str:
+    """A table of findings, most costly first (rows: RankedFinding or the sink's FindingStats)."""
+    if not rows:
+        return "no findings"
+    lines = [f"{'time ms':>10} {'count':>7}  {'detector':<15} {'severity':<8} {'route':<28} statement"]
+    for row in list(rows)[:limit]:
+        occurrences = getattr(row, "occurrences", 0)
+        lines.append(
+            f"{row.total_ms:>10.0f} {occurrences:>7.0f}  {row.detector:<15} {row.severity:<8} "
+            f"{row.route[:28]:<28} {row.statement[:90]}"
+        )
+    return "\n".join(lines)

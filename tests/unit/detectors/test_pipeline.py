@@ -1,0 +1,195 @@
+"""DetectorSpanProcessor: grouping by request, annotation, bounds, export policy, no loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
+
+from otelperf import _internal
+from otelperf.detectors._api import Finding, TraceView, hex_span_id
+from otelperf.detectors._findings import FindingsSink
+from otelperf.detectors._pipeline import DetectorSpanProcessor
+
+
+class FlagNamed:
+    """Finds every span named 'bad' (anchor: that span)."""
+
+    name = "flag_named"
+
+    def __init__(self) -> None:
+        self.seen: list[TraceView] = []
+
+    def analyze(self, view: TraceView) -> list[Finding]:
+        self.seen.append(view)
+        return [
+            Finding(
+                "flag_named",
+                "warning",
+                view.route,
+                "f00d",
+                s.name,
+                1,
+                1.0,
+                view.trace_id,
+                hex_span_id(s),
+                (hex_span_id(s),),
+                "rename it",
+            )
+            for s in view.spans
+            if s.name == "bad"
+        ]
+
+
+class Broken:
+    name = "broken"
+
+    def analyze(self, view: TraceView) -> list[Finding]:
+        raise RuntimeError("detector bug")
+
+
+def _setup(**kwargs: object) -> tuple[TracerProvider, DetectorSpanProcessor, InMemorySpanExporter, FlagNamed]:
+    exporter = InMemorySpanExporter()
+    detector = FlagNamed()
+    detectors = kwargs.pop("detectors", [detector])
+    processor = DetectorSpanProcessor(SimpleSpanProcessor(exporter), detectors, FindingsSink(None), **kwargs)  # type: ignore[arg-type]
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    return provider, processor, exporter, detector
+
+
+@pytest.fixture
+def pipeline() -> Iterator[tuple[TracerProvider, DetectorSpanProcessor, InMemorySpanExporter, FlagNamed]]:
+    provider, processor, exporter, detector = _setup()
+    yield provider, processor, exporter, detector
+    provider.shutdown()
+
+
+def _names(spans: tuple[ReadableSpan, ...] | list[ReadableSpan]) -> list[str]:
+    return sorted(s.name for s in spans)
+
+
+def test_spans_wait_for_their_request_and_findings_become_events(pipeline) -> None:  # type: ignore[no-untyped-def]
+    provider, processor, exporter, detector = pipeline
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /x"):
+        with tracer.start_as_current_span("ok"):
+            pass
+        with tracer.start_as_current_span("bad"):
+            pass
+        assert exporter.get_finished_spans() == (), "held until the request ends"
+    assert processor.force_flush(5000)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert _names(list(spans.values())) == ["GET /x", "bad", "ok"]
+    [event] = spans["bad"].events
+    assert event.name == "otelperf.finding"
+    assert event.attributes["otelperf.finding.detector"] == "flag_named"
+    assert event.attributes["otelperf.finding.hint"] == "rename it"
+    assert spans["GET /x"].attributes["otelperf.findings.count"] == 1
+    assert list(spans["GET /x"].attributes["otelperf.findings.detectors"]) == ["flag_named"]
+    assert spans["ok"].events == ()
+    assert [v.route for v in detector.seen] == ["GET /x"]
+    assert len(detector.seen[0].spans) == 3
+
+
+def test_a_remote_parent_makes_a_local_root(pipeline) -> None:  # type: ignore[no-untyped-def]
+    provider, processor, exporter, detector = pipeline
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    ctx = trace.set_span_in_context(NonRecordingSpan(remote))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /remote", context=ctx), tracer.start_as_current_span("bad"):
+        pass
+    processor.force_flush(5000)
+    assert _names(exporter.get_finished_spans()) == ["GET /remote", "bad"]
+    assert detector.seen[0].root.name == "GET /remote"
+
+
+def test_bounded_open_traces_pass_the_oldest_on_unanalyzed() -> None:
+    provider, processor, exporter, _ = _setup(max_traces=2)
+    tracer = provider.get_tracer("t")
+    roots = [tracer.start_span(f"root{i}") for i in range(3)]
+    for i, root in enumerate(roots):
+        with tracer.start_as_current_span(f"child{i}", context=trace.set_span_in_context(root)):
+            pass
+    processor.force_flush(5000)
+    assert _names(exporter.get_finished_spans()) == ["child0"], "evicted, not lost"
+    assert processor.stats.evicted_traces == 1
+    for root in roots:
+        root.end()
+    processor.force_flush(5000)
+    assert len(exporter.get_finished_spans()) == 6
+    provider.shutdown()
+
+
+def test_bounded_spans_per_trace_pass_straight_on() -> None:
+    provider, processor, exporter, _ = _setup(max_spans_per_trace=3)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root"):
+        for i in range(5):
+            with tracer.start_as_current_span(f"c{i}"):
+                pass
+    processor.force_flush(5000)
+    assert len(exporter.get_finished_spans()) == 6
+    assert processor.stats.overflow_spans == 2
+    provider.shutdown()
+
+
+def test_a_failing_detector_costs_its_findings_not_the_spans() -> None:
+    provider, processor, exporter, _flag = _setup(detectors=[Broken(), FlagNamed()])
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /y"), tracer.start_as_current_span("bad"):
+        pass
+    processor.force_flush(5000)
+    errors = _internal.take_internal_errors()
+    assert [where for where, _ in errors] == ["detector 'broken'"]
+    assert processor.stats.detector_errors == 1
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"GET /y", "bad"}
+    assert spans["bad"].events[0].attributes["otelperf.finding.detector"] == "flag_named"
+    provider.shutdown()
+
+
+def test_production_mode_exports_findings_errors_and_a_share() -> None:
+    provider, processor, exporter, _ = _setup(export_share=0.0)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /plain"), tracer.start_as_current_span("ok"):
+        pass
+    with tracer.start_as_current_span("GET /finding"), tracer.start_as_current_span("bad"):
+        pass
+    with tracer.start_as_current_span("GET /error") as span:
+        span.set_status(StatusCode.ERROR)
+    processor.force_flush(5000)
+    roots = {s.name for s in exporter.get_finished_spans() if s.parent is None}
+    assert roots == {"GET /finding", "GET /error"}
+    assert processor.stats.not_exported == 2
+    assert processor.stats.analyzed == 3
+    provider.shutdown()
+
+
+def test_share_is_decided_by_trace_id() -> None:
+    provider, processor, exporter, _ = _setup(export_share=0.5)
+    tracer = provider.get_tracer("t")
+    for i in range(400):
+        with tracer.start_as_current_span(f"GET /{i}"):
+            pass
+    processor.force_flush(5000)
+    kept = exporter.get_finished_spans()
+    assert 120 < len(kept) < 280
+    limit = (1 << 64) - 1
+    assert all((s.context.trace_id & limit) < 0.5 * limit for s in kept)
+    provider.shutdown()
+
+
+def test_shutdown_passes_on_unfinished_requests() -> None:
+    provider, _processor, exporter, _ = _setup()
+    tracer = provider.get_tracer("t")
+    root = tracer.start_span("never ends")
+    with tracer.start_as_current_span("child", context=trace.set_span_in_context(root)):
+        pass
+    provider.shutdown()
+    assert _names(exporter.get_finished_spans()) == ["child"]
