@@ -61,12 +61,29 @@ def duration_ms(span: ReadableSpan) -> float:
     return (span.end_time - span.start_time) / 1e6
 
 
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
+
+
+def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """A span's attributes for reading. ``ReadableSpan.attributes`` builds a new read-only proxy at
+    every access; the detectors read several attributes of every span, so they read the mapping
+    itself (and never write to it)."""
+    attributes: Mapping[str, Any] | None = getattr(span, "_attributes", None)
+    if attributes is None:
+        return span.attributes or _NO_ATTRIBUTES
+    return attributes
+
+
 def component_of(span: ReadableSpan) -> Component:
     """Which part of the stack a span's time belongs to: db, cache, http (outgoing) or app."""
-    attributes = span.attributes or {}
+    attributes = attributes_of(span)
     component = attributes.get(_names.COMPONENT)
-    if component in ("db", "cache", "http"):
-        return component  # type: ignore[return-value]
+    if component == "db":
+        return "db"
+    if component == "cache":
+        return "cache"
+    if component == "http":
+        return "http"
     if attributes.get(_names.CACHE_NAME) is not None:
         return "cache"
     system = attributes.get(_names.DB_SYSTEM_NAME)

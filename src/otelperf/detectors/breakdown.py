@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from otelperf import _names
-from otelperf.detectors._api import Component, TraceView, component_of, hex_span_id
+from otelperf.detectors._api import Component, TraceView, attributes_of, component_of, hex_span_id
 
 __all__ = ["COMPONENTS", "Attribution", "Offender", "attribute", "breakdown", "top_offenders"]
 
@@ -82,7 +82,7 @@ def _span_id(span: ReadableSpan) -> int:
 
 def statement_of(span: ReadableSpan) -> str:
     """What groups a span with its repeats: the query text when there is one, else the span name."""
-    attributes = span.attributes or {}
+    attributes = attributes_of(span)
     text = attributes.get(_names.DB_QUERY_TEXT) or attributes.get(_names.DB_STATEMENT_LEGACY)
     return str(text) if text else span.name
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
-from otelperf.detectors._api import Finding, TraceView, component_of, duration_ms, hex_span_id
+from otelperf.detectors._api import Finding, TraceView, attributes_of, component_of, duration_ms, hex_span_id
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
@@ -84,7 +84,7 @@ class _Storm:
 
 def _lookup(span: ReadableSpan) -> tuple[str, int, int] | None:
     """(cache name, hits, misses) of a cache lookup span, or None for any other span."""
-    attributes = span.attributes or {}
+    attributes = attributes_of(span)
     hit = attributes.get(_names.CACHE_HIT)
     if not isinstance(hit, bool) or component_of(span) != "cache":
         return None
@@ -223,7 +223,7 @@ class CacheDetector:
         misses_by_key: dict[str | None, list[ReadableSpan]] = {}
         for span, _, misses in entries:
             if misses > 0:
-                key_hash = (span.attributes or {}).get(_names.CACHE_KEY_HASH)
+                key_hash = attributes_of(span).get(_names.CACHE_KEY_HASH)
                 key = str(key_hash) if key_hash else None
                 misses_by_key.setdefault(key, []).append(span)
         findings = []

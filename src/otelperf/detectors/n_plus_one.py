@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
-from otelperf.detectors._api import Finding, Severity, TraceView, component_of, hex_span_id
+from otelperf.detectors._api import Finding, Severity, TraceView, attributes_of, component_of, hex_span_id
 from otelperf.detectors.fingerprint import fingerprint, statement_fingerprint
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class NPlusOneDetector:
             parent = span.parent
             if parent is None or span is root or span.start_time is None or span.end_time is None:
                 continue
-            attributes = span.attributes
+            attributes = attributes_of(span)
             if not attributes:
                 continue
             key = _key(span, attributes)

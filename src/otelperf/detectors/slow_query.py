@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
-from otelperf.detectors._api import Finding, Severity, TraceView, component_of, hex_span_id
+from otelperf.detectors._api import Finding, Severity, TraceView, attributes_of, component_of, hex_span_id
 from otelperf.detectors.fingerprint import statement_fingerprint
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def index_hint(normalized: str) -> str:
 
 def statement_of(span: ReadableSpan) -> str | None:
     """The span's query text (the stable name, else the legacy one), when it is a string."""
-    attributes = span.attributes or {}
+    attributes = attributes_of(span)
     text = attributes.get(_names.DB_QUERY_TEXT)
     if text is None:
         text = attributes.get(_names.DB_STATEMENT_LEGACY)
@@ -164,7 +164,7 @@ class SlowQueryDetector:
                         "max_ms": round(slow.worst_ms, 3),
                         "threshold_ms": slow.threshold,
                         "critical_ms": slow.critical,
-                        "db_system": (slow.worst.attributes or {}).get(_names.DB_SYSTEM_NAME),
+                        "db_system": attributes_of(slow.worst).get(_names.DB_SYSTEM_NAME),
                     },
                 )
             )

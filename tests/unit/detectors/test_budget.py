@@ -145,27 +145,20 @@ def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
     ]
 
 
-def test_metrics_breakdown_for_every_request_and_breach_counter() -> None:
+def test_metrics_breakdown_for_over_budget_requests_and_breach_counter() -> None:
+    """The breakdown histogram says where the time of over-budget requests went; requests within
+    budget skip the sweep (its cost is paid only where the answer is needed)."""
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("t")
-    budget = detector({ORDERS: 300, "db": 1000}, meter)
+    budget = detector({ORDERS: 300}, meter)
     budget.analyze(build(orders_400ms_db_300()))  # breach
-    budget.analyze(build(gather_two_queries()))  # no budget for this route: still recorded
+    budget.analyze(build(gather_two_queries()))  # no budget for this route: no sweep, no breakdown
 
     sums = {
         (p.attributes["route"], p.attributes["component"]): round(p.sum, 6)
         for p in _points(reader, "otelperf.request.breakdown")
     }
-    assert sums == {
-        (ORDERS, "db"): 0.3,
-        (ORDERS, "cache"): 0.0,
-        (ORDERS, "http"): 0.0,
-        (ORDERS, "app"): 0.1,
-        ("GET /dashboard", "db"): 0.1,
-        ("GET /dashboard", "cache"): 0.05,
-        ("GET /dashboard", "http"): 0.0,
-        ("GET /dashboard", "app"): 0.1,
-    }
+    assert sums == {(ORDERS, "db"): 0.3, (ORDERS, "app"): 0.1}
     breaches = {
         (p.attributes["route"], p.attributes["budget"]): p.value
         for p in _points(reader, "otelperf.budget.breaches")
@@ -176,9 +169,9 @@ def test_metrics_breakdown_for_every_request_and_breach_counter() -> None:
 def test_metric_routes_are_bounded() -> None:
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("t")
-    budget = detector({}, meter, max_routes=2)
+    budget = detector({"*": 1}, meter, max_routes=2)
     for route in ("GET /a", "GET /b", "GET /c", "GET /a"):
-        budget.analyze(build(server(route, 0, 10)))
+        budget.analyze(build(server(route, 0, 10)))  # 10 ms over a 1 ms budget: all breach
     routes = {p.attributes["route"] for p in _points(reader, "otelperf.request.breakdown")}
     assert routes == {"GET /a", "GET /b", "_other"}
 
