@@ -29,6 +29,8 @@ hit/miss counts behind the ``otelperf.cache.hit_ratio`` gauge; Redis reads recor
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import threading
 import time
 import weakref
@@ -194,6 +196,20 @@ class _Pending:
         self.token: object = None
 
 
+_NO_KEY = object()
+# Per process: the hashes group equal keys within this process and mean nothing outside it.
+_KEY_SALT = os.urandom(16)
+
+
+def key_hash(key: Any) -> str:
+    """A salted, non-reversible 16-hex-digit hash of a cache key (the key itself never leaves)."""
+    try:
+        data = key if isinstance(key, bytes) else repr(key).encode("utf-8", "replace")
+    except Exception:
+        data = str(id(key)).encode()
+    return hashlib.blake2b(data, key=_KEY_SALT, digest_size=8).hexdigest()
+
+
 def _begin(tracer: Tracer, span_name: str, leaf_ok: bool) -> _Pending:
     """Start a cache span. ``leaf_ok``: nothing can run under it, so it may be a leaf span."""
     pending = _Pending(span_name)
@@ -217,8 +233,13 @@ def _finish(
     operation: str,
     hit: bool | None,
     exc: BaseException | None,
+    key: Any = _NO_KEY,
 ) -> None:
-    """Label and end a cache span; count a lookup when ``hit`` is known."""
+    """Label and end a cache span; count a lookup when ``hit`` is known.
+
+    A miss carries a salted hash of its key (never the key), so the cache detector can tell a
+    miss storm on one hot key from many cold keys.
+    """
     span = pending.span
     try:
         with guard("cache.finish"):
@@ -232,6 +253,8 @@ def _finish(
                 }
                 if hit is not None:
                     attributes[_names.CACHE_HIT] = hit
+                    if not hit and key is not _NO_KEY:
+                        attributes[_names.CACHE_KEY_HASH] = key_hash(key)
                 if exc is not None:
                     attributes[_names.ERROR_TYPE] = type(exc).__qualname__
                 leaf.emit(
@@ -254,6 +277,8 @@ def _finish(
                 )
                 if hit is not None:
                     span.set_attribute(_names.CACHE_HIT, hit)
+                    if not hit and key is not _NO_KEY:
+                        span.set_attribute(_names.CACHE_KEY_HASH, key_hash(key))
                 if exc is not None:
                     # No description: the message of an app's exception may carry the data it was about.
                     span.set_attribute(_names.ERROR_TYPE, type(exc).__qualname__)
@@ -382,6 +407,7 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
                 operation="get",
                 hit=False,
                 exc=None,
+                key=key,
             )
             raise
         except BaseException as exc:
@@ -402,7 +428,9 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
             _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=None, exc=exc)
             raise
         hit = value is not _MISSING
-        _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=hit, exc=None)
+        _finish(
+            runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=hit, exc=None, key=key
+        )
         return value if hit else default
 
     def _traced_write(self, span_name: str, operation: str, method: Callable[..., Any], *args: Any) -> Any:
