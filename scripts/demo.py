@@ -9,7 +9,10 @@ Steps (a failure names its step and the log to read):
 4. stop the app with SIGINT (uvicorn shuts down, otelperf flushes on exit), then wait until every
    span the collector accepted during the run is stored in Jaeger;
 5. print real traces of the run (picked and described from Jaeger's /api/v3) and the PromQL of the
-   latency panels with their current values from Prometheus /api/v1/query.
+   latency panels with their current values from Prometheus /api/v1/query;
+6. what the in-process detectors found (the app runs with ``OTELPERF_BUDGETS`` set to a demo
+   budget): this run's findings ranked by time from Prometheus, as ``otelperf report`` ranks them,
+   and for the top N+1 and the top budget finding a trace in Jaeger whose span carries it.
 
 The backend keeps running afterwards (``make demo-down`` stops it and the services).
 
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from otelperf import __version__
+from otelperf.report import RankedFinding, format_ranked, ranked_from_prometheus
 from otelperf.stack import Stack, StackError
 from otelperf.stack.metrics import sample_name_and_value
 
@@ -51,6 +55,9 @@ OTLP_HTTP = "http://127.0.0.1:4318"
 COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"
 JAEGER_METRICS = "http://127.0.0.1:14269/metrics"
 SERVER_KIND = 2
+# Tight enough that the slowest requests under load breach (the search scans every order).
+DEMO_BUDGETS = "*=250ms,GET /reports/search=100ms"
+FINDING_EVENT = "otelperf.finding"
 # Loopback only: an http_proxy from the environment must not see (or break) the backend queries.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -148,6 +155,7 @@ def app_command_and_env(args: argparse.Namespace) -> tuple[list[str], dict[str, 
         SHOP_INVENTORY_URL=base + "/internal/stock/{product_id}",
         # A fresh key space per run: the first lookups miss, so there are misses to show.
         SHOP_CACHE_PREFIX=f"demo-{int(time.time())}:",
+        OTELPERF_BUDGETS=DEMO_BUDGETS,
     )
     if not args.sqlite:
         urls = service_env()
@@ -255,6 +263,7 @@ class Span:
     end_ns: int
     attrs: dict[str, Any]
     resource: dict[str, Any]
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()  # (name, attributes)
 
     @property
     def ms(self) -> float:
@@ -284,7 +293,7 @@ def traces_of(document: dict[str, Any]) -> dict[str, list[Span]]:
                 span = Span(
                     s["traceId"], s["spanId"], s.get("parentSpanId", ""), s["name"], int(s.get("kind", 0)),
                     int(s["startTimeUnixNano"]), int(s["endTimeUnixNano"]), _attrs(s.get("attributes")),
-                    resource,
+                    resource, tuple((e["name"], _attrs(e.get("attributes"))) for e in s.get("events", [])),
                 )  # fmt: skip
                 traces.setdefault(span.trace_id, []).append(span)
     return traces
@@ -540,6 +549,74 @@ def latency_panels(instance: str | None, end: float) -> None:
     show("cache hit ratio (since each process started)", CACHE_RATIO, ratio)
 
 
+# --- 6. what the detectors found ----------------------------------------------------------------
+
+
+def finding_example(
+    row: RankedFinding, start: float, end: float
+) -> tuple[Trace, Span, dict[str, Any]] | None:
+    """The trace of this run where ``row``'s finding cost the most: (trace, the span the finding
+    is on, the finding event's attributes); None when Jaeger has no trace carrying it."""
+    best: tuple[Trace, Span, dict[str, Any]] | None = None
+    for trace in search(row.route, start, end):
+        for span in trace.spans:
+            for name, attrs in span.events:
+                if (
+                    name == FINDING_EVENT
+                    and attrs.get("otelperf.finding.detector") == row.detector
+                    and attrs.get("otelperf.finding.fingerprint") == row.fingerprint
+                    and (best is None or _event_ms(attrs) > _event_ms(best[2]))
+                ):
+                    best = (trace, span, attrs)
+    return best
+
+
+def _event_ms(attrs: dict[str, Any]) -> float:
+    return float(attrs.get("otelperf.finding.duration_ms", 0.0))
+
+
+def what_detectors_found(instance: str | None, start: float, end: float) -> None:
+    say()
+    print("== What the detectors found ==")
+    print(
+        f"(the app ran with OTELPERF_BUDGETS={DEMO_BUDGETS!r}; N+1 and slow-query thresholds are "
+        "the defaults: OTELPERF_N_PLUS_ONE_MIN_MS=50, OTELPERF_SLOW_QUERY_MS=100)"
+    )
+    # A window from just before the app started to now: this run, and nothing older.
+    window = f"{math.ceil(time.time() - start) + 5}s"
+    matchers = f'job="{SERVICE}"' + (f',service_instance_id="{instance}"' if instance else "")
+    rows = ranked_from_prometheus(PROMETHEUS, window, matchers=matchers)
+    print(f"\nThis run's findings, most time-consuming first (Prometheus, {{{matchers}}}, last {window}):")
+    if not rows:
+        print("   none: no request of this run produced a finding")
+    else:
+        print("\n".join("   " + line for line in format_ranked(rows, limit=10).splitlines()))
+    for detector, title in (("n_plus_one", "N+1"), ("latency_budget", "budget")):
+        top = next((r for r in rows if r.detector == detector), None)
+        if top is None:
+            if rows:
+                print(f"\nThe top {title} finding: none in this run")
+            continue
+        print(f"\nThe top {title} finding: {top.route}: {top.statement[:100]}")
+        example = finding_example(top, start, end)
+        if example is None:
+            print(f"   (no trace of this run in Jaeger carries it: searched {top.route!r})")
+            continue
+        trace, span, attrs = example
+        count = int(attrs.get("otelperf.finding.count", 0))
+        print(
+            f"   the costliest occurrence: {count} x, {_event_ms(attrs):.1f} ms, "
+            f"on span {span.name!r} ({span.span_id}, {span.ms:.1f} ms)"
+        )
+        print(f"   hint: {attrs.get('otelperf.finding.hint', '')}")
+        tid = trace.root.trace_id
+        print(f"     UI  {JAEGER}/trace/{tid}\n     API {JAEGER}/api/v3/traces/{tid}")
+    print(
+        f"\nRerun the ranking (every service, from Prometheus): "
+        f"{BIN / 'otelperf'} report --prometheus {PROMETHEUS} --window 15m"
+    )
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -571,6 +648,12 @@ def main() -> int:
                 "Jaeger query", f"{type(exc).__name__}: {exc}", stack.log_path("jaeger")
             ) from exc
         latency_panels(instance, ended)
+        try:
+            what_detectors_found(instance, started, ended)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise StepFailed(
+                "detector findings", f"{type(exc).__name__}: {exc}", stack.state_dir / "logs"
+            ) from exc
     except StepFailed as exc:
         say(str(exc))
         say("The backend (if it started) keeps running: `make demo-down` stops it.")
@@ -579,9 +662,6 @@ def main() -> int:
         say("interrupted; the backend (if it started) keeps running: `make demo-down` stops it.")
         return 130
     say()
-    print(
-        "In-process detectors (slow query, N+1, latency budget findings) come with issue 4: none shown here."
-    )
     telemetry = stack.status().telemetry
     if telemetry is not None:
         print(f"Collector: {telemetry.describe()}.")

@@ -36,14 +36,31 @@ def _query(prometheus: str, promql: str, timeout: float) -> list[dict[str, Any]]
     return result
 
 
-def ranked_from_prometheus(prometheus: str, window: str = "1h", timeout: float = 5.0) -> list[RankedFinding]:
-    labels = "detector, severity, route, fingerprint, statement"
-    times = _query(
-        prometheus,
-        f"sum by ({labels}) (increase(otelperf_findings_time_milliseconds_total[{window}]))",
-        timeout,
+def _growth(metric: str, select: str, window: str, labels: str) -> str:
+    """How much a counter grew over the window, exactly, also for series born inside it.
+
+    ``increase()`` extrapolates, and reads 0 for a series whose first scrape already holds its final
+    value (a short process, a rare finding): the value now minus the value a window ago, or the
+    whole value for series younger than the window. Each process has its own series
+    (service.instance.id), so counter resets do not arise.
+    """
+    series = f"{metric}{select}"
+    return (
+        f"sum by ({labels}) ((last_over_time({series}[{window}]) - {series} offset {window})"
+        f" or last_over_time({series}[{window}]))"
     )
-    counts = _query(prometheus, f"sum by ({labels}) (increase(otelperf_findings_total[{window}]))", timeout)
+
+
+def ranked_from_prometheus(
+    prometheus: str, window: str = "1h", timeout: float = 5.0, matchers: str = ""
+) -> list[RankedFinding]:
+    """``matchers``: extra PromQL label matchers for both series, e.g. ``'job="shop"'``."""
+    labels = "detector, severity, route, fingerprint, statement"
+    select = f"{{{matchers}}}" if matchers else ""
+    times = _query(
+        prometheus, _growth("otelperf_findings_time_milliseconds_total", select, window, labels), timeout
+    )
+    counts = _query(prometheus, _growth("otelperf_findings_total", select, window, labels), timeout)
     count_of = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in counts}
     out = []
     for row in times:
