@@ -10,6 +10,9 @@ Each arm runs benchmarks/bench_app.py in its own uvicorn process (1 worker, 127.
                   SQLAlchemy 2.0, so SQLAlchemy 2.0 vs 2.1 does not leak into the plain arm's cost)
 - ``plain``       .venv-plain under ``opentelemetry-instrument`` (contrib fastapi + sqlalchemy instrumentors)
 - ``otelperf``    .venv under ``otelperf run`` (or ``otelperf.init()`` at import: ``--otelperf-mode init``)
+- ``otelperf-prod`` the otelperf arm in production mode: ``OTELPERF_EXPORT_SHARE=--prod-share`` (0.1).
+                  Every request is analyzed by all detectors; only traces with a finding or an error,
+                  plus that share of the rest (by trace id), are exported
 
 Both instrumented arms export OTLP/HTTP protobuf to benchmarks/otlp_sink.py with the same batch
 settings (otelperf's defaults). Rounds interleave the arms (in a rotating order); every arm-round is
@@ -19,6 +22,12 @@ span, so the server's CPU time (utime+stime from /proc, all threads: export incl
 to the route that caused it. SIGTERM then lets the server flush, and the sink's counts are checked:
 one SERVER span per request sent, the same SERVER and DB-statement spans per request in plain and
 otelperf, no span without its root. Otherwise the comparison is VOID.
+
+The otelperf-prod arm exports a subset by design, so it is kept out of those checks. Its own check:
+every exported trace is whole (its SERVER span and all the route's DB spans, no span without its
+root) and the number of exported traces per route is within binomial noise of share x requests.
+As the final count is not known in advance, the end of its flush is found by waiting for the sink
+to go quiet; its CPU window ends at the poll that first saw the final count.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -60,12 +70,15 @@ PLAIN_REQUIREMENTS = (
 )
 ROUTES = ("/json", "/one-query", "/n-plus-one", "/cached")
 DB_STATEMENTS_PER_REQUEST = {"/json": 0, "/one-query": 1, "/n-plus-one": 11, "/cached": 0}
-ARMS = ("bare", "bare-plain", "plain", "otelperf")
-BASELINE = {"plain": "bare-plain", "otelperf": "bare"}
+PROD_ARM = "otelperf-prod"
+ARMS = ("bare", "bare-plain", "plain", "otelperf", PROD_ARM)
+BASELINE = {"plain": "bare-plain", "otelperf": "bare", PROD_ARM: "bare"}
+PROD_TARGET_RPS_RATIO = 0.85  # production mode keeps at least this share of bare req/s
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 FLUSH_TIMEOUT_S = 15.0
+QUIET_S = 0.5  # otelperf-prod: the sink's span count must stand still this long to count as flushed
 
 
 def log(msg: str) -> None:
@@ -240,6 +253,26 @@ class SinkClient:
             time.sleep(0.05)
         return False
 
+    def wait_quiet(
+        self, service: str, pid: int, min_wait: float, timeout: float = FLUSH_TIMEOUT_S
+    ) -> tuple[bool, float]:
+        """For an arm whose span count is not known in advance: wait ``min_wait`` (long enough for
+        every span to have been handed to the exporter and sent), then until the count has not moved
+        for QUIET_S. Returns (quiet, ``pid``'s CPU seconds at the poll that first saw the final count),
+        so the idle wait is not charged to the route."""
+        started = time.monotonic()
+        deadline = started + max(timeout, min_wait + 2 * QUIET_S)
+        last, changed_at, cpu_at_change = -1, started, tree_cpu_seconds(pid)
+        while time.monotonic() < deadline:
+            spans = self.counts(brief=True)["services"].get(service, {"spans": 0})["spans"]
+            now = time.monotonic()
+            if spans != last:
+                last, changed_at, cpu_at_change = spans, now, tree_cpu_seconds(pid)
+            elif now - started >= min_wait and now - changed_at >= QUIET_S:
+                return True, cpu_at_change
+            time.sleep(0.05)
+        return False, cpu_at_change
+
 
 # --- load ----------------------------------------------------------------------------------------
 
@@ -271,7 +304,7 @@ async def _load(
     port: int, path: str, requests: int, concurrency: int, timeout: float
 ) -> tuple[float, list[str]]:
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: otelperf-bench\r\n\r\n".encode()
-    remaining, errors = [requests], []
+    remaining, errors = [requests], list[str]()
     started = time.perf_counter()
     tasks = [_one_connection(port, request, remaining, errors) for _ in range(min(concurrency, requests))]
     try:
@@ -297,6 +330,7 @@ class Arm:
     python: Path
     env: dict[str, str]
     service: str | None  # service.name in the sink, None when the arm exports nothing
+    export_share: float = 1.0  # < 1: production mode, exports a subset (otelperf-prod)
 
     def argv(self, port: int) -> list[str]:
         return [
@@ -323,7 +357,9 @@ class Arm:
         ]
 
 
-def make_arms(names: tuple[str, ...], sink_url: str, db: str, otelperf_mode: str) -> list[Arm]:
+def make_arms(
+    names: tuple[str, ...], sink_url: str, db: str, otelperf_mode: str, prod_share: float = 0.1
+) -> list[Arm]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELPERF_", "BENCH_"))}
     base.update(BENCH_DB=db, PYTHONUNBUFFERED="1")
     otel = {
@@ -366,6 +402,17 @@ def make_arms(names: tuple[str, ...], sink_url: str, db: str, otelperf_mode: str
             "bench-otelperf",
         ),
     }
+    # The otelperf arm, changed in nothing but the export share and the service name it reports
+    # under (BENCH_ARM stays "otelperf": the same app, cache instrumentation included).
+    full = arms["otelperf"]
+    arms[PROD_ARM] = Arm(
+        PROD_ARM,
+        full.argv_prefix,
+        full.python,
+        {**full.env, "OTEL_SERVICE_NAME": "bench-otelperf-prod", "OTELPERF_EXPORT_SHARE": str(prod_share)},
+        "bench-otelperf-prod",
+        prod_share,
+    )
     return [arms[n] for n in names]
 
 
@@ -379,10 +426,14 @@ class ArmRound:
     rps: dict[str, float] = field(default_factory=dict)
     cpu_us: dict[str, float] = field(default_factory=dict)  # server CPU µs per request
     counts: dict[str, Any] = field(default_factory=dict)  # the sink's summary for this arm's service
+    export_share: float = 1.0
 
 
 def run_arm_round(arm: Arm, rnd: int, sink: SinkClient, opts: argparse.Namespace, logs: Path) -> ArmRound:
-    result = ArmRound(arm.name, rnd)
+    result = ArmRound(arm.name, rnd, export_share=arm.export_share)
+    # Production mode: the last spans reach the sink at most one detector wake-up plus one batch
+    # delay after the last request (the batch processor exports on its timer).
+    quiet_after = float(otelperf_batch_env()["OTEL_BSP_SCHEDULE_DELAY"]) / 1000 + 0.2 + 0.5
     sink.reset()
     port = free_port()
     proc = spawn(arm.argv(port), arm.env, logs / f"{arm.name}.log")
@@ -400,18 +451,26 @@ def run_arm_round(arm: Arm, rnd: int, sink: SinkClient, opts: argparse.Namespace
             server_spans += opts.warmup
             if errors:
                 result.problems.append(f"warm-up {route}: {len(errors)} errors, e.g. {errors[0]}")
-        if arm.service and not sink.wait_flushed(arm.service, server_spans):
+        if arm.export_share < 1.0 and arm.service:
+            if not sink.wait_quiet(arm.service, proc.pid, quiet_after)[0]:
+                result.problems.append("warm-up spans did not stop arriving at the sink")
+        elif arm.service and not sink.wait_flushed(arm.service, server_spans):
             result.problems.append("warm-up spans did not all reach the sink")
         for route in ROUTES:
             cpu0 = tree_cpu_seconds(proc.pid)
             seconds, errors = load(port, route, opts.requests, opts.concurrency)
             result.sent[route] += opts.requests
             server_spans += opts.requests
-            if arm.service and not sink.wait_flushed(arm.service, server_spans):
-                result.problems.append(
-                    f"{route}: spans did not all reach the sink within {FLUSH_TIMEOUT_S:.0f}s"
-                )
-            cpu1 = tree_cpu_seconds(proc.pid)
+            if arm.export_share < 1.0 and arm.service:
+                quiet, cpu1 = sink.wait_quiet(arm.service, proc.pid, quiet_after)
+                if not quiet:
+                    result.problems.append(f"{route}: spans still arriving after {FLUSH_TIMEOUT_S:.0f}s")
+            else:
+                if arm.service and not sink.wait_flushed(arm.service, server_spans):
+                    result.problems.append(
+                        f"{route}: spans did not all reach the sink within {FLUSH_TIMEOUT_S:.0f}s"
+                    )
+                cpu1 = tree_cpu_seconds(proc.pid)
             if errors:
                 result.problems.append(f"{route}: {len(errors)} errors, e.g. {errors[0]}")
             result.rps[route] = opts.requests / seconds
@@ -453,12 +512,45 @@ def check_spans(result: ArmRound) -> list[str]:
     orphans = c.get("by_root", {}).get("(no root span received)")
     if orphans:
         problems.append(f"{orphans['traces']} traces without their root span (dropped or unparented)")
+    if result.export_share < 1.0:
+        return problems + [p for route in result.sent for p in check_subset(result, route)]
     for route, sent in result.sent.items():
         pr = per_request(result, route)
         if pr is None:
             problems.append(f"{route}: no trace rooted at this route")
         elif pr["traces"] != sent:
             problems.append(f"{route}: {pr['traces']} traces for {sent} requests")
+    return problems
+
+
+def share_range(sent: int, share: float) -> tuple[int, int]:
+    """Exported traces expected for ``sent`` requests at ``share``: the mean +- 4 binomial standard
+    deviations (trace ids are random), +1 for rounding. A finding or an error also keeps a trace,
+    which this app should not produce; a few would still fit."""
+    mean, sd = sent * share, math.sqrt(sent * share * (1 - share))
+    return max(0, math.floor(mean - 4 * sd - 1)), math.ceil(mean + 4 * sd + 1)
+
+
+def check_subset(result: ArmRound, route: str) -> list[str]:
+    """Production mode: each exported trace whole, and about share x requests of them."""
+    sent, pr = result.sent[route], per_request(result, route)
+    exported = pr["traces"] if pr else 0
+    low, high = share_range(sent, result.export_share)
+    problems = []
+    if not low <= exported <= high:
+        problems.append(
+            f"{route}: {exported} traces exported for {sent} requests at share {result.export_share:g}"
+            f" (expected {low}-{high})"
+        )
+    if pr:
+        # Every request of a route makes the same spans, so a mean of exactly 1 SERVER span and
+        # exactly the route's DB spans per trace (with no rootless trace, checked above) means that
+        # no exported trace lost a span.
+        for cat in ("server", "db"):
+            want = 1 if cat == "server" else DB_STATEMENTS_PER_REQUEST[route]
+            got = pr["categories"].get(cat, 0.0)
+            if abs(got - want) > 1e-9:
+                problems.append(f"{route}: {cat} spans per exported trace {got:.3f}, expected {want}")
     return problems
 
 
@@ -539,18 +631,39 @@ def summarize(results: list[ArmRound], arms: list[str]) -> dict[str, Any]:
                 if why:
                     reasons.append(f"round {p_round.round}: {why}")
         row["void"] = sorted(set(reasons))
+        if by_arm.get(PROD_ARM):
+            summarize_prod(row, by_arm, route)
         table[route] = row
     return table
 
 
-def print_report(table: dict[str, Any], arms: list[str], header: list[str]) -> None:
+def summarize_prod(row: dict[str, Any], by_arm: dict[str, list[ArmRound]], route: str) -> None:
+    """The production-mode figures: req/s against bare beside the full-export arm's, added cost."""
+    arms_row = row["arms"]
+    prod, bare = arms_row[PROD_ARM], arms_row.get("bare", {})
+    if prod["rps"] and bare.get("rps"):
+        row["prod_vs_bare_rps"] = prod["rps"] / bare["rps"]
+    cpu = {a: arms_row.get(a, {}).get("cpu_us") for a in (PROD_ARM, "bare", "plain", "bare-plain")}
+    if None not in cpu.values() and cpu["plain"] - cpu["bare-plain"] > 0:
+        row["prod_added_cost"] = (cpu[PROD_ARM] - cpu["bare"]) / (cpu["plain"] - cpu["bare-plain"])
+    rounds = [r for r in by_arm[PROD_ARM] if r.counts]
+    row["prod_sent"] = sum(r.sent.get(route, 0) for r in rounds)
+    row["prod_exported"] = sum((per_request(r, route) or {"traces": 0})["traces"] for r in rounds)
+    reasons = _route_problems(by_arm[PROD_ARM], route)
+    if not by_arm.get("bare"):
+        reasons.append("bare arm not run")
+    row["prod_void"] = sorted(set(reasons))
+
+
+def print_report(table: dict[str, Any], arms: list[str], header: list[str], share: float = 0.1) -> None:
     print()
     for line in header:
         print(line)
     print()
     cats = ("server", "db", "db-other", "asgi-message", "cache", "other")
+    w = max(11, *(len(a) for a in arms))
     print(
-        f"{'route':<12} {'arm':<11} {'req/s':>8} {'CPU µs/req':>11} {'(min-max)':>15}  spans/req = "
+        f"{'route':<12} {'arm':<{w}} {'req/s':>8} {'CPU µs/req':>11} {'(min-max)':>15}  spans/req = "
         + " ".join(cats)
     )
     for route, row in table.items():
@@ -561,7 +674,7 @@ def print_report(table: dict[str, Any], arms: list[str], header: list[str]) -> N
             if a["spans"]:
                 c = a["spans"]["categories"]
                 spans = f"{sum(c.values()):5.2f} = " + " ".join(f"{c.get(k, 0):g}" for k in cats)
-            print(f"{route:<12} {arm:<11} {_fmt(a['rps']):>8} {_fmt(a['cpu_us']):>11} {rng:>15}  {spans}")
+            print(f"{route:<12} {arm:<{w}} {_fmt(a['rps']):>8} {_fmt(a['cpu_us']):>11} {rng:>15}  {spans}")
         print()
     print("otelperf vs the others, medians over rounds. added cost, from CPU per request:")
     print("  (otelperf - bare) / (plain - bare-plain), target <= 0.5")
@@ -582,6 +695,8 @@ def print_report(table: dict[str, Any], arms: list[str], header: list[str]) -> N
             )
         ]
         print(f"{route:<12} {' '.join(ratios)}  {verdict}")
+    if PROD_ARM in arms:
+        print_prod(table, share)
     print()
     print("span sets per request (last round of each arm):")
     for route, row in table.items():
@@ -589,6 +704,30 @@ def print_report(table: dict[str, Any], arms: list[str], header: list[str]) -> N
             s = row["arms"][arm]["spans"]
             if s:
                 print(f"  {route:<12} {arm:<9} {', '.join(s['names'])}")
+
+
+def print_prod(table: dict[str, Any], share: float) -> None:
+    print()
+    print(f"production mode ({PROD_ARM}: OTELPERF_EXPORT_SHARE={share:g}, all detectors on), medians:")
+    print(f"  prod/bare rps: target >= {PROD_TARGET_RPS_RATIO}; o/bare rps: the full-export otelperf arm")
+    print("  added cost: (arm - bare) / (plain - bare-plain), CPU per request")
+    print("  exported: traces the sink received / requests sent (warm-up included), all rounds")
+    heads = ("prod/bare rps", "o/bare rps", "prod added", "o added", "exported")
+    print(f"{'route':<12} {heads[0]:>13} {heads[1]:>10} {heads[2]:>10} {heads[3]:>8} {heads[4]:>17}  verdict")
+    for route, row in table.items():
+        if "prod_void" not in row:
+            continue
+        ratio = row.get("prod_vs_bare_rps")
+        verdict = "VOID: " + "; ".join(row["prod_void"][:3]) if row["prod_void"] else "ok"
+        if not row["prod_void"] and ratio is not None:
+            verdict = "ok, target met" if ratio >= PROD_TARGET_RPS_RATIO else "ok, target NOT met"
+        sent, exported = row["prod_sent"], row["prod_exported"]
+        frac = f"{exported}/{sent} = {exported / sent:.3f}" if sent else "-"
+        print(
+            f"{route:<12} {_fmt(ratio, '.2f'):>13} {_fmt(row.get('otelperf_vs_bare_rps'), '.2f'):>10} "
+            f"{_fmt(row.get('prod_added_cost'), '.2f'):>10} {_fmt(row.get('added_cost'), '.2f'):>8} "
+            f"{frac:>17}  {verdict}"
+        )
 
 
 def _versions(python: Path) -> str:
@@ -620,6 +759,12 @@ def main(argv: list[str] | None = None) -> int:
         help="otelperf arm: `otelperf run -- ...` or otelperf.init() at import; auto = run if available",
     )
     parser.add_argument(
+        "--prod-share",
+        type=float,
+        default=0.1,
+        help=f"{PROD_ARM} arm: OTELPERF_EXPORT_SHARE, the share of finding-free traces it exports",
+    )
+    parser.add_argument(
         "--time-limit", type=float, default=2400, help="stop starting rounds after this many seconds"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -632,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     arms = [a.strip() for a in opts.arms.split(",") if a.strip()]
     if unknown := [a for a in arms if a not in ARMS]:
         parser.error(f"unknown arm(s) {unknown}; choose from {ARMS}")
+    if not 0.0 < opts.prod_share < 1.0:
+        parser.error("--prod-share must be between 0 and 1 (exclusive): 1 is the otelperf arm")
     if not (VENV / "bin" / "python").exists():
         parser.error(f"{VENV} is missing: run `make setup` first")
     if {"plain", "bare-plain"} & set(arms):
@@ -663,8 +810,13 @@ def main(argv: list[str] | None = None) -> int:
             "batch settings for both instrumented arms: "
             + " ".join(f"{k}={v}" for k, v in otelperf_batch_env().items()),
         ]
+        if PROD_ARM in arms:
+            header.append(
+                f"{PROD_ARM}: the otelperf arm with OTELPERF_EXPORT_SHARE={opts.prod_share:g} "
+                "(exports traces with findings/errors + that share of the rest)"
+            )
         log(header[0])
-        arm_list = make_arms(tuple(arms), sink.url, db, mode)
+        arm_list = make_arms(tuple(arms), sink.url, db, mode, opts.prod_share)
         for rnd in range(1, opts.rounds + 1):
             if time.monotonic() - started > opts.time_limit:
                 log(f"time limit reached: stopping after {rnd - 1} round(s)")
@@ -678,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 log(f"round {rnd} {arm.name:<10} {brief}" + ("" if r.ok else f"  PROBLEMS: {r.problems[:3]}"))
         table = summarize(results, arms)
-        print_report(table, arms, header)
+        print_report(table, arms, header, opts.prod_share)
         if opts.json:
             opts.json.write_text(
                 json.dumps(
