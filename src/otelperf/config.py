@@ -112,15 +112,16 @@ def _parse_bool(raw: Any) -> bool:
     raise ValueError("true or false")
 
 
-def _parse_seconds(raw: Any) -> float:
-    """Accept seconds as a number, or a string with a unit: '250ms', '5s', '1m'."""
+def _parse_duration(raw: Any, bare_unit_s: float, accepted: str) -> float:
+    """A non-negative duration in seconds: a bare number is in ``bare_unit_s``; a string may carry
+    a unit ('250ms', '5s', '1m')."""
     if isinstance(raw, bool):
-        raise ValueError("a non-negative duration such as 5, '5s' or '250ms'")
+        raise ValueError(accepted)
     if isinstance(raw, int | float):
-        value = float(raw)
+        value = float(raw) * bare_unit_s
     else:
         text = str(raw).strip().lower()
-        scale = 1.0
+        scale = bare_unit_s
         for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
             if text.endswith(suffix):
                 text, scale = text[: -len(suffix)].strip(), factor
@@ -128,10 +129,15 @@ def _parse_seconds(raw: Any) -> float:
         try:
             value = float(text) * scale
         except ValueError:
-            raise ValueError("a non-negative duration such as 5, '5s' or '250ms'") from None
+            raise ValueError(accepted) from None
     if value < 0 or not math.isfinite(value):
-        raise ValueError("a non-negative duration such as 5, '5s' or '250ms'")
+        raise ValueError(accepted)
     return value
+
+
+def _parse_seconds(raw: Any) -> float:
+    """Seconds as a number, or a string with a unit: '250ms', '5s', '1m'."""
+    return _parse_duration(raw, 1.0, "a non-negative duration such as 5, '5s' or '250ms'")
 
 
 def _parse_millis_env(raw: Any) -> float:
@@ -244,26 +250,8 @@ def _parse_detectors(raw: Any) -> tuple[str, ...]:
 
 
 def _parse_millis(raw: Any) -> float:
-    """A duration in milliseconds: 250, '250ms', '1.5s', '2m'."""
-    accepted = "a non-negative duration such as 250, '250ms' or '1s'"
-    if isinstance(raw, bool):
-        raise ValueError(accepted)
-    if isinstance(raw, int | float):
-        value = float(raw)
-    else:
-        text = str(raw).strip().lower()
-        scale = 1.0
-        for suffix, factor in (("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)):
-            if text.endswith(suffix):
-                text, scale = text[: -len(suffix)].strip(), factor
-                break
-        try:
-            value = float(text) * scale
-        except ValueError:
-            raise ValueError(accepted) from None
-    if value < 0 or not math.isfinite(value):
-        raise ValueError(accepted)
-    return value
+    """Milliseconds as a number, or a string with a unit: 250, '250ms', '1.5s', '2m'."""
+    return 1000.0 * _parse_duration(raw, 0.001, "a non-negative duration such as 250, '250ms' or '1s'")
 
 
 def _parse_budgets(raw: Any) -> dict[str, float]:
