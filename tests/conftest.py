@@ -10,14 +10,19 @@ import os
 import pytest
 
 
+def skip_or_fail(message: str) -> None:
+    """A missing prerequisite (a service, the backend binaries): fail under CI, skip on a laptop."""
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def _service_url(variable: str, what: str) -> str:
     url = os.environ.get(variable)
     if url:
         return url
-    message = f"{variable} is not set: {what} tests need it. Run `make services` (or `make test`)."
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    skip_or_fail(f"{variable} is not set: {what} tests need it. Run `make services` (or `make test`).")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from tests.conftest import skip_or_fail
 
 from otelperf.stack import Stack, StackError
 from otelperf.stack.components import CORE, find_binary
@@ -43,12 +44,6 @@ SEED_PASSWORD_ITERATIONS = "1000"  # cheap logins: these tests check telemetry, 
 
 # Loopback only: an http_proxy in the environment must not see the test's backend queries.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _skip_or_fail(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ def stack() -> Iterator[StackUrls]:
         except StackError as exc:
             missing.append(str(exc))
     if missing:
-        _skip_or_fail("end-to-end tests need the stack binaries:\n" + "\n".join(missing))
+        skip_or_fail("end-to-end tests need the stack binaries:\n" + "\n".join(missing))
     backend = Stack(with_alertmanager=False)
     try:
         result = backend.up(timeout=90)

@@ -22,6 +22,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from tests.conftest import skip_or_fail
 
 from otelperf.cli import main
 from otelperf.stack import Stack, StackError
@@ -35,12 +36,6 @@ STACK_PORTS = sorted({port.number for component in CORE for port in component.po
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _skip_or_fail(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def binaries_installed() -> None:
     missing = []
@@ -50,7 +45,7 @@ def binaries_installed() -> None:
         except StackError as exc:
             missing.append(str(exc))
     if missing:
-        _skip_or_fail("\n".join(missing))
+        skip_or_fail("\n".join(missing))
 
 
 @pytest.fixture
@@ -59,12 +54,12 @@ def stack_ports_free(binaries_installed: None) -> None:
     holders = [find_holder(port) for port in busy]
     if busy and all(h is not None and started_by_this_process(h.pid) for h in holders):
         # This pytest session's own end-to-end stack: legitimate, and it stays up for those tests.
-        pytest.skip(
+        skip_or_fail(
             "this test session already runs a stack (for the end-to-end tests) on these ports: "
             "run tests/integration/test_stack.py before them or on its own"
         )
     if busy:
-        _skip_or_fail(
+        skip_or_fail(
             f"stack ports {busy} are in use (an otelperf stack already running?): these tests start "
             "their own; stop it with `otelperf stack down`"
         )
