@@ -310,6 +310,14 @@ class Trace:
         return sorted((s for s in self.spans if "db.system.name" in s.attrs), key=lambda s: s.start_ns)
 
     @property
+    def data(self) -> list[Span]:
+        """SQL, Redis and in-process cache spans, in the order they ran."""
+        return sorted(
+            (s for s in self.spans if "db.system.name" in s.attrs or "otelperf.cache.name" in s.attrs),
+            key=lambda s: s.start_ns,
+        )
+
+    @property
     def sql(self) -> list[Span]:
         return [s for s in self.db if s.attrs["db.system.name"] != "redis"]
 
@@ -368,9 +376,9 @@ def db_ms(trace: Trace) -> float:
 
 
 def describe_cache(trace: Trace) -> str:
-    """'GET (miss) -> SELECT products -> SET': the trace's Redis and SQL steps in order."""
+    """'GET (miss) -> SELECT products -> SET': the trace's cache and SQL steps in order."""
     steps: list[list[Any]] = []  # [label, repeats]: consecutive repeats folded into one step
-    for span in trace.db:
+    for span in trace.data:
         hit = span.attrs.get("otelperf.cache.hit")
         label = span.name + ("" if hit is None else " (hit)" if hit else " (miss)")
         if steps and steps[-1][0] == label:
@@ -395,7 +403,7 @@ def show_trace(line: str, trace: Trace) -> None:
 
 def cache_hit(trace: Trace) -> bool | None:
     """The first cache lookup's otelperf.cache.hit; None when the trace has no cache span."""
-    flags = (s.attrs["otelperf.cache.hit"] for s in trace.db if "otelperf.cache.hit" in s.attrs)
+    flags = (s.attrs["otelperf.cache.hit"] for s in trace.data if "otelperf.cache.hit" in s.attrs)
     return next(flags, None)
 
 
