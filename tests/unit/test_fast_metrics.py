@@ -1,0 +1,165 @@
+"""FastHistogram: the same data points the SDK's histogram produces, through the SDK's own readers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import Histogram as SDKHistogram
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from otelperf._fast_metrics import FastMeter, FastMetrics
+
+BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]
+SCOPE = "otelperf-test"
+VALUES = [0.001, 0.005, 0.0051, 0.02, 0.02, 0.3, 0.9, 1.0, 7.5, 0.0]
+ATTRS = [{"http.route": "/a", "http.response.status_code": 200}, {"http.route": "/b"}]
+
+
+def _fast_provider(reader: InMemoryMetricReader, limit: int | None = None) -> tuple[FastMeter, MeterProvider]:
+    resource = Resource.create({"service.name": "fast"})
+    provider = MeterProvider(resource=resource, metric_readers=[reader])
+    fast = FastMetrics(resource, InstrumentationScope(SCOPE, "1"))
+    fast.attach(reader)
+    meter = FastMeter(provider.get_meter(SCOPE, "1"), fast)
+    return meter, provider
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    if data is None:
+        return []
+    return [
+        p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+        for p in m.data.data_points
+    ]
+
+
+def _by_route(points: list[Any]) -> dict[str, Any]:
+    return {p.attributes.get("http.route"): p for p in points}
+
+
+def test_data_points_equal_the_sdk_histograms() -> None:
+    sdk_reader, fast_reader = InMemoryMetricReader(), InMemoryMetricReader()
+    sdk_meter = MeterProvider(metric_readers=[sdk_reader]).get_meter(SCOPE)
+    fast_meter, _ = _fast_provider(fast_reader)
+    kwargs: dict[str, Any] = {"unit": "s", "explicit_bucket_boundaries_advisory": BOUNDS}
+    sdk_hist = sdk_meter.create_histogram("d", **kwargs)
+    fast_hist = fast_meter.create_histogram("d", **kwargs)
+    for i, value in enumerate(VALUES):
+        sdk_hist.record(value, ATTRS[i % 2])
+        fast_hist.record(value, ATTRS[i % 2])
+
+    sdk_points, fast_points = _by_route(_points(sdk_reader, "d")), _by_route(_points(fast_reader, "d"))
+    assert sorted(sdk_points) == sorted(fast_points) == ["/a", "/b"]
+    for route, expected in sdk_points.items():
+        got = fast_points[route]
+        assert dict(got.attributes) == dict(expected.attributes)
+        assert (got.count, got.min, got.max) == (expected.count, expected.min, expected.max)
+        assert got.sum == expected.sum
+        assert list(got.bucket_counts) == list(expected.bucket_counts)
+        assert list(got.explicit_bounds) == list(expected.explicit_bounds)
+
+
+def test_metrics_of_both_kinds_share_one_scope_and_resource() -> None:
+    reader = InMemoryMetricReader()
+    meter, _ = _fast_provider(reader)
+    meter.create_counter("c").add(2)
+    meter.create_histogram("h", unit="s").record(0.1)
+    data = reader.get_metrics_data()
+    assert data is not None
+    assert len(data.resource_metrics) == 1
+    (rm,) = data.resource_metrics
+    assert rm.resource.attributes["service.name"] == "fast"
+    (sm,) = rm.scope_metrics
+    assert sm.scope.name == SCOPE
+    assert sorted(m.name for m in sm.metrics) == ["c", "h"]
+
+
+def test_histogram_alone_still_reaches_the_reader() -> None:
+    reader = InMemoryMetricReader()
+    meter, _ = _fast_provider(reader)
+    meter.create_histogram("only", unit="s").record(0.2, {"k": "v"})
+    (point,) = _points(reader, "only")
+    assert point.count == 1 and point.sum == 0.2
+
+
+def test_exemplar_per_bucket_from_sampled_spans_only() -> None:
+    reader = InMemoryMetricReader()
+    meter, _ = _fast_provider(reader)
+    hist = meter.create_histogram("e", unit="s", explicit_bucket_boundaries_advisory=BOUNDS)
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("sampled") as span:
+        hist.record(0.02)
+        ctx = span.get_span_context()
+    unsampled = NonRecordingSpan(SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(0)))
+    hist.record(0.3, context=trace.set_span_in_context(unsampled))
+    hist.record(0.4)  # no span at all
+    (point,) = _points(reader, "e")
+    assert point.count == 3
+    (exemplar,) = point.exemplars
+    assert (exemplar.trace_id, exemplar.span_id, exemplar.value) == (ctx.trace_id, ctx.span_id, 0.02)
+
+
+def test_delta_reader_gets_only_what_is_new() -> None:
+    reader = InMemoryMetricReader(preferred_temporality={SDKHistogram: AggregationTemporality.DELTA})
+    meter, _ = _fast_provider(reader)
+    hist = meter.create_histogram("d", unit="s", explicit_bucket_boundaries_advisory=BOUNDS)
+    hist.record(0.02, {"r": "a"})
+    hist.record(0.02, {"r": "a"})
+    first = _points(reader, "d")
+    hist.record(0.3, {"r": "a"})
+    (second,) = _points(reader, "d")
+    assert [p.count for p in first] == [2]
+    assert second.count == 1 and second.sum == 0.3
+    assert second.start_time_unix_nano >= first[0].time_unix_nano
+    assert _points(reader, "d") == []  # nothing new, no point
+
+
+def test_cumulative_reader_keeps_totals() -> None:
+    reader = InMemoryMetricReader()
+    meter, _ = _fast_provider(reader)
+    hist = meter.create_histogram("c", unit="s")
+    hist.record(1.0)
+    _points(reader, "c")
+    hist.record(2.0)
+    (point,) = _points(reader, "c")
+    assert (point.count, point.sum, point.min, point.max) == (2, 3.0, 1.0, 2.0)
+
+
+def test_cardinality_is_bounded_with_an_overflow_series() -> None:
+    reader = InMemoryMetricReader()
+    resource = Resource.create({})
+    MeterProvider(resource=resource, metric_readers=[reader])
+    fast = FastMetrics(resource, InstrumentationScope(SCOPE))
+    hist = fast.histogram("card", "s", "", BOUNDS)
+    hist._limit = 3  # small limit for the test
+    for i in range(10):
+        hist.record(0.01, {"id": i})
+    assert len(hist._series) == 4  # 3 + the overflow series
+    assert sum(s.count for s in hist._series.values()) == 10
+
+
+def test_sequence_attribute_values_and_negative_values() -> None:
+    reader = InMemoryMetricReader()
+    meter, _ = _fast_provider(reader)
+    hist = meter.create_histogram("s", unit="s")
+    hist.record(0.1, {"tags": ["a", "b"]})
+    hist.record(-1.0)  # dropped, as the SDK drops it
+    (point,) = _points(reader, "s")
+    assert point.count == 1
+
+
+def test_same_name_returns_the_same_instrument() -> None:
+    reader = InMemoryMetricReader()
+    meter, _ = _fast_provider(reader)
+    assert meter.create_histogram("x") is meter.create_histogram("x")
