@@ -114,14 +114,21 @@ class DetectorSpanProcessor(SpanProcessor):
         trace_id = ctx.trace_id
         if parent is None or parent.is_remote:
             with self._lock:
-                spans = self._traces.pop(trace_id, None)
-            spans = [span] if spans is None else [*spans, span]
+                buffered = self._traces.pop(trace_id, None)
+                others: list[ReadableSpan] = []
+                if buffered is not None:
+                    # Another request of this trace may still be open in this process (a service
+                    # calling itself): take only this request's spans, leave the rest buffered.
+                    buffered, others = _split_request(ctx.span_id, buffered)
+                    if others:
+                        self._traces[trace_id] = others
+            request = [span] if not buffered else [*buffered, span]
             ready = self._ready
             if len(ready) >= self._queue_size:
                 self.stats.queue_full += 1
-                self._pass_on(spans)
+                self._pass_on(request)
                 return
-            ready.append((span, spans))
+            ready.append((span, request))
             if len(ready) >= WAKE_BATCH:
                 self._wake.set()
             return
@@ -247,6 +254,7 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
                     _names.FINDING_COUNT: f.count,
                     _names.FINDING_DURATION_MS: round(f.duration_ms, 3),
                     _names.FINDING_HINT: f.hint,
+                    **({_names.FINDING_PLAN: f.details["plan"]} if "plan" in f.details else {}),
                 },
                 root.end_time,
             )
@@ -281,3 +289,30 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
             )
         )
     return out
+
+
+def _split_request(root_id: int, spans: list[ReadableSpan]) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
+    """The spans under local root ``root_id`` and the others, keeping end order.
+
+    Children end before their parents, so walking from the latest span back meets a parent before
+    its children; the rare child that outlived its parent is caught by the repeat.
+    """
+    ids = {root_id}
+    mine: set[int] = set()
+    pending = True
+    while pending:
+        pending = False
+        for i in range(len(spans) - 1, -1, -1):
+            if i in mine:
+                continue
+            span = spans[i]
+            parent = span.parent
+            if parent is not None and not parent.is_remote and parent.span_id in ids:
+                ids.add(span.context.span_id)  # type: ignore[union-attr]
+                mine.add(i)
+                pending = True
+        if len(mine) == len(spans):
+            break
+    if len(mine) == len(spans):
+        return spans, []
+    return [s for i, s in enumerate(spans) if i in mine], [s for i, s in enumerate(spans) if i not in mine]

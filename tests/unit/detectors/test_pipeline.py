@@ -109,6 +109,42 @@ def test_a_remote_parent_makes_a_local_root(pipeline) -> None:  # type: ignore[n
     assert detector.seen[0].root.name == "GET /remote"
 
 
+def test_a_service_calling_itself_analyzes_each_request_with_its_own_spans(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """Nested requests of one trace in one process: the inner one must not take the outer's spans."""
+    provider, processor, _exporter, detector = pipeline
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /outer") as outer:
+        with tracer.start_as_current_span("SELECT products"):
+            pass
+        for i in range(3):
+            with tracer.start_as_current_span(f"GET stock {i}") as client:
+                # What the server side sees: the client's context arriving in a traceparent header.
+                remote = SpanContext(
+                    client.get_span_context().trace_id,
+                    client.get_span_context().span_id,
+                    is_remote=True,
+                    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+                )
+                inner_ctx = trace.set_span_in_context(NonRecordingSpan(remote))
+                with (
+                    tracer.start_as_current_span("GET /internal/stock", context=inner_ctx),
+                    tracer.start_as_current_span(f"SELECT stock {i}"),
+                ):
+                    pass
+    processor.force_flush(5000)
+    views = [(v.root.name, len(v.spans)) for v in detector.seen]
+    seen_by_root: dict[str, list[list[str]]] = {}
+    for view in detector.seen:
+        seen_by_root.setdefault(view.root.name, []).append(_names(list(view.spans)))
+    assert seen_by_root["GET /internal/stock"] == [
+        ["GET /internal/stock", f"SELECT stock {i}"] for i in range(3)
+    ], views
+    assert seen_by_root["GET /outer"] == [
+        ["GET /outer", "GET stock 0", "GET stock 1", "GET stock 2", "SELECT products"]
+    ]
+    assert outer.get_span_context().trace_id == detector.seen[-1].root.context.trace_id
+
+
 def test_bounded_open_traces_pass_the_oldest_on_unanalyzed() -> None:
     provider, processor, exporter, _ = _setup(max_traces=2)
     tracer = provider.get_tracer("t")
