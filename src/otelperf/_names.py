@@ -48,6 +48,8 @@ REDIS_PIPELINE_LENGTH = "otelperf.redis.pipeline_length"
 COMPONENT = "otelperf.component"  # db | cache | http | app: used by the detectors' attribution
 # A salted hash of a cache key (never the key: keys can carry secrets), for the miss-storm detector.
 CACHE_KEY_HASH = "otelperf.cache.key_hash"
+# Multi-key reads (MGET/HMGET, pipelines): the salted hashes of the keys that missed (at most 32).
+CACHE_KEY_HASHES = "otelperf.cache.key_hashes"
 
 COMPONENT_DB = "db"
 COMPONENT_CACHE = "cache"
@@ -88,6 +90,7 @@ FINDING_STATEMENT = "otelperf.finding.statement"
 FINDING_COUNT = "otelperf.finding.count"
 FINDING_DURATION_MS = "otelperf.finding.duration_ms"
 FINDING_HINT = "otelperf.finding.hint"
+FINDING_PLAN = "otelperf.finding.plan"  # slow PostgreSQL SELECTs: the generic plan's headline
 FINDINGS_COUNT = "otelperf.findings.count"
 FINDINGS_DETECTORS = "otelperf.findings.detectors"
 METRIC_FINDINGS = (
@@ -96,3 +99,6 @@ METRIC_FINDINGS = (
 METRIC_FINDINGS_TIME = "otelperf.findings.time"  # ms of request time the findings account for
 METRIC_BUDGET_BREACHES = "otelperf.budget.breaches"  # {route, budget="request"|"db"|"cache"|"http"|"app"}
 METRIC_REQUEST_BREAKDOWN = "otelperf.request.breakdown"  # seconds per {route, component}, every SERVER root
+# Client side of a load test (otelperf.loadtest); Prometheus otelperf_loadtest_request_duration_seconds_*
+METRIC_LOADTEST_DURATION = "otelperf.loadtest.request.duration"
+LOADTEST_SCENARIO = "scenario"  # a bare attribute name: the dashboards select on the `scenario` label

@@ -15,9 +15,12 @@ Redis). Multi-key reads (MGET, pipelines) count their ``otelperf.cache.hits``/``
   Spans never carry cache keys (a key can hold a user id or a token). When a lookup span has
   ``otelperf.cache.key_hash`` -- a *salted* hash of the key (salt per process, so the hash
   cannot be reversed by guessing keys), which the cache instrumentation has to set for this --
-  storms are detected per key. Without it, misses are grouped per cache name: a burst of
-  requests missing one cache, which can also be a cold start over many keys. A storm is
-  reported at most once per ``storm_cooldown_s`` per key (or cache).
+  storms are detected per key. Multi-key reads (Redis MGET/HMGET, pipelines) carry the hashes of
+  the keys they missed in ``otelperf.cache.key_hashes``; each of those keys counts. Without
+  either, misses are grouped per cache name: a burst of requests missing one cache, which can
+  also be a cold start over many keys. A storm is reported at most once per
+  ``storm_cooldown_s`` per key (or cache). Redis storms get a Redis hint (a lock per key with
+  ``SET ... NX PX``).
 
 Time is the spans' own (their start and end timestamps), not the detector's clock, so the
 windows mean the same thing when the detector thread runs late. State is bounded: at most
@@ -49,6 +52,8 @@ HIT_RATIO = "cache_hit_ratio"
 MISS_STORM = "cache_miss_storm"
 UNNAMED_CACHE = "unnamed"
 MAX_SPAN_IDS = 50
+MAX_KEYS_PER_SPAN = 32
+REDIS_CACHE = "redis"  # the cache name of Redis reads (instrumentation/redis.py)
 _BUCKETS = 60
 
 
@@ -93,6 +98,19 @@ def _lookup(span: ReadableSpan) -> tuple[str, int, int] | None:
     if isinstance(hits, int) and isinstance(misses, int) and hits >= 0 and misses >= 0:
         return name, hits, misses
     return (name, 1, 0) if hit else (name, 0, 1)
+
+
+def _missed_keys(span: ReadableSpan) -> list[str | None]:
+    """The key hashes a missing lookup names; ``[None]`` when it names none."""
+    attributes = attributes_of(span)
+    keys: list[str | None] = []
+    single = attributes.get(_names.CACHE_KEY_HASH)
+    if single:
+        keys.append(str(single))
+    several = attributes.get(_names.CACHE_KEY_HASHES)
+    if isinstance(several, list | tuple):
+        keys.extend(str(k) for k in several[:MAX_KEYS_PER_SPAN] if k)
+    return list(dict.fromkeys(keys)) or [None]
 
 
 def _fingerprint(*parts: str) -> str:
@@ -223,9 +241,8 @@ class CacheDetector:
         misses_by_key: dict[str | None, list[ReadableSpan]] = {}
         for span, _, misses in entries:
             if misses > 0:
-                key_hash = attributes_of(span).get(_names.CACHE_KEY_HASH)
-                key = str(key_hash) if key_hash else None
-                misses_by_key.setdefault(key, []).append(span)
+                for key in _missed_keys(span):
+                    misses_by_key.setdefault(key, []).append(span)
         findings = []
         for key_hash, spans in misses_by_key.items():
             storm = self._storm_state((name, key_hash))
@@ -258,7 +275,15 @@ class CacheDetector:
         self, trace: TraceView, name: str, key_hash: str | None, spans: list[ReadableSpan], count: int
     ) -> Finding:
         window_ms = self._storm_window_ns / 1e6
-        if key_hash is not None:
+        if key_hash is not None and name == REDIS_CACHE:
+            statement = f"cache {name} key {key_hash[:16]}"
+            hint = (
+                f"{count} requests missed the same Redis key within {window_ms:g} ms: each recomputes "
+                "the value; let one request recompute it (single-flight: a lock per key with SET "
+                "<key>:lock NX PX, the others wait or serve the stale value) or refresh before expiry "
+                "(TTL jitter, stale-while-revalidate)"
+            )
+        elif key_hash is not None:
             statement = f"cache {name} key {key_hash[:16]}"
             hint = (
                 f"{count} requests missed the same key of cache {name} within {window_ms:g} ms: they "

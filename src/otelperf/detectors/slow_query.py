@@ -8,6 +8,11 @@ The most specific wins: statement, then fingerprint, then route. Critical stays 
 critical level unless the override is higher than it.
 
     SlowQueryDetector(settings, meter, overrides={"GET /reports": 2000, "SELECT 1 FROM s WHERE t = ?": 10})
+
+On PostgreSQL (unless ``settings.explain`` is off) the first slow finding of a SELECT shape asks
+:mod:`otelperf.detectors.explain` for its generic plan, off this thread; later findings of that
+shape carry the plan's headline in ``details["plan"]`` (``Seq Scan on orders``) and a hint built
+on it ("Seq Scan on orders: add an index on orders(customer_id)").
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
 from otelperf.detectors._api import Finding, Severity, TraceView, attributes_of, component_of, hex_span_id
+from otelperf.detectors.explain import ExplainWorker, PlanSummary, shared_worker
 from otelperf.detectors.fingerprint import statement_fingerprint
 
 if TYPE_CHECKING:
@@ -28,7 +34,7 @@ if TYPE_CHECKING:
 
     from otelperf.config import Settings
 
-__all__ = ["SlowQueryDetector", "index_hint"]
+__all__ = ["SlowQueryDetector", "index_hint", "plan_hint"]
 
 GENERIC_HINT = "look at the query plan (EXPLAIN)"
 
@@ -43,24 +49,52 @@ _NOT_SIMPLE = (" JOIN ", "(SELECT ", " UNION ", " FROM (")
 
 
 @lru_cache(maxsize=1024)
+def _index_target(normalized: str) -> tuple[str, str] | None:
+    """(table, column) of a single-table SELECT whose first condition is an equality, else None."""
+    if not normalized.startswith("SELECT ") or any(marker in normalized for marker in _NOT_SIMPLE):
+        return None
+    match = _SIMPLE_SELECT_RE.match(normalized)
+    if match is None:
+        return None
+    table, alias, column = match.group("table", "alias", "column")
+    if alias in ("WHERE", None):
+        alias = table.rsplit(".", 1)[-1]
+    qualifier, _, name = column.rpartition(".")
+    if qualifier and qualifier not in (table, alias):
+        return None
+    return table, name
+
+
 def index_hint(normalized: str) -> str:
     """'check the plan: an index on T(X) may help' when the statement says that much, else EXPLAIN.
 
     >>> index_hint("SELECT * FROM orders WHERE customer_id = ? LIMIT ?")
     'check the plan: an index on orders(customer_id) may help'
     """
-    if not normalized.startswith("SELECT ") or any(marker in normalized for marker in _NOT_SIMPLE):
+    target = _index_target(normalized)
+    if target is None:
         return GENERIC_HINT
-    match = _SIMPLE_SELECT_RE.match(normalized)
-    if match is None:
-        return GENERIC_HINT
-    table, alias, column = match.group("table", "alias", "column")
-    if alias in ("WHERE", None):
-        alias = table.rsplit(".", 1)[-1]
-    qualifier, _, name = column.rpartition(".")
-    if qualifier and qualifier not in (table, alias):
-        return GENERIC_HINT
-    return f"check the plan: an index on {table}({name}) may help"
+    return f"check the plan: an index on {target[0]}({target[1]}) may help"
+
+
+def _unquoted(name: str) -> str:
+    last = name.rsplit(".", 1)[-1]
+    return last[1:-1].replace('""', '"') if last.startswith('"') and last.endswith('"') else last
+
+
+def plan_hint(plan: PlanSummary, normalized: str) -> str:
+    """The fix hint once the plan is known.
+
+    >>> plan = PlanSummary("Limit", "Seq Scan on orders", ("orders",))
+    >>> plan_hint(plan, "SELECT * FROM orders WHERE customer_id = ?")
+    'Seq Scan on orders: add an index on orders(customer_id)'
+    """
+    target = _index_target(normalized)
+    if plan.seq_scans:
+        if target is not None and _unquoted(target[0]) in plan.seq_scans:
+            return f"Seq Scan on {_unquoted(target[0])}: add an index on {target[0]}({target[1]})"
+        return f"{plan.headline}: an index on the columns it is filtered or joined by may help"
+    return f"plan: {plan.headline} (no sequential scan): check how many rows it reads and returns"
 
 
 def statement_of(span: ReadableSpan) -> str | None:
@@ -96,8 +130,11 @@ class SlowQueryDetector:
         meter: Meter | None = None,
         *,
         overrides: Mapping[str, float] | None = None,
+        explainer: ExplainWorker | None = None,
     ) -> None:
         del meter  # findings are counted by the sink
+        # EXPLAIN of slow PostgreSQL SELECTs: the process's one worker unless one is given.
+        self.explainer = (explainer or shared_worker()) if settings.explain else None
         self.warning_ms = float(settings.slow_query_ms)
         self.critical_ms = float(settings.slow_query_critical_ms)
         self.overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
@@ -147,6 +184,20 @@ class SlowQueryDetector:
             if slow.worst is None:
                 continue
             severity: Severity = "critical" if slow.worst_ms >= slow.critical else "warning"
+            worst_attributes = attributes_of(slow.worst)
+            db_system = worst_attributes.get(_names.DB_SYSTEM_NAME)
+            plan = None
+            if self.explainer is not None and db_system == "postgresql":
+                plan = self.explainer.plan_for(worst_attributes, fingerprint, slow.normalized)
+            details = {
+                "max_ms": round(slow.worst_ms, 3),
+                "threshold_ms": slow.threshold,
+                "critical_ms": slow.critical,
+                "db_system": db_system,
+            }
+            if plan is not None:
+                details["plan"] = plan.headline
+                details["plan_root"] = plan.root
             findings.append(
                 Finding(
                     detector=self.name,
@@ -159,13 +210,8 @@ class SlowQueryDetector:
                     trace_id=trace_id,
                     anchor_span_id=hex_span_id(slow.worst),
                     span_ids=tuple(hex_span_id(s) for s in slow.spans),
-                    hint=index_hint(slow.normalized),
-                    details={
-                        "max_ms": round(slow.worst_ms, 3),
-                        "threshold_ms": slow.threshold,
-                        "critical_ms": slow.critical,
-                        "db_system": attributes_of(slow.worst).get(_names.DB_SYSTEM_NAME),
-                    },
+                    hint=index_hint(slow.normalized) if plan is None else plan_hint(plan, slow.normalized),
+                    details=details,
                 )
             )
         return findings

@@ -16,6 +16,10 @@ out for the same reason (Redis echoes arguments in some error messages).
 
 Reads that a cache does (GET, MGET...) carry ``otelperf.cache.hit`` and count into the shared
 ``otelperf.cache.requests``/``otelperf.cache.hit_ratio`` metrics under the cache name ``redis``.
+A read that misses carries the salted hash of its key (:func:`otelperf.instrumentation.cache.key_hash`,
+the in-process caches' function; never the key): ``otelperf.cache.key_hash`` for GET/HGET...,
+``otelperf.cache.key_hashes`` (the keys that missed, at most 32) for MGET/HMGET and pipelines, so
+the cache detector can tell many requests missing one hot key (a miss storm) from cold keys.
 
 Under a sampled parent span a command's span is a leaf span
 (:mod:`otelperf.instrumentation._leaf`): written in one step when the command is over and never
@@ -46,7 +50,7 @@ from otelperf import _names
 from otelperf._internal import guard
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._leaf import LeafSpans
-from otelperf.instrumentation.cache import CacheStats, instrumentation_suppressed, stats_for
+from otelperf.instrumentation.cache import CacheStats, instrumentation_suppressed, key_hash, stats_for
 
 __all__ = ["INSTRUMENTOR", "RedisInstrumentor", "operation_name", "pipeline_query_text", "query_text"]
 
@@ -54,6 +58,7 @@ CACHE_NAME = "redis"
 OTHER_OPERATION = "_OTHER"
 PIPELINE_OPERATION = "PIPELINE"
 MAX_PIPELINE_TEXT_COMMANDS = 100
+MAX_KEY_HASHES = 32
 
 # Reads with cache semantics: a nil reply is a miss. The multi-key ones count every key.
 SINGLE_KEY_READS = frozenset({"GET", "HGET", "GETEX", "GETDEL", "JSON.GET"})
@@ -165,6 +170,55 @@ def cache_result(operation: str, result: Any) -> tuple[int, int] | None:
         misses = sum(1 for item in result if item is None)
         return len(result) - misses, misses
     return None
+
+
+def _key_bytes(raw: Any) -> bytes:
+    # redis-py sends str keys UTF-8 encoded and numbers as their str(): hash what Redis sees, so
+    # "k" and b"k" are one key.
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, bytearray | memoryview):
+        return bytes(raw)
+    return str(raw).encode("utf-8", "surrogateescape")
+
+
+def _read_keys(operation: str, args: Sequence[Any]) -> list[bytes]:
+    """The cache keys a read looks up, in the order of its reply (HGET/HMGET: key and field)."""
+    if len(args) < 2 or _word(args[0]).upper() != operation:
+        return []  # "GET key" in one string, or no key: nothing to say
+    if operation in ("HGET", "HMGET"):
+        key = _key_bytes(args[1])
+        return [key + b"\x00" + _key_bytes(f) for f in args[2:]]
+    if operation in MULTI_KEY_READS:
+        return [_key_bytes(k) for k in args[1:]]
+    return [_key_bytes(args[1])]
+
+
+def missed_key_hashes(operation: str, args: Sequence[Any], result: Any) -> list[str]:
+    """Salted hashes of the keys a read did not find (at most ``MAX_KEY_HASHES``)."""
+    keys = _read_keys(operation, args)
+    if not keys:
+        return []
+    if operation in SINGLE_KEY_READS:
+        return [key_hash(keys[0])] if result is None else []
+    if not isinstance(result, list | tuple):
+        return []
+    missed = [key for key, item in zip(keys, result, strict=False) if item is None]
+    return [key_hash(key) for key in dict.fromkeys(missed[:MAX_KEY_HASHES])]
+
+
+def _pipeline_missed_key_hashes(stack: Sequence[Any], results: Any) -> list[str]:
+    if not isinstance(results, list) or len(results) != len(stack):
+        return []
+    hashes: dict[str, None] = {}
+    for entry, result in zip(stack, results, strict=True):
+        if isinstance(result, Exception):
+            continue
+        for h in missed_key_hashes(operation_name(entry[0]), entry[0], result):
+            hashes[h] = None
+            if len(hashes) >= MAX_KEY_HASHES:
+                return list(hashes)
+    return list(hashes)
 
 
 def _server_attributes(instance: Any) -> dict[str, Any]:
@@ -358,7 +412,7 @@ class RedisInstrumentor(Instrumentor):
                 if leaf is not None:
                     assert pending.parent is not None
                     attributes = _attributes(
-                        instance, operation, args=args, stack=stack, counts=counts, exc=exc
+                        instance, operation, args=args, stack=stack, counts=counts, exc=exc, result=result
                     )
                     leaf.emit(
                         pending.span_name,
@@ -371,7 +425,16 @@ class RedisInstrumentor(Instrumentor):
                         exc is not None,
                     )
                 elif span is not None and span.is_recording():
-                    _label(span, instance, operation, args=args, stack=stack, counts=counts, exc=exc)
+                    _label(
+                        span,
+                        instance,
+                        operation,
+                        args=args,
+                        stack=stack,
+                        counts=counts,
+                        exc=exc,
+                        result=result,
+                    )
                 metric_attributes = {_names.DB_SYSTEM_NAME: "redis", _names.DB_OPERATION_NAME: operation}
                 if exc is not None:
                     metric_attributes[_names.ERROR_TYPE] = type(exc).__qualname__
@@ -435,6 +498,7 @@ def _attributes(
     stack: Sequence[Any] | None,
     counts: tuple[int, int] | None,
     exc: BaseException | None,
+    result: Any = None,
 ) -> dict[str, Any]:
     attributes = _server_attributes(instance)
     attributes[_names.DB_SYSTEM_NAME] = "redis"
@@ -452,6 +516,15 @@ def _attributes(
         if stack is not None or operation in MULTI_KEY_READS:
             attributes[_names.CACHE_HITS] = hits
             attributes[_names.CACHE_MISSES] = misses
+        if misses:
+            if stack is not None:
+                hashes = _pipeline_missed_key_hashes(stack, result)
+            else:
+                hashes = missed_key_hashes(operation, args or (), result)
+            if hashes and stack is None and operation in SINGLE_KEY_READS:
+                attributes[_names.CACHE_KEY_HASH] = hashes[0]
+            elif hashes:
+                attributes[_names.CACHE_KEY_HASHES] = tuple(hashes)  # as the SDK stores a sequence
     if exc is not None:
         # Only the type: a Redis error message can quote the command's arguments.
         attributes[_names.ERROR_TYPE] = type(exc).__qualname__
@@ -467,10 +540,13 @@ def _label(
     stack: Sequence[Any] | None,
     counts: tuple[int, int] | None,
     exc: BaseException | None,
+    result: Any = None,
 ) -> None:
     if exc is not None:
         span.set_status(Status(StatusCode.ERROR))
-    span.set_attributes(_attributes(instance, operation, args=args, stack=stack, counts=counts, exc=exc))
+    span.set_attributes(
+        _attributes(instance, operation, args=args, stack=stack, counts=counts, exc=exc, result=result)
+    )
 
 
 INSTRUMENTOR = RedisInstrumentor()

@@ -165,12 +165,20 @@ class SQLAlchemyInstrumentor(Instrumentor):
         # (class, method name, original, wrapper), in patching order.
         self._patched: list[tuple[type, str, Any, Any]] = []
         self._import_hooks_registered: set[str] = set()
+        self._explain = False  # whether engines are reported to detectors/explain.py
 
     def instrument(self, ctx: InstrumentContext) -> None:
         if self._hooks is not None:
             return
         from sqlalchemy.engine import default
 
+        on_engine: Callable[[Any, URL], None] | None = None
+        settings = ctx.settings
+        if settings.explain and "slow_query" in settings.detectors:
+            # EXPLAIN of slow SELECTs needs to reach each PostgreSQL engine's database on its own.
+            from otelperf.detectors import explain
+
+            on_engine, self._explain = explain.register_engine, True
         self._hooks = _make_hooks(
             ctx.tracer,
             ctx.settings.legacy_attributes,
@@ -180,6 +188,7 @@ class SQLAlchemyInstrumentor(Instrumentor):
                 description="Duration of database client operations.",
                 explicit_bucket_boundaries_advisory=list(_names.DURATION_BUCKETS_S),
             ),
+            on_engine,
         )
         self._patch_class(getattr(default, _BASE_CLASS), _METHODS)
         for module_name in _OVERRIDES:
@@ -201,6 +210,11 @@ class SQLAlchemyInstrumentor(Instrumentor):
                 # us holds our wrapper, and removing theirs would break their uninstrument.
                 if cls.__dict__.get(name) is wrapper:
                     setattr(cls, name, original)
+            if self._explain:
+                from otelperf.detectors import explain
+
+                explain.clear_targets()  # no credentials kept once otelperf is gone
+                self._explain = False
 
     def _on_import(self, module: Any) -> None:
         try:
@@ -261,8 +275,16 @@ def _wrap(original: Callable[..., Any], name: str, begin: _Begin, end: _End) -> 
     return functools.wraps(original)(wrapper)
 
 
-def _make_hooks(tracer: Tracer, legacy_attributes: bool, duration: Histogram) -> tuple[_Begin, _End]:
-    """What runs before and after each DBAPI call, as closures over the tracer and histogram."""
+def _make_hooks(
+    tracer: Tracer,
+    legacy_attributes: bool,
+    duration: Histogram,
+    on_engine: Callable[[Any, URL], None] | None = None,
+) -> tuple[_Begin, _End]:
+    """What runs before and after each DBAPI call, as closures over the tracer and histogram.
+
+    ``on_engine(dialect, url)`` is called once per engine, at its first statement.
+    """
     infos: weakref.WeakKeyDictionary[Any, _EngineInfo] = weakref.WeakKeyDictionary()
     leaf = LeafSpans(tracer)
     perf_counter = time.perf_counter
@@ -290,6 +312,8 @@ def _make_hooks(tracer: Tracer, legacy_attributes: bool, duration: Histogram) ->
             info = infos.get(key)
             if info is None:
                 info = infos[key] = _EngineInfo(dialect, url, legacy_attributes)
+                if on_engine is not None and url is not None:
+                    on_engine(dialect, url)
             operation, collection = operation_and_collection(statement, mysql=info.mysql)
             return (info, operation, collection, statement, get_current(), time_ns(), perf_counter())
         except Exception as exc:
