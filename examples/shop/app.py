@@ -6,17 +6,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from examples.shop import (
     routes_auth,
+    routes_catalog,
     routes_files,
     routes_inventory,
     routes_orders,
@@ -52,6 +55,21 @@ def _instrument_in_process_cache(cache: InProcessCache) -> None:
     cache.store = otelperf.instrument_cache(cache.store, name="shop.prices")
 
 
+def _inject_latency(app: FastAPI, config: Config) -> None:
+    """Test hook: every request to ``config.inject_latency_route`` ("METHOD /template") sleeps first."""
+    from starlette.routing import compile_path
+
+    method, template = config.inject_latency_route.split(" ", 1)
+    path_regex = compile_path(template)[0]
+    delay_s = config.inject_latency_ms / 1000
+
+    @app.middleware("http")
+    async def inject_latency(request: Request, call_next: Any) -> Any:
+        if request.method == method and path_regex.match(request.url.path):
+            await asyncio.sleep(delay_s)
+        return await call_next(request)
+
+
 def create_app(config: Config | None = None) -> FastAPI:
     config = config or Config.from_env()
 
@@ -83,12 +101,16 @@ def create_app(config: Config | None = None) -> FastAPI:
     for module in (
         routes_auth,
         routes_products,
+        routes_catalog,
         routes_orders,
         routes_reports,
         routes_files,
         routes_inventory,
     ):
         app.include_router(module.router)
+
+    if config.inject_latency_ms > 0:
+        _inject_latency(app, config)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -1,13 +1,13 @@
 """The price cache: Redis when ``REDIS_URL`` is set, else an in-process ``cachetools.TTLCache``.
 
-Both sides speak the same three operations. The in-process cache is a plain mapping held in
-``InProcessCache.store``, so a caller can wrap it (``otelperf.instrument_cache``) without this
-module knowing about otelperf.
+Both sides speak the same operations (``get_many`` is one round trip: ``MGET`` on Redis). The
+in-process cache is a plain mapping held in ``InProcessCache.store``, so a caller can wrap it
+(``otelperf.instrument_cache``) without this module knowing about otelperf.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any, Protocol
 
 import cachetools
@@ -17,6 +17,7 @@ class PriceCache(Protocol):
     kind: str
 
     async def get(self, key: str) -> str | None: ...
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]: ...
     async def set(self, key: str, value: str) -> None: ...
     async def delete(self, key: str) -> None: ...
     async def close(self) -> None: ...
@@ -30,6 +31,9 @@ class InProcessCache:
 
     async def get(self, key: str) -> str | None:
         return self.store.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return [self.store.get(key) for key in keys]
 
     async def set(self, key: str, value: str) -> None:
         self.store[key] = value
@@ -53,6 +57,12 @@ class RedisCache:
     async def get(self, key: str) -> str | None:
         value: str | None = await self.client.get(key)
         return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        values: list[str | None] = await self.client.mget(keys)
+        return values
 
     async def set(self, key: str, value: str) -> None:
         await self.client.set(key, value, px=self.ttl_ms)

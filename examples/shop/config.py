@@ -27,12 +27,19 @@ class Config:
     seed_orders: int = 300
     seed_customers: int = 50
     seed_products: int = 100
+    # The stock ledger's size: its history endpoint scans it, so this sets how slow that query is
+    # (PostgreSQL on a laptop: ~150 ms at 2,000,000 rows). Small by default: seeding takes time.
+    seed_stock_movements: int = 20_000
     # PBKDF2-SHA256 iterations: ~50 ms per login on a laptop core; OWASP asks for more in production.
     password_iterations: int = 100_000
     price_ttl_s: float = 30.0
     cache_prefix: str = "shop:"
     inventory_url: str = "http://127.0.0.1:8000/internal/stock/{product_id}"
     max_upload_bytes: int = 5 * 1024 * 1024
+    # Test hook (SHOP_INJECT_LATENCY_MS / SHOP_INJECT_LATENCY_ROUTE): sleep this long in one route, so
+    # the baseline-regression tests have a "deliberately slowed build" without a second copy of the code.
+    inject_latency_ms: float = 0.0
+    inject_latency_route: str = "GET /orders/{order_id}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -42,10 +49,13 @@ class Config:
             database_url=_async_database_url(env.get("DATABASE_URL") or default.database_url),
             redis_url=env.get("REDIS_URL") or None,
             seed_orders=int(env.get("SHOP_SEED_ORDERS", default.seed_orders)),
+            seed_stock_movements=int(env.get("SHOP_SEED_STOCK_MOVEMENTS", default.seed_stock_movements)),
             password_iterations=int(env.get("SHOP_PASSWORD_ITERATIONS", default.password_iterations)),
             price_ttl_s=float(env.get("SHOP_PRICE_TTL", default.price_ttl_s)),
             cache_prefix=env.get("SHOP_CACHE_PREFIX", default.cache_prefix),
             inventory_url=env.get("SHOP_INVENTORY_URL", default.inventory_url),
+            inject_latency_ms=float(env.get("SHOP_INJECT_LATENCY_MS", default.inject_latency_ms)),
+            inject_latency_route=env.get("SHOP_INJECT_LATENCY_ROUTE", default.inject_latency_route),
         )
 
     def with_database_url(self, url: str) -> Config:

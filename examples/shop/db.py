@@ -15,6 +15,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from examples.shop.config import Config
 from examples.shop.models import Base, Customer, Order, OrderItem, Product, SeedMarker, User
 
+# The stock ledger is seeded in the database itself (millions of rows: no Python objects).
+# product_id cycles over the seeded products, created_at goes back one minute per row.
+_SEED_MOVEMENTS_SQL = {
+    "postgresql": (
+        "INSERT INTO stock_movements (product_id, change, reason, created_at) "
+        "SELECT :first_product + g % :products, g % 7 - 3, "
+        "(ARRAY['restock', 'sale', 'return', 'adjustment'])[g / :products % 4 + 1], "
+        "localtimestamp - g * interval '1 minute' FROM generate_series(1, :count) AS g"
+    ),
+    "sqlite": (
+        "INSERT INTO stock_movements (product_id, change, reason, created_at) "
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :count) "
+        "SELECT :first_product + n % :products, n % 7 - 3, "
+        "CASE n / :products % 4 WHEN 0 THEN 'restock' WHEN 1 THEN 'sale' WHEN 2 THEN 'return' "
+        "ELSE 'adjustment' END, "
+        "datetime('now', '-' || n || ' minutes') FROM g"
+    ),
+}
+
 logger = logging.getLogger("shop.db")
 
 SEED_USERS = ("alice", "bob", "carol")
@@ -115,10 +134,21 @@ async def _seed(conn: AsyncConnection, config: Config) -> None:
             )
         )
     await session.flush()
+    movements_sql = _SEED_MOVEMENTS_SQL.get(conn.dialect.name)
+    if movements_sql is not None and config.seed_stock_movements > 0:
+        await conn.execute(
+            text(movements_sql),
+            {
+                "first_product": products[0].id,
+                "products": len(products),
+                "count": config.seed_stock_movements,
+            },
+        )
     logger.info(
-        "seeded %d users, %d customers, %d products, %d orders",
+        "seeded %d users, %d customers, %d products, %d orders, %d stock movements",
         len(SEED_USERS),
         len(customers),
         len(products),
         config.seed_orders,
+        config.seed_stock_movements if movements_sql is not None else 0,
     )

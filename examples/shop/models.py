@@ -3,6 +3,8 @@
 Indexes are chosen on purpose: ``orders.customer_id`` is indexed (the list endpoints are fast per
 query, so the N+1 shows up as *many* spans rather than one slow one), while ``orders.note`` and
 ``orders.total_cents`` are not, which is what makes ``/reports/search`` slow on a growing table.
+``stock_movements.product_id`` has no index either: the stock ledger is the big table, and reading
+one product's history scans all of it (``GET /inventory/{id}/movements``, a slow query on purpose).
 """
 
 from __future__ import annotations
@@ -88,6 +90,18 @@ class OrderItem(Base):
     unit_price_cents: Mapped[int]
 
     order: Mapped[Order] = relationship(back_populates="items")
+
+
+class StockMovement(Base):
+    """The stock ledger: one row per change of a product's stock (restock, sale, return, ...)."""
+
+    __tablename__ = "stock_movements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))  # unindexed on purpose
+    change: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class StoredFile(Base):

@@ -248,3 +248,40 @@ async def test_inventory_call_is_a_client_span_propagating_the_trace(
     # traceparent went out with the call: the stock service's SERVER span is the CLIENT span's child.
     assert inner.parent is not None and inner.parent.span_id == clients[0].context.span_id
     assert r.json()["stock"] == (await shop.get("/internal/stock/4")).json()["stock"]
+
+
+async def test_catalog_reads_one_price_per_product_and_the_batched_twin_fills_the_cache(
+    shop: httpx.AsyncClient, otelperf_capture: Capture
+) -> None:
+    batched = await shop.get("/catalog-batched", params={"limit": 6})
+    page = await shop.get("/catalog", params={"limit": 6})
+
+    assert [p["cached"] for p in batched.json()] == [False] * 6
+    assert page.json() == [{**p, "cached": True} for p in batched.json()]
+    catalog = server_span(otelperf_capture, "GET", "/catalog")
+    assert cache_hits_under(otelperf_capture, catalog) == [True] * 6  # one lookup per product
+
+
+async def test_inventory_overview_calls_the_stock_service_once_per_product(
+    shop: httpx.AsyncClient, otelperf_capture: Capture
+) -> None:
+    r = await shop.get("/inventory", params={"limit": 6, "offset": 2})
+    assert r.status_code == 200, r.text
+    assert [s["product_id"] for s in r.json()] == [3, 4, 5, 6, 7, 8]
+    outer = server_span(otelperf_capture, "GET", "/inventory")
+    calls = [s for s in descendants(otelperf_capture, outer) if s.kind == SpanKind.CLIENT and s.name == "GET"]
+    assert len(calls) == 6
+    assert len(server_spans(otelperf_capture, "GET", "/internal/stock/{product_id}")) == 6
+
+
+async def test_stock_movements_are_a_products_latest_from_the_ledger(
+    shop: httpx.AsyncClient, otelperf_capture: Capture
+) -> None:
+    r = await shop.get("/inventory/5/movements", params={"limit": 5})
+    assert r.status_code == 200, r.text
+    movements = r.json()
+    assert len(movements) == 5
+    assert [m["created_at"] for m in movements] == sorted((m["created_at"] for m in movements), reverse=True)
+    root = server_span(otelperf_capture, "GET", "/inventory/{product_id}/movements")
+    (select,) = selects_under(otelperf_capture, root)
+    assert (select.attributes or {}).get("db.collection.name") == "stock_movements"
