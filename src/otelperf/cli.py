@@ -3,6 +3,8 @@
 otelperf run -- uvicorn app:app --workers 2    # instrument any Python command, no code change
 otelperf doctor                                # settings, libraries, is the collector reachable
 otelperf stack up|down|status|logs             # the local collector + Jaeger + Prometheus
+otelperf budgets check [FILE]                  # validate the budgets file, print the budgets
+otelperf generate rules|alertmanager|dashboards|all   # Prometheus/Alertmanager/Grafana from budgets
 """
 
 from __future__ import annotations
@@ -132,6 +134,10 @@ def _add_stack_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def cmd_report(args: argparse.Namespace) -> int:
     from otelperf.report import format_ranked, ranked_from_prometheus
 
+    if args.html:
+        from otelperf.report_html.cli import cmd_report_html
+
+        return cmd_report_html(args)
     try:
         rows = ranked_from_prometheus(args.prometheus, args.window)
     except OSError as exc:
@@ -171,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--prometheus", default="http://127.0.0.1:9090")
     report.add_argument("--window", default="1h", help="PromQL range, e.g. 15m, 1h, 1d")
     report.add_argument("--limit", type=int, default=20)
+    report.add_argument("--html", metavar="FILE", help="write an HTML report of the window to FILE")
+    report.add_argument("--since", default="15m", help="--html: the window ending now (default 15m)")
+    report.add_argument("--start", help="--html: window start (RFC 3339 or unix seconds), with --end")
+    report.add_argument("--end", help="--html: window end (default now)")
+    report.add_argument("--service", help="--html: the service (Prometheus job); default: the budgets'")
+    report.add_argument("--budgets", metavar="FILE", help="--html: budgets file (default: otelperf.toml)")
+    report.add_argument("--baseline", metavar="FILE", help="--html: baseline JSON to compare against")
+    report.add_argument("--jaeger", default="http://127.0.0.1:16686", help="--html: Jaeger UI/API base URL")
     report.set_defaults(func=cmd_report)
 
     doctor = sub.add_parser(
@@ -180,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
     _add_stack_parser(sub)
+    from otelperf import baseline as _baseline
+    from otelperf import loadtest as _loadtest
+
+    _loadtest.add_parser(sub)
+    _baseline.add_parser(sub)
+    from otelperf import budgets as _budgets
+    from otelperf import generate as _generate
+
+    _budgets.add_parser(sub)
+    _generate.add_parser(sub)
     return parser
 
 

@@ -1,7 +1,10 @@
 """One settings object for otelperf.
 
 Precedence, per setting: keyword argument to :func:`otelperf.init` > ``OTELPERF_*`` environment
-variable > the standard ``OTEL_*`` variable (with its standard meaning) > default.
+variable > the standard ``OTEL_*`` variable (with its standard meaning) > default. ``budgets`` has one
+more step before the default: the p95 values of the budgets file (``budgets_file=`` /
+``OTELPERF_BUDGETS_FILE``, else ``otelperf.toml`` or ``[tool.otelperf]`` found from the cwd upwards;
+see :mod:`otelperf.budgets`).
 
 Bad values produce one clear message naming the setting and what it accepts. With ``strict=True``
 that message is raised as :class:`ConfigError`; otherwise it is logged as a warning and the setting
@@ -31,7 +34,7 @@ SAMPLERS = (
     "parentbased_always_off",
     "parentbased_traceidratio",
 )
-KNOWN_INSTRUMENTATIONS = ("fastapi", "sqlalchemy", "redis", "httpx", "requests")
+KNOWN_INSTRUMENTATIONS = ("fastapi", "sqlalchemy", "sqlalchemy_pool", "redis", "httpx", "requests")
 KNOWN_DETECTORS = ("slow_query", "n_plus_one", "latency_budget", "cache")
 DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
 
@@ -65,9 +68,11 @@ class Settings:
     detectors: tuple[str, ...] = KNOWN_DETECTORS
     slow_query_ms: float = 100.0
     slow_query_critical_ms: float = 1000.0
+    explain: bool = True  # EXPLAIN slow PostgreSQL SELECTs once per fingerprint (detectors/explain.py)
     n_plus_one_min_count: int = 5
     n_plus_one_min_ms: float = 50.0
     budgets: Mapping[str, float] = field(default_factory=dict)  # route (or "*") -> milliseconds
+    budgets_file: str | None = None  # budgets file; None = search otelperf.toml/pyproject.toml; "none" = off
     export_share: float = 1.0
     max_queue_size: int = 8192
     max_export_batch_size: int = 512
@@ -370,9 +375,11 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("detectors", "OTELPERF_DETECTORS", None, _parse_detectors, None),
     ("slow_query_ms", "OTELPERF_SLOW_QUERY_MS", None, _parse_millis, None),
     ("slow_query_critical_ms", "OTELPERF_SLOW_QUERY_CRITICAL_MS", None, _parse_millis, None),
+    ("explain", "OTELPERF_EXPLAIN", None, _parse_bool, None),
     ("n_plus_one_min_count", "OTELPERF_N_PLUS_ONE_MIN_COUNT", None, _parse_positive_int, None),
     ("n_plus_one_min_ms", "OTELPERF_N_PLUS_ONE_MIN_MS", None, _parse_millis, None),
     ("budgets", "OTELPERF_BUDGETS", None, _parse_budgets, None),
+    ("budgets_file", "OTELPERF_BUDGETS_FILE", None, _parse_str, None),
     ("export_share", "OTELPERF_EXPORT_SHARE", None, _parse_ratio, None),
     ("strict", "OTELPERF_STRICT", None, _parse_bool, None),
 )
@@ -421,6 +428,9 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **kwargs: Any) ->
                 problems.append(f"invalid {shown}={raw!r}: expected {exc}; using the default {default!r}")
         sources.setdefault(name, "default")
 
+    if sources["budgets"] == "default":
+        _budgets_from_file(values, sources, problems)
+
     if problems:
         message = "otelperf configuration: " + "; ".join(problems)
         if strict:
@@ -431,6 +441,24 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **kwargs: Any) ->
     if settings.sources.get("endpoint") == "default" and settings.protocol == "grpc":
         settings = _replace(settings, endpoint=f"http://127.0.0.1:{DEFAULT_PORTS['grpc']}")
     return settings
+
+
+def _budgets_from_file(values: dict[str, Any], sources: dict[str, str], problems: list[str]) -> None:
+    """Latency budgets (p95 per route) from the budgets file, when neither kwarg nor env gave them:
+    the detector then judges requests by the same numbers as the alerts and the load tests."""
+    from otelperf.budgets import BudgetError, load_budgets
+
+    wanted = values.get("budgets_file")
+    if wanted is not None and wanted.lower() == "none":
+        return
+    try:
+        budgets = load_budgets(wanted)
+    except BudgetError as exc:
+        problems.append(f"invalid budgets file: {exc}; using no latency budgets")
+        return
+    if budgets.source is not None:
+        values["budgets"] = budgets.latency_budgets_ms()
+        sources["budgets"] = f"file {budgets.source}"
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:

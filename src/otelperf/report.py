@@ -36,7 +36,7 @@ def _query(prometheus: str, promql: str, timeout: float) -> list[dict[str, Any]]
     return result
 
 
-def _growth(metric: str, select: str, window: str, labels: str) -> str:
+def growth(metric: str, select: str, window: str, labels: str) -> str:
     """How much a counter grew over the window, exactly, also for series born inside it.
 
     ``increase()`` extrapolates, and reads 0 for a series whose first scrape already holds its final
@@ -58,9 +58,9 @@ def ranked_from_prometheus(
     labels = "detector, severity, route, fingerprint, statement"
     select = f"{{{matchers}}}" if matchers else ""
     times = _query(
-        prometheus, _growth("otelperf_findings_time_milliseconds_total", select, window, labels), timeout
+        prometheus, growth("otelperf_findings_time_milliseconds_total", select, window, labels), timeout
     )
-    counts = _query(prometheus, _growth("otelperf_findings_total", select, window, labels), timeout)
+    counts = _query(prometheus, growth("otelperf_findings_total", select, window, labels), timeout)
     count_of = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in counts}
     out = []
     for row in times:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 SUPPORTED: dict[str, tuple[str, str, str, str]] = {
     "fastapi": ("starlette", "starlette", ">=0.27", "fastapi"),
     "sqlalchemy": ("sqlalchemy", "sqlalchemy", ">=2.0,<2.2", "sqlalchemy"),
+    "sqlalchemy_pool": ("sqlalchemy", "sqlalchemy", ">=2.0,<2.2", "sqlalchemy"),
     "redis": ("redis", "redis", ">=4.5", "redis"),
     "httpx": ("httpx", "httpx", ">=0.24", "httpx"),
     "requests": ("requests", "requests", ">=2.28", "requests"),
@@ -31,6 +32,7 @@ SUPPORTED: dict[str, tuple[str, str, str, str]] = {
 MODULES: dict[str, str] = {
     "fastapi": "otelperf.instrumentation.asgi",
     "sqlalchemy": "otelperf.instrumentation.sqlalchemy",
+    "sqlalchemy_pool": "otelperf.instrumentation.sqlalchemy_pool",  # pool-use gauges
     "redis": "otelperf.instrumentation.redis",
     "httpx": "otelperf.instrumentation.httpx",
     "requests": "otelperf.instrumentation.requests",

@@ -1,0 +1,555 @@
+"""Performance budgets: one file, read by the detectors, the load tests, the rules and the dashboards.
+
+The file is ``otelperf.toml`` (or the ``[tool.otelperf]`` table of ``pyproject.toml``)::
+
+    service = "shop"                      # Prometheus job / service.name the rules select
+
+    [defaults]                            # every route without its own entry ("*")
+    p95 = "500ms"                         # durations: "250ms", "1.5s", "2m", or a number of ms
+    p99 = "1s"                            # optional
+    error_rate = "1%"                     # "1%" or a fraction (0.01)
+    min_rps = 100                         # throughput floor of the whole service, req/s; 0 = none
+
+    [routes."GET /orders/{order_id}"]     # "METHOD /route-template", as in the span name
+    p95 = "200ms"                         # unset keys inherit [defaults] (except min_rps)
+    p99 = "400ms"
+    min_rps = 5                           # this route's own floor (never inherited)
+
+    [db]
+    avg_query = "100ms"
+    max_query = "1s"
+    pool_max_utilization = "80%"
+
+    [cache]
+    min_hit_ratio = "50%"
+
+    [slo]
+    target = "99.9%"                      # availability: share of requests answered without a 5xx
+    window = "28d"
+
+    [alerts]
+    for = "5m"                            # how long a breach must last before its alert fires
+
+Every problem is a :class:`BudgetError` whose message starts ``<file>:<line>: <key>:`` and says
+what is accepted; a misspelt key gets a did-you-mean. ``otelperf budgets check`` prints it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_ROUTE",
+    "BudgetError",
+    "Budgets",
+    "RouteBudget",
+    "find_budgets_file",
+    "load_budgets",
+    "parse_budgets",
+]
+
+DEFAULT_ROUTE = "*"
+FILE_NAME = "otelperf.toml"
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+
+
+class BudgetError(ValueError):
+    """A budgets file otelperf cannot use: ``<file>:<line>: <key>: what is wrong (accepted: ...)``."""
+
+    def __init__(self, message: str, *, file: str = "", line: int = 0, key: str = "") -> None:
+        super().__init__(message)
+        self.file, self.line, self.key = file, line, key
+
+
+@dataclass(frozen=True)
+class RouteBudget:
+    """The budget of one route (``"GET /orders/{order_id}"``) or of every other route (``"*"``).
+
+    ``min_rps`` of ``"*"`` is the floor of the whole service's throughput (all routes together, default
+    100 req/s); a named route has a floor only when the file gives it one.
+    """
+
+    route: str
+    p95_ms: float = 500.0
+    p99_ms: float | None = None
+    error_rate: float = 0.01
+    min_rps: float | None = None
+
+    @property
+    def method(self) -> str | None:
+        return None if self.route == DEFAULT_ROUTE else self.route.split(" ", 1)[0]
+
+    @property
+    def template(self) -> str | None:
+        return None if self.route == DEFAULT_ROUTE else self.route.split(" ", 1)[1]
+
+
+DEFAULT_ROUTE_BUDGET = RouteBudget(DEFAULT_ROUTE, p95_ms=500.0, p99_ms=None, error_rate=0.01, min_rps=100.0)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """All budgets of one service. ``routes`` always holds ``"*"`` (first), then the named routes."""
+
+    service: str | None = None
+    routes: tuple[RouteBudget, ...] = (DEFAULT_ROUTE_BUDGET,)
+    db_avg_query_ms: float = 100.0
+    db_max_query_ms: float = 1000.0
+    pool_max_utilization: float = 0.8
+    cache_min_hit_ratio: float = 0.5
+    slo_target: float = 0.999
+    slo_window_days: int = 28
+    source: str | None = None  # the file they came from; None = built-in defaults
+    alert_for_s: float = 300.0  # [alerts] for: how long a breach lasts before the alert fires
+    _by_route: Mapping[str, RouteBudget] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_route = {r.route: r for r in self.routes}
+        if DEFAULT_ROUTE not in by_route:
+            raise ValueError('Budgets.routes must contain the default route "*"')
+        object.__setattr__(self, "_by_route", by_route)
+
+    @property
+    def default(self) -> RouteBudget:
+        return self._by_route[DEFAULT_ROUTE]
+
+    @property
+    def named_routes(self) -> tuple[RouteBudget, ...]:
+        return tuple(r for r in self.routes if r.route != DEFAULT_ROUTE)
+
+    def for_route(self, route: str) -> RouteBudget:
+        """The budget of ``"METHOD /template"`` (exact match, method case-insensitive), else ``"*"``."""
+        found = self._by_route.get(route) or self._by_route.get(_normalize_route(route) or "")
+        return found or self._by_route[DEFAULT_ROUTE]
+
+    def latency_budgets_ms(self) -> dict[str, float]:
+        """``{route: p95 ms}`` incl. ``"*"``: the form ``Settings.budgets`` and the detector take."""
+        return {r.route: r.p95_ms for r in self.routes}
+
+
+# --- value parsers: return the typed value or raise ValueError(<what is accepted>) ---
+
+
+def _duration_ms(raw: Any) -> float:
+    accepted = "a duration such as 250, '250ms', '1.5s' or '2m' (a bare number is milliseconds)"
+    if isinstance(raw, bool):
+        raise ValueError(accepted)
+    if isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m)?\s*", raw)
+        if not match:
+            raise ValueError(accepted)
+        value = float(match.group(1)) * {"ms": 1.0, "s": 1000.0, "m": 60000.0, None: 1.0}[match.group(2)]
+    else:
+        raise ValueError(accepted)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(accepted + ", greater than 0")
+    return value
+
+
+def _fraction(raw: Any, *, allow_zero: bool = True) -> float:
+    accepted = "a percentage such as '1%' or a fraction between 0 and 1 such as 0.01"
+    if isinstance(raw, bool):
+        raise ValueError(accepted)
+    if isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(%)?\s*", raw)
+        if not match:
+            raise ValueError(accepted)
+        value = float(match.group(1)) / (100.0 if match.group(2) else 1.0)
+    else:
+        raise ValueError(accepted)
+    if not (0.0 <= value <= 1.0) or (value == 0.0 and not allow_zero):
+        raise ValueError(accepted)
+    return value
+
+
+def _target(raw: Any) -> float:
+    value = _fraction(raw)
+    if not 0.0 < value < 1.0:
+        raise ValueError("a percentage above 0 and below 100 such as '99.9%', or a fraction such as 0.999")
+    return value
+
+
+def _rps(raw: Any) -> float | None:
+    accepted = "a number of requests per second >= 0 (0 = no floor), e.g. 100 or '100/s'"
+    if isinstance(raw, bool):
+        raise ValueError(accepted)
+    if isinstance(raw, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(?:/s|rps|req/s)?\s*", raw)
+        if not match:
+            raise ValueError(accepted)
+        raw = float(match.group(1))
+    if not isinstance(raw, int | float) or not math.isfinite(raw) or raw < 0:
+        raise ValueError(accepted)
+    return float(raw) or None
+
+
+def _days(raw: Any) -> int:
+    accepted = "a whole number of days such as 28 or '28d' (or weeks: '4w')"
+    if isinstance(raw, bool):
+        raise ValueError(accepted)
+    if isinstance(raw, str):
+        match = re.fullmatch(r"\s*([0-9]+)\s*(d|w)?\s*", raw)
+        if not match:
+            raise ValueError(accepted)
+        raw = int(match.group(1)) * (7 if match.group(2) == "w" else 1)
+    if not isinstance(raw, int) or raw <= 0:
+        raise ValueError(accepted)
+    return raw
+
+
+def _service(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("a non-empty string: the service.name of the service (its Prometheus job)")
+    return raw.strip()
+
+
+_ROUTE_KEYS: dict[str, Callable[[Any], Any]] = {
+    "p95": _duration_ms,
+    "p99": _duration_ms,
+    "error_rate": _fraction,
+    "min_rps": _rps,
+}
+_SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "defaults": _ROUTE_KEYS,
+    "db": {
+        "avg_query": _duration_ms,
+        "max_query": _duration_ms,
+        "pool_max_utilization": lambda raw: _fraction(raw, allow_zero=False),
+    },
+    "cache": {"min_hit_ratio": _fraction},
+    "slo": {"target": _target, "window": _days},
+    "alerts": {"for": lambda raw: _duration_ms(raw) / 1000.0},
+}
+_TOP_KEYS = ("service", "defaults", "routes", "db", "cache", "slo", "alerts")
+
+
+def _normalize_route(route: str) -> str | None:
+    """``"get  /orders/{id}"`` -> ``"GET /orders/{id}"``; None when it is not ``METHOD /template``."""
+    parts = route.split()
+    if len(parts) != 2:
+        return None
+    method, template = parts[0].upper(), parts[1]
+    if method not in HTTP_METHODS or not template.startswith("/"):
+        return None
+    return f"{method} {template}"
+
+
+# --- locating a key in the text (tomllib reports lines only for syntax errors) ---
+
+_BARE = r"[A-Za-z0-9_-]+"
+_KEY_PART = rf'(?:{_BARE}|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
+_DOTTED = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
+_HEADER_RE = re.compile(rf"^\s*\[\[?\s*({_DOTTED})\s*\]\]?")
+_ASSIGN_RE = re.compile(rf"^\s*({_DOTTED})\s*=")
+_PART_RE = re.compile(_KEY_PART)
+
+
+def _split_dotted(text: str) -> tuple[str, ...]:
+    parts = []
+    for raw in _PART_RE.findall(text):
+        if raw[0] == '"':  # TOML basic-string escapes are JSON's (plus \U, which routes do not need)
+            try:
+                parts.append(json.loads(raw))
+            except ValueError:
+                parts.append(raw[1:-1])
+        else:
+            parts.append(raw[1:-1] if raw[0] == "'" else raw)
+    return tuple(parts)
+
+
+def _key_lines(text: str) -> Iterator[tuple[tuple[str, ...], int]]:
+    """Every table header and key assignment with its full key path and 1-based line number."""
+    table: tuple[str, ...] = ()
+    in_multiline: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if in_multiline:  # inside a multi-line string: nothing here is a key
+            if line.count(in_multiline) % 2 == 1:
+                in_multiline = None
+            continue
+        header = _HEADER_RE.match(line)
+        if header:
+            table = _split_dotted(header.group(1))
+            yield table, number
+            continue
+        assign = _ASSIGN_RE.match(line)
+        if assign:
+            yield table + _split_dotted(assign.group(1)), number
+            rest = line[assign.end() :]
+            for quote in ('"""', "'''"):
+                if rest.count(quote) % 2 == 1:
+                    in_multiline = quote
+
+
+def _line_of(text: str, path: tuple[str, ...]) -> int:
+    """The line that defines ``path``, else its nearest defined parent (inline tables), else 1."""
+    best, best_len = 1, -1
+    for key, number in _key_lines(text):
+        if key == path:
+            return number
+        if len(key) > best_len and path[: len(key)] == key:
+            best, best_len = number, len(key)
+    return best
+
+
+def _show_key(path: tuple[str, ...]) -> str:
+    return ".".join(p if re.fullmatch(_BARE, p) else '"' + p.replace('"', '\\"') + '"' for p in path)
+
+
+# --- loading ---
+
+
+class _Reader:
+    def __init__(self, file: str, text: str, prefix: tuple[str, ...]) -> None:
+        self.file, self.text, self.prefix = file, text, prefix
+
+    def error(self, path: tuple[str, ...], what: str) -> BudgetError:
+        full = self.prefix + path
+        line = _line_of(self.text, full)
+        key = _show_key(full)
+        return BudgetError(f"{self.file}:{line}: {key}: {what}", file=self.file, line=line, key=key)
+
+    def check_keys(self, table: Mapping[str, Any], path: tuple[str, ...], known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise self.error((*path, key), f"unknown key; {hint}(accepted: {', '.join(known)})")
+
+    def table(self, data: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
+        value = data.get(path[-1], {})
+        if not isinstance(value, dict):
+            raise self.error(path, "must be a table (accepted: a [section] with keys)")
+        return value
+
+    def values(self, data: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+        known = _SECTIONS["defaults" if path[0] == "routes" else path[0]]
+        table = self.table(data, path) if len(path) == 1 else data
+        self.check_keys(table, path, tuple(known))
+        out: dict[str, Any] = {}
+        for key, raw in table.items():
+            try:
+                out[key] = known[key](raw)
+            except ValueError as exc:
+                raise self.error((*path, key), f"invalid value {raw!r} (accepted: {exc})") from None
+        return out
+
+
+def parse_budgets(data: Mapping[str, Any], *, file: str = "<budgets>", text: str = "") -> Budgets:
+    """Budgets from an already-parsed TOML table (``text`` is only used to find line numbers)."""
+    return _build(_Reader(file, text, ()), data)
+
+
+def _build(reader: _Reader, data: Mapping[str, Any]) -> Budgets:
+    reader.check_keys(data, (), _TOP_KEYS)
+    service = None
+    if "service" in data:
+        try:
+            service = _service(data["service"])
+        except ValueError as exc:
+            raise reader.error(("service",), f"invalid value {data['service']!r} (accepted: {exc})") from None
+
+    defaults = reader.values(data, ("defaults",))
+    d = DEFAULT_ROUTE_BUDGET
+    default_route = RouteBudget(
+        DEFAULT_ROUTE,
+        p95_ms=defaults.get("p95", d.p95_ms),
+        p99_ms=defaults.get("p99", d.p99_ms),
+        error_rate=defaults.get("error_rate", d.error_rate),
+        min_rps=defaults.get("min_rps", d.min_rps),
+    )
+    _check_p99(reader, ("defaults",), default_route)
+
+    routes = [default_route]
+    seen: dict[str, str] = {}
+    for raw_route, table in reader.table(data, ("routes",)).items():
+        path = ("routes", raw_route)
+        route = _normalize_route(raw_route)
+        if raw_route.strip() == DEFAULT_ROUTE:
+            raise reader.error(path, 'the default route is set in [defaults] (accepted: "METHOD /template")')
+        if route is None:
+            raise reader.error(
+                path,
+                'not a route (accepted: "METHOD /template" as in the span name, e.g. '
+                f'"GET /orders/{{order_id}}"; METHOD one of {", ".join(HTTP_METHODS)})',
+            )
+        if route in seen:
+            raise reader.error(path, f"same route as {seen[route]!r} (accepted: each route once)")
+        seen[route] = raw_route
+        if not isinstance(table, dict):
+            raise reader.error(path, "must be a table (accepted: p95, p99, error_rate, min_rps)")
+        own = reader.values(table, path)
+        budget = RouteBudget(
+            route,
+            p95_ms=own.get("p95", default_route.p95_ms),
+            p99_ms=own.get("p99", default_route.p99_ms),
+            error_rate=own.get("error_rate", default_route.error_rate),
+            min_rps=own.get("min_rps"),
+        )
+        _check_p99(reader, path, budget)
+        routes.append(budget)
+
+    db = reader.values(data, ("db",))
+    cache = reader.values(data, ("cache",))
+    slo = reader.values(data, ("slo",))
+    alerts = reader.values(data, ("alerts",))
+    base = Budgets()
+    budgets = Budgets(
+        service=service,
+        routes=tuple(routes),
+        db_avg_query_ms=db.get("avg_query", base.db_avg_query_ms),
+        db_max_query_ms=db.get("max_query", base.db_max_query_ms),
+        pool_max_utilization=db.get("pool_max_utilization", base.pool_max_utilization),
+        cache_min_hit_ratio=cache.get("min_hit_ratio", base.cache_min_hit_ratio),
+        slo_target=slo.get("target", base.slo_target),
+        slo_window_days=slo.get("window", base.slo_window_days),
+        source=reader.file,
+        alert_for_s=alerts.get("for", base.alert_for_s),
+    )
+    if budgets.db_avg_query_ms > budgets.db_max_query_ms:
+        raise reader.error(("db", "avg_query"), "is above db.max_query (accepted: avg_query <= max_query)")
+    return budgets
+
+
+def _check_p99(reader: _Reader, path: tuple[str, ...], budget: RouteBudget) -> None:
+    if budget.p99_ms is not None and budget.p99_ms < budget.p95_ms:
+        raise reader.error(
+            (*path, "p99"),
+            f"{budget.p99_ms:g} ms is below p95 {budget.p95_ms:g} ms (accepted: p99 >= p95)",
+        )
+
+
+def _read(path: Path) -> Budgets:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BudgetError(f"{file}:0: (file): cannot read: {exc.strerror or exc}", file=file) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = int(match.group(1)) if match else 0
+        what = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise BudgetError(
+            f"{file}:{line}: (syntax): {what} (accepted: TOML, https://toml.io)", file=file, line=line
+        ) from None
+    prefix: tuple[str, ...] = ()
+    if path.name == "pyproject.toml":
+        prefix = ("tool", "otelperf")
+        section = data.get("tool", {}).get("otelperf") if isinstance(data.get("tool"), dict) else None
+        if not isinstance(section, dict):
+            raise BudgetError(
+                f"{file}:1: tool.otelperf: no [tool.otelperf] table (accepted: a pyproject.toml with one)",
+                file=file,
+                line=1,
+                key="tool.otelperf",
+            )
+        data = section
+    return _build(_Reader(file, text, prefix), data)
+
+
+def _has_tool_section(pyproject: Path) -> bool:
+    try:
+        text = pyproject.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        # A broken pyproject.toml is somebody else's problem unless it holds our table (then: say so).
+        return "[tool.otelperf" in text
+    tool = data.get("tool")
+    return isinstance(tool, dict) and "otelperf" in tool
+
+
+def find_budgets_file(start: Path | None = None) -> Path | None:
+    """``otelperf.toml``, else a ``pyproject.toml`` with ``[tool.otelperf]``, in ``start`` or above."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / FILE_NAME
+        if candidate.is_file():
+            return candidate
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file() and _has_tool_section(pyproject):
+            return pyproject
+    return None
+
+
+def load_budgets(path: str | os.PathLike[str] | None = None, *, start: Path | None = None) -> Budgets:
+    """Load budgets from ``path``, or the file found from ``start`` (default: cwd) upwards.
+
+    With no file anywhere, the built-in defaults (``source=None``). Raises :class:`BudgetError`.
+    """
+    if path is not None:
+        return _read(Path(path))
+    found = find_budgets_file(start)
+    return _read(found) if found else Budgets()
+
+
+# --- `otelperf budgets check [FILE]` ---
+
+
+def format_budgets(budgets: Budgets) -> str:
+    """The resolved budgets as a readable table (what ``otelperf budgets check`` prints)."""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:g} ms"
+
+    lines = [
+        f"budgets from {budgets.source or '(built-in defaults: no otelperf.toml or [tool.otelperf] found)'}",
+        f"service: {budgets.service or '(any: rules match every job)'}",
+        f"{'route':<40} {'p95':>9} {'p99':>9} {'errors':>7} {'min rps':>8}",
+    ]
+    for r in budgets.routes:
+        rps = "-" if r.min_rps is None else f"{r.min_rps:g}"
+        name = "* (default; min rps = whole service)" if r.route == DEFAULT_ROUTE else r.route
+        lines.append(f"{name:<40} {ms(r.p95_ms):>9} {ms(r.p99_ms):>9} {r.error_rate:>7.2%} {rps:>8}")
+    lines += [
+        f"db: avg query <= {budgets.db_avg_query_ms:g} ms, max query <= {budgets.db_max_query_ms:g} ms, "
+        f"pool use <= {budgets.pool_max_utilization:.0%}",
+        f"cache: hit ratio >= {budgets.cache_min_hit_ratio:.0%}",
+        f"slo: {budgets.slo_target:.3%} over {budgets.slo_window_days} days",
+        f"alerts fire after {budgets.alert_for_s:g} s over budget",
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_budgets(args: Any) -> int:
+    try:
+        budgets = load_budgets(args.file)
+    except BudgetError as exc:
+        print(f"otelperf budgets: {exc}", file=sys.stderr)
+        return 1
+    print(format_budgets(budgets))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``otelperf budgets check [FILE]`` on the CLI's subparsers."""
+    budgets = sub.add_parser(
+        "budgets",
+        help="validate the budgets file and print the resolved budgets",
+        description="Performance budgets (otelperf.toml or [tool.otelperf] in pyproject.toml).",
+    )
+    actions = budgets.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser("check", help="validate FILE (default: the one found from the cwd up)")
+    check.add_argument("file", nargs="?", help="otelperf.toml or pyproject.toml")
+    budgets.set_defaults(func=_cmd_budgets)

@@ -1,0 +1,52 @@
+"""``otelperf report --html FILE``: an offline HTML report of a run, from Prometheus and Jaeger.
+
+Map:
+- ``prom``: Prometheus HTTP API client and the report's time window
+- ``jaeger``: example traces of findings (Jaeger api_v3 search)
+- ``collect``: the PromQL, turning the backends' answers into ``model.ReportData``
+- ``sources``: the budgets (``otelperf.budgets``) and baseline files
+- ``svg``: inline SVG line charts; ``page``: the HTML document
+
+    data = collect_report(Prometheus("http://127.0.0.1:9090"), Window.since("15m"), service="shop")
+    Path("report.html").write_text(render(data))
+"""
+
+from __future__ import annotations
+
+from otelperf.budgets import Budgets
+from otelperf.report_html.collect import Collector
+from otelperf.report_html.model import BaselineRoute, ReportData
+from otelperf.report_html.page import render
+from otelperf.report_html.prom import Prometheus, PrometheusQueryError, PrometheusUnreachable, Window
+from otelperf.report_html.sources import BaselineError, budget_lookup, load_baseline
+
+__all__ = [
+    "BaselineError",
+    "Prometheus",
+    "PrometheusQueryError",
+    "PrometheusUnreachable",
+    "ReportData",
+    "Window",
+    "collect_report",
+    "load_baseline",
+    "render",
+]
+
+
+def collect_report(
+    prometheus: Prometheus,
+    window: Window,
+    *,
+    service: str = "",
+    jaeger: str = "http://127.0.0.1:16686",
+    budgets: Budgets | None = None,
+    baseline: dict[str, BaselineRoute] | None = None,
+    baseline_source: str = "",
+) -> ReportData:
+    """Read everything the report shows. Raises PrometheusUnreachable / PrometheusQueryError."""
+    prometheus.check()
+    budgets = budgets or Budgets()
+    data = Collector(prometheus, window, service, jaeger, budget_lookup(budgets)).collect()
+    data.service_min_rps = budgets.default.min_rps
+    data.baseline, data.baseline_source = baseline, baseline_source
+    return data
