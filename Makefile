@@ -28,14 +28,16 @@ lint:
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
+	if command -v promtool >/dev/null; then promtool check rules prometheus/rules/*.yml; fi
 
 fmt:
 	$(VENV)/bin/ruff check --fix
 	$(VENV)/bin/ruff format
 
-# Leaves the backend (collector, Jaeger, Prometheus) running for a look around; demo-down stops it.
+# Leaves the backend (collector, Jaeger, Prometheus, Alertmanager) running for a look around;
+# demo-down stops it. DEMO_DURATION: seconds of load (the alerts need about a minute of it).
 demo: setup services
-	$(PY) scripts/demo.py --duration $${DEMO_DURATION:-20}
+	$(PY) scripts/demo.py --duration $${DEMO_DURATION:-60}
 
 demo-down:
 	$(VENV)/bin/otelperf stack down

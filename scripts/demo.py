@@ -2,26 +2,37 @@
 
 Steps (a failure names its step and the log to read):
 
-1. backend: ``Stack().up()`` (collector, Jaeger, Prometheus on loopback; a running stack is reused);
+1. backend: ``Stack(with_alertmanager=True).up()`` (collector, Jaeger, Prometheus, Alertmanager on
+   loopback; a running stack is reused);
 2. app: ``otelperf run ... -- uvicorn examples.shop.app:app`` exporting to the collector, against
-   the PostgreSQL and Redis of ``scripts/services.sh`` (``--sqlite``: SQLite, in-process cache);
-3. load: ``examples/load.py`` for ``--duration`` seconds (it prints the per-endpoint table);
+   the PostgreSQL and Redis of ``scripts/services.sh`` (``--sqlite``: SQLite, in-process cache), with
+   ``OTELPERF_BUDGETS_FILE=examples/shop/otelperf.toml``: the budgets the generated Prometheus
+   alerts and the load test's thresholds come from;
+3. load: ``otelperf loadtest --scenario mixed`` (Locust) for ``--duration`` seconds, the same budgets
+   as thresholds (it prints Locust's summary and the threshold table); without Locust installed,
+   ``examples/load.py`` (per-endpoint table, no thresholds);
 4. stop the app with SIGINT (uvicorn shuts down, otelperf flushes on exit), then wait until every
    span the collector accepted during the run is stored in Jaeger;
 5. print real traces of the run (picked and described from Jaeger's /api/v3) and the PromQL of the
    latency panels with their current values from Prometheus /api/v1/query;
-6. what the in-process detectors found (the app runs with ``OTELPERF_BUDGETS`` set to a demo
-   budget): this run's findings ranked by time from Prometheus, as ``otelperf report`` ranks them,
-   and for the top N+1 and the top budget finding a trace in Jaeger whose span carries it.
+6. what the in-process detectors found: this run's findings ranked by time from Prometheus, as
+   ``otelperf report`` ranks them, and for the top N+1 and the top budget finding a trace in
+   Jaeger whose span carries it;
+7. alerts: polls Prometheus ``/api/v1/alerts`` and Alertmanager ``/api/v2/alerts`` (at most
+   ``--alert-wait`` seconds) until an alert of the budgets fires and reaches Alertmanager; prints
+   the firing ones and the pending ones with when they fire (the rules' ``for:`` is 1m, so a
+   route over budget during the load fires about a minute after its first over-budget scrape);
+8. the HTML report of the run (``otelperf report --html``), written to ``.otelperf/demo-report.html``.
 
 The backend keeps running afterwards (``make demo-down`` stops it and the services).
 
-    .venv/bin/python scripts/demo.py [--duration 20] [--port 8000] [--sqlite]
+    .venv/bin/python scripts/demo.py [--duration 60] [--users 20] [--port 8000] [--sqlite]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -36,10 +47,12 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from otelperf import __version__
+from otelperf.loadtest import LoadOptions, LoadTestError, run_load
 from otelperf.report import RankedFinding, format_ranked, ranked_from_prometheus
 from otelperf.stack import Stack, StackError
 from otelperf.stack.metrics import sample_name_and_value
@@ -51,12 +64,15 @@ APP_LOG = LOG_DIR / "demo-app.log"
 SERVICE = "shop"
 JAEGER = "http://127.0.0.1:16686"
 PROMETHEUS = "http://127.0.0.1:9090"
+ALERTMANAGER = "http://127.0.0.1:9093"
 OTLP_HTTP = "http://127.0.0.1:4318"
 COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"
 JAEGER_METRICS = "http://127.0.0.1:14269/metrics"
 SERVER_KIND = 2
-# Tight enough that the slowest requests under load breach (the search scans every order).
-DEMO_BUDGETS = "*=250ms,GET /reports/search=100ms"
+# One budget for everything: the detectors (OTELPERF_BUDGETS_FILE), the load test's thresholds and
+# the Prometheus alerts (prometheus/rules/otelperf.rules.yml is generated from this file).
+BUDGETS_FILE = ROOT / "examples" / "shop" / "otelperf.toml"
+REPORT_HTML = ROOT / ".otelperf" / "demo-report.html"
 FINDING_EVENT = "otelperf.finding"
 # Loopback only: an http_proxy from the environment must not see (or break) the backend queries.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -94,7 +110,7 @@ def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.5) ->
 
 def start_backend() -> tuple[Stack, bool]:
     """Returns the stack and whether it was fully running before the demo."""
-    stack = Stack(with_alertmanager=False, progress=lambda m: say(f"backend: {m}"))
+    stack = Stack(with_alertmanager=True, progress=lambda m: say(f"backend: {m}"))
     try:
         result = stack.up(timeout=90)
     except StackError as exc:
@@ -105,7 +121,10 @@ def start_backend() -> tuple[Stack, bool]:
             say(f"backend: already running: {', '.join(result.already_running)}")
     else:
         say(f"backend: already running ({', '.join(result.already_running)}); nothing started")
-    say(f"backend: Jaeger {JAEGER}, Prometheus {PROMETHEUS}, OTLP/HTTP {OTLP_HTTP}")
+    say(
+        f"backend: Jaeger {JAEGER}, Prometheus {PROMETHEUS}, Alertmanager {ALERTMANAGER}, "
+        f"OTLP/HTTP {OTLP_HTTP}"
+    )
     say(f"backend: logs in {stack.state_dir / 'logs'} (`otelperf stack logs`)")
     return stack, not result.started
 
@@ -155,7 +174,7 @@ def app_command_and_env(args: argparse.Namespace) -> tuple[list[str], dict[str, 
         SHOP_INVENTORY_URL=base + "/internal/stock/{product_id}",
         # A fresh key space per run: the first lookups miss, so there are misses to show.
         SHOP_CACHE_PREFIX=f"demo-{int(time.time())}:",
-        OTELPERF_BUDGETS=DEMO_BUDGETS,
+        OTELPERF_BUDGETS_FILE=str(BUDGETS_FILE),
     )
     if not args.sqlite:
         urls = service_env()
@@ -209,19 +228,65 @@ def run_app_under_load(args: argparse.Namespace) -> tuple[float, float, int]:
     try:
         wait_healthy(base + "/healthz", proc, timeout=90)
         say(f"app answers on {base} (log: {APP_LOG}); load for {args.duration:g} s")
-        load = [sys.executable, str(ROOT / "examples" / "load.py"), "--base-url", base]
-        load += ["--duration", str(args.duration), "--concurrency", str(args.concurrency)]
-        status = subprocess.run(load, cwd=ROOT, check=False).returncode
+        status = drive_load(args, base)
     finally:
         say("stopping the app (SIGINT: it flushes its telemetry on the way out)")
         stop_app(proc)
-    if status not in (0, 1):  # 1: some requests failed (the table says which); anything else: a crash
-        raise StepFailed("load (examples/load.py)", f"exited with status {status}", APP_LOG)
     if proc.returncode != 0:
         say(f"WARNING: the app exited with status {proc.returncode} (log: {APP_LOG})")
     if "Traceback" in APP_LOG.read_text(errors="replace"):
         say(f"WARNING: the app logged a traceback (log: {APP_LOG})")
     return started, time.time(), status
+
+
+def drive_load(args: argparse.Namespace, base: str) -> int:
+    """The load: ``otelperf loadtest`` (Locust, budgets as thresholds), else ``examples/load.py``.
+    0: every request answered; 1: some failed (the tables say which)."""
+    if importlib.util.find_spec("locust") is None:
+        say(
+            "NOTE: Locust is not installed (`.venv/bin/pip install -e '.[loadtest]'`): no `otelperf "
+            "loadtest` and no threshold table; examples/load.py drives the load instead"
+        )
+        load = [sys.executable, str(ROOT / "examples" / "load.py"), "--base-url", base]
+        load += ["--duration", str(args.duration), "--concurrency", str(args.concurrency)]
+        status = subprocess.run(load, cwd=ROOT, check=False).returncode
+        if status not in (0, 1):  # 1: some requests failed (the table says which); else a crash
+            raise StepFailed("load (examples/load.py)", f"exited with status {status}", APP_LOG)
+        return status
+    options = LoadOptions(
+        scenario="mixed",
+        duration_s=args.duration,
+        users=args.users,
+        host=base,
+        budgets=str(BUDGETS_FILE),
+        otlp_endpoint=OTLP_HTTP,
+    )
+    budgets = BUDGETS_FILE.relative_to(ROOT)
+    say(
+        f"load: otelperf loadtest --scenario mixed --duration {args.duration:g}s "
+        f"--users {options.users_or_default()} --host {base} --budgets {budgets}"
+    )
+    try:
+        run = run_load(options)
+    except LoadTestError as exc:
+        raise StepFailed("load (otelperf loadtest)", str(exc)) from exc
+    if run.exit_code not in (0, 1):  # 0: thresholds passed, 1: some breached; else Locust failed
+        raise StepFailed("load (otelperf loadtest)", f"Locust exited with status {run.exit_code}", APP_LOG)
+    breached = [c for c in run.summary.get("checks", []) if not c.get("passed")]
+    if breached:
+        say(
+            f"load: {len(breached)} budget threshold(s) breached, as the client saw them (table above); "
+            "the alerts below judge the same budgets from the server's histograms"
+        )
+    else:
+        say("load: every budget threshold passed, as the client saw it")
+    # A few failures are the scenario's own races (a browsing user reads an order a CRUD user just
+    # deleted: 404) and the error-rate thresholds above judge them; many mean the app is failing.
+    total = run.summary.get("total", {})
+    failures, requests = int(total.get("failures", 0)), int(total.get("requests", 0))
+    if failures:
+        say(f"load: {failures} of {requests} requests failed (Locust's error report above)")
+    return 1 if failures > 0.1 * requests else 0
 
 
 def wait_spans_stored(before: tuple[float, float, float], stack: Stack) -> None:
@@ -587,8 +652,9 @@ def what_detectors_found(instance: str | None, start: float, end: float) -> None
     say()
     print("== What the detectors found ==")
     print(
-        f"(the app ran with OTELPERF_BUDGETS={DEMO_BUDGETS!r}; N+1 and slow-query thresholds are "
-        "the defaults: OTELPERF_N_PLUS_ONE_MIN_MS=50, OTELPERF_SLOW_QUERY_MS=100)"
+        f"(the app ran with OTELPERF_BUDGETS_FILE={BUDGETS_FILE.relative_to(ROOT)}: its per-route p95 "
+        "budgets; N+1 and slow-query thresholds are the defaults: OTELPERF_N_PLUS_ONE_MIN_MS=50, "
+        "OTELPERF_SLOW_QUERY_MS=100)"
     )
     # A window from just before the app started to now: this run, and nothing older.
     window = f"{math.ceil(time.time() - start) + 5}s"
@@ -625,6 +691,169 @@ def what_detectors_found(instance: str | None, start: float, end: float) -> None
     )
 
 
+# --- 7. alerts: Prometheus -> Alertmanager -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    state: str  # "firing" | "pending" (Prometheus); pending alerts never reach Alertmanager
+    labels: dict[str, str]
+    summary: str
+    active_since: float  # unix seconds: the first evaluation that found the condition true
+    fires_at: float | None  # active_since + the rule's `for:` (firing: when it fired)
+    value: float  # the rule expression's value (p95 seconds, ratio, count, ...)
+
+    @property
+    def route(self) -> str:
+        if "http_route" in self.labels:
+            return f"{self.labels.get('http_request_method', '')} {self.labels['http_route']}".strip()
+        return self.labels.get("route", "")
+
+
+def _unix(rfc3339: str) -> float:
+    # Prometheus and Alertmanager write nanoseconds; datetime takes at most microseconds.
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    stamp = datetime.fromisoformat(head).replace(tzinfo=timezone.utc).timestamp()
+    return stamp + (float("0." + frac.split("+")[0]) if frac else 0.0)
+
+
+def _rule_durations() -> dict[frozenset[tuple[str, str]], float]:
+    """Each active alert's `for:` in seconds, by its labels (/api/v1/alerts does not say it)."""
+    body = get_json(f"{PROMETHEUS}/api/v1/rules", {"type": "alert"})
+    return {
+        frozenset(alert["labels"].items()): float(rule.get("duration", 0))
+        for group in body["data"]["groups"]
+        for rule in group["rules"]
+        for alert in rule.get("alerts", [])
+    }
+
+
+def prometheus_alerts() -> list[Alert]:
+    raw = get_json(f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
+    durations = _rule_durations() if raw else {}
+    out = []
+    for a in raw:
+        labels = dict(a["labels"])
+        since = _unix(a["activeAt"])
+        duration = durations.get(frozenset(labels.items()))
+        fires_at = since + duration if duration is not None else None
+        summary = a.get("annotations", {}).get("summary", "")
+        value = float(a.get("value", "nan"))
+        out.append(Alert(labels["alertname"], a["state"], labels, summary, since, fires_at, value))
+    return sorted(out, key=lambda a: (a.state != "firing", a.name == "SlowQueries", a.name, a.route))
+
+
+def alertmanager_alerts() -> list[dict[str, str]]:
+    """The label sets of the alerts Alertmanager holds (active or silenced/inhibited)."""
+    return [dict(a["labels"]) for a in get_json(f"{ALERTMANAGER}/api/v2/alerts")]
+
+
+def delivered(alert: Alert, received: list[dict[str, str]]) -> bool:
+    # Alertmanager's copy carries Prometheus' labels (plus any external labels).
+    return any(alert.labels.items() <= labels.items() for labels in received)
+
+
+def _clock(unix: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(unix))
+
+
+def show_alerts(wait_s: float, run_start: float) -> bool:
+    """Polls until the alerts settle (an alert fired and is in Alertmanager, and no pending one
+    fires before the deadline) or ``wait_s`` passed; prints them grouped by rule.
+    True when one fired and reached Alertmanager."""
+    say()
+    print("== Alerts: the budgets' Prometheus rules, delivered to Alertmanager ==")
+    print(
+        f"(prometheus/rules/otelperf.rules.yml, generated from {BUDGETS_FILE.relative_to(ROOT)}: "
+        "p95/p99/error rate per route, throughput floor, DB, cache, SLO burn. `for: 1m`: a breach "
+        "fires after holding a minute; SlowQueries fires at once)"
+    )
+    deadline = time.time() + wait_s
+    next_note = 0.0
+    alerts: list[Alert] = []
+    received: list[dict[str, str]] = []
+    while True:
+        try:
+            alerts, received = prometheus_alerts(), alertmanager_alerts()
+        except (OSError, KeyError, ValueError) as exc:
+            say(f"alerts: query failed ({type(exc).__name__}: {exc}); retrying")
+        firing = [a for a in alerts if a.state == "firing"]
+        # Pending alerts that will fire before the deadline are worth the wait: they are the
+        # budget breaches of this run (a firing alert reaches Alertmanager at the next evaluation).
+        coming = [a for a in alerts if a.state == "pending" and (a.fires_at or deadline + 1) <= deadline]
+        settled = bool(firing) and not coming and all(delivered(a, received) for a in firing)
+        if settled or time.time() >= deadline:
+            break
+        if time.time() >= next_note:
+            soonest = f"; the next fires at {_clock(min(a.fires_at or 0 for a in coming))}" if coming else ""
+            say(
+                f"alerts: {len(firing)} firing, {len(alerts) - len(firing)} pending{soonest}; "
+                f"{len(received)} in Alertmanager (waiting at most {deadline - time.time():.0f} s more)"
+            )
+            next_note = time.time() + 10
+        time.sleep(2)
+    now = time.time()
+    firing = [a for a in alerts if a.state == "firing"]
+    print(
+        f"\nPrometheus {PROMETHEUS}/api/v1/alerts at {_clock(now)}: {len(firing)} firing, "
+        f"{len(alerts) - len(firing)} pending"
+    )
+    groups: dict[tuple[str, str], list[Alert]] = {}
+    for a in alerts:
+        groups.setdefault((a.state, a.name), []).append(a)
+    for (state, name), members in groups.items():
+        if state == "firing":
+            since = min(a.fires_at or a.active_since for a in members)
+            n_in = sum(delivered(a, received) for a in members)
+            what = f"FIRING   since {_clock(since)}, {n_in} of {len(members)} in Alertmanager"
+            if min(a.active_since for a in members) < run_start:
+                what += " (some active before this run: an earlier shop run is in the 5m window)"
+        else:
+            first = min((a.fires_at for a in members if a.fires_at), default=None)
+            when = f", the first at {_clock(first)} (in {max(0.0, first - now):.0f} s)" if first else ""
+            what = f"pending  (fires if it holds for the rule's `for:`{when})"
+        print(f"   {name} x {len(members)}: {what}")
+        for a in sorted(members, key=lambda a: -a.value)[:3]:
+            summary = a.summary if len(a.summary) <= 100 else a.summary[:99] + "…"
+            print(f"      {summary}")
+        if len(members) > 3:
+            print(f"      ... and {len(members) - 3} more")
+    if not alerts:
+        print("   none firing or pending")
+    names = Counter(labels.get("alertname", "?") for labels in received)
+    listed = ": " + ", ".join(f"{n} {name}" for name, n in names.most_common()) if names else ""
+    print(f"\nAlertmanager {ALERTMANAGER}/api/v2/alerts: {len(received)} alert(s){listed}")
+    ok = any(delivered(a, received) for a in firing)
+    if not ok:
+        print(
+            f"   no alert reached Alertmanager within {wait_s:.0f} s; the pending ones fire if their "
+            "condition holds for the rule's `for:` (look again with the commands below)"
+        )
+    print(f"   curl -s {PROMETHEUS}/api/v1/alerts\n   curl -s {ALERTMANAGER}/api/v2/alerts")
+    print(f"   UI: {PROMETHEUS}/alerts  {ALERTMANAGER}/#/alerts")
+    return ok
+
+
+# --- 8. the HTML report -------------------------------------------------------------------------
+
+
+def write_html_report(start: float) -> None:
+    say()
+    command = [str(BIN / "otelperf"), "report", "--html", str(REPORT_HTML), "--prometheus", PROMETHEUS]
+    command += ["--budgets", str(BUDGETS_FILE), "--start", f"{start:.0f}", "--end", f"{time.time():.0f}"]
+    print("== HTML report of the run ==")
+    print("   " + " ".join(Path(c).name if i == 0 else c for i, c in enumerate(command)))
+    REPORT_HTML.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    for line in (result.stdout + result.stderr).strip().splitlines():
+        print("   " + line)
+    if result.returncode == 0:
+        print(f"   open it: file://{REPORT_HTML}")
+    else:
+        say(f"WARNING: `otelperf report --html` exited with status {result.returncode}")
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -632,9 +861,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
+    parser.add_argument("--users", type=int, help="Locust users (default: the mixed scenario's, 20)")
+    parser.add_argument(
+        "--alert-wait", type=float, default=60.0, help="seconds to wait for an alert to fire (default 60)"
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("SHOP_PORT", "8000")))
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="examples/load.py workers (no Locust)")
     parser.add_argument("--sqlite", action="store_true", help="SQLite and the in-process cache (no services)")
     args = parser.parse_args()
     try:
@@ -662,6 +895,8 @@ def main() -> int:
             raise StepFailed(
                 "detector findings", f"{type(exc).__name__}: {exc}", stack.state_dir / "logs"
             ) from exc
+        show_alerts(args.alert_wait, started)
+        write_html_report(started)
     except StepFailed as exc:
         say(str(exc))
         say("The backend (if it started) keeps running: `make demo-down` stops it.")
@@ -676,7 +911,7 @@ def main() -> int:
     before_note = "It was already running before the demo. " if was_running else ""
     print(f"{before_note}The backend keeps running: `make demo-down` stops it.")
     if load_status:
-        say(f"exit status 1: some requests of the load failed (the table's errors column; log: {APP_LOG})")
+        say(f"exit status 1: requests of the load failed (the tables above; log: {APP_LOG})")
     return 0 if load_status == 0 else 1
 
 
