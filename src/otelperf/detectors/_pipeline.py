@@ -298,6 +298,14 @@ def _split_request(root_id: int, spans: list[ReadableSpan]) -> tuple[list[Readab
     its children; the rare child that outlived its parent is caught by the repeat.
     """
     ids = {root_id}
+    for span in reversed(spans):  # the common case: one request per trace, all its spans
+        parent = span.parent
+        if parent is None or parent.is_remote or parent.span_id not in ids:
+            break
+        ids.add(span.context.span_id)  # type: ignore[union-attr]
+    else:
+        return spans, []
+    ids = {root_id}
     mine: set[int] = set()
     pending = True
     while pending:
