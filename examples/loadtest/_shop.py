@@ -22,6 +22,8 @@ PASSWORD = os.environ.get("SHOP_LOADTEST_PASSWORD", "shop-demo-password")  # the
 CUSTOMERS = int(os.environ.get("SHOP_LOADTEST_CUSTOMERS", "50"))
 PRODUCTS = int(os.environ.get("SHOP_LOADTEST_PRODUCTS", "100"))
 SEARCH_TERMS = ("gift", "express", "Customer 1", "fragile", "zzz-no-match")
+# A request that hangs counts as a failure after this long instead of holding its user forever.
+REQUEST_TIMEOUT_S = float(os.environ.get("SHOP_LOADTEST_TIMEOUT_S", "10"))
 
 
 class ShopUser(HttpUser):
@@ -34,6 +36,13 @@ class ShopUser(HttpUser):
 
     def on_start(self) -> None:
         self.known_orders = []
+        request = self.client.request
+
+        def with_timeout(method: str, url: str, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", REQUEST_TIMEOUT_S)
+            return request(method, url, **kwargs)
+
+        self.client.request = with_timeout  # type: ignore[method-assign]
 
     @property
     def auth(self) -> dict[str, str]:

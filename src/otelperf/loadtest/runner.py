@@ -92,6 +92,10 @@ def locustfile_for(options: LoadOptions) -> Path:
     return path
 
 
+STOP_TIMEOUT_S = 5  # seconds Locust gives running tasks to finish after --run-time
+DEADLINE_GRACE_S = 30.0  # start-up, spawning, summary
+
+
 def locust_command(options: LoadOptions, summary_path: str) -> list[str]:
     users = options.users_or_default()
     spawn_rate = options.spawn_rate or max(1.0, users / 2)  # everyone in within ~2 s
@@ -110,7 +114,7 @@ def locust_command(options: LoadOptions, summary_path: str) -> list[str]:
         "--run-time",
         f"{max(1, round(options.duration_s))}s",
         "--stop-timeout",
-        "5",
+        str(STOP_TIMEOUT_S),
         "--host",
         options.host,
         "--scenario-name",
@@ -142,11 +146,24 @@ def run_load(options: LoadOptions) -> LoadRun:
         env.setdefault("PYTHONUNBUFFERED", "1")
         started = time.time()
         proc = subprocess.Popen(command, env=env)
+        # Locust stops itself at --run-time (+ --stop-timeout); past this, something hangs.
+        deadline_s = options.duration_s + STOP_TIMEOUT_S + DEADLINE_GRACE_S
         try:
-            exit_code = proc.wait()
+            exit_code = proc.wait(timeout=deadline_s)
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
             exit_code = proc.wait()
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)  # Locust still writes its summary on SIGINT
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S + 5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise LoadTestError(
+                f"Locust did not stop within {deadline_s:.0f} s of a {options.duration_s:g} s run "
+                "(stuck requests?); it was interrupted"
+            ) from None
         finished = time.time()
         try:
             summary: dict[str, Any] = json.loads(Path(summary_path).read_text())
