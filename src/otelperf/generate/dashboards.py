@@ -6,194 +6,45 @@ cache), findings, host, and load test (client-side latency beside server-side). 
 series with ``$__rate_interval`` rather than the recording rules, so they work on any Prometheus
 that scrapes the collector, rules loaded or not. Datasources have fixed uids (``otelperf-prometheus``,
 ``otelperf-jaeger``): the dashboards reference them and provisioning creates them.
+
+The building blocks (layout, panel JSON, variables, datasources, shared PromQL) are in
+:mod:`otelperf.generate.panels`; this module is what each dashboard shows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from otelperf.budgets import Budgets, RouteBudget
+from otelperf.budgets import Budgets
+from otelperf.generate.panels import (
+    DB,
+    HOST,
+    HTTP,
+    JAEGER_UID,
+    JOB,
+    LOADTEST,
+    PROMETHEUS_UID,
+    RI,
+    Board,
+    build_provisioning,
+    escape_label,
+    job_var,
+    ms_text,
+    quantile,
+    route_selector,
+    variable,
+)
 
 __all__ = ["JAEGER_UID", "PROMETHEUS_UID", "build_dashboards", "build_provisioning"]
-
-PROMETHEUS_UID = "otelperf-prometheus"
-JAEGER_UID = "otelperf-jaeger"
-PROM = {"type": "prometheus", "uid": PROMETHEUS_UID}
-HTTP = "http_server_request_duration_seconds"
-DB = "db_client_operation_duration_seconds"
-LOADTEST = "otelperf_loadtest_request_duration_seconds"
-JOB = 'job=~"$job"'
-HOST = 'job="otelcol-exporter"'
-RI = "$__rate_interval"
-
-
-def _q(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _route_sel(route: RouteBudget) -> str:
-    return f'{JOB},http_route="{_q(route.template or "")}",http_request_method="{route.method}"'
-
-
-def _ms(ms: float) -> str:
-    return f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:g} s"
-
-
-class _Board:
-    """Lays panels out left to right, 24 columns wide, and numbers them."""
-
-    def __init__(self, uid: str, title: str, description: str, variables: list[dict[str, Any]]) -> None:
-        self.uid, self.title, self.description, self.variables = uid, title, description, variables
-        self.panels: list[dict[str, Any]] = []
-        self.x = self.y = self.row_h = 0
-
-    def _place(self, w: int, h: int) -> dict[str, int]:
-        if self.x + w > 24:
-            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
-        pos = {"h": h, "w": w, "x": self.x, "y": self.y}
-        self.x += w
-        self.row_h = max(self.row_h, h)
-        return pos
-
-    def row(self, title: str) -> None:
-        if self.x:
-            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
-        self.panels.append(
-            {
-                "id": len(self.panels) + 1,
-                "type": "row",
-                "title": title,
-                "collapsed": False,
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
-                "panels": [],
-            }
-        )
-        self.y += 1
-
-    def add(
-        self,
-        title: str,
-        targets: list[tuple[str, str]],
-        *,
-        unit: str = "short",
-        kind: str = "timeseries",
-        w: int = 12,
-        h: int = 8,
-        thresholds: list[tuple[float, str]] | None = None,
-        description: str = "",
-        exemplars: bool = False,
-        floor: bool = False,
-    ) -> None:
-        # A budget is a ceiling (green below, red above) or, with floor=True, a floor (the reverse).
-        steps: list[dict[str, Any]] = [{"color": "red" if floor else "green", "value": None}]
-        steps += [{"color": color, "value": value} for value, color in thresholds or []]
-        custom: dict[str, Any] = {}
-        if kind == "timeseries":
-            custom = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never"}
-            custom["thresholdsStyle"] = {"mode": "line" if thresholds else "off"}
-        panel: dict[str, Any] = {
-            "id": len(self.panels) + 1,
-            "type": kind,
-            "title": title,
-            "description": description,
-            "datasource": PROM,
-            "gridPos": self._place(w, h),
-            "fieldConfig": {
-                "defaults": {
-                    "unit": unit,
-                    "custom": custom,
-                    "thresholds": {"mode": "absolute", "steps": steps},
-                },
-                "overrides": [],
-            },
-            "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
-            "targets": [
-                {
-                    "refId": chr(ord("A") + i),
-                    "datasource": PROM,
-                    "expr": expr,
-                    "legendFormat": legend,
-                    "exemplar": exemplars,
-                    **({"format": "heatmap"} if kind == "heatmap" else {}),
-                }
-                for i, (expr, legend) in enumerate(targets)
-            ],
-        }
-        if kind == "heatmap":
-            panel["options"] = {
-                "calculate": False,
-                "yAxis": {"unit": "s"},
-                "cellGap": 1,
-                "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
-                "exemplars": {"color": "rgba(255,0,255,0.7)"},
-                "tooltip": {"show": True, "yHistogram": True},
-            }
-        if kind == "stat":
-            panel["options"] = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}
-        self.panels.append(panel)
-
-    def json(self, budgets: Budgets) -> dict[str, Any]:
-        source = "the budgets file" if budgets.source else "the built-in budgets"
-        return {
-            "uid": self.uid,
-            "title": self.title,
-            "description": f"{self.description} Generated by `otelperf generate dashboards` from {source}.",
-            "tags": ["otelperf"],
-            "timezone": "browser",
-            "schemaVersion": 39,
-            "version": 1,
-            "editable": True,
-            "graphTooltip": 1,
-            "refresh": "10s",
-            "time": {"from": "now-1h", "to": "now"},
-            "templating": {"list": self.variables},
-            "annotations": {"list": []},
-            "links": [
-                {
-                    "title": "otelperf dashboards",
-                    "type": "dashboards",
-                    "tags": ["otelperf"],
-                    "asDropdown": True,
-                }
-            ],
-            "panels": self.panels,
-        }
-
-
-def _var(name: str, query: str, default: str | None, label: str) -> dict[str, Any]:
-    current = {"text": default, "value": default} if default else {"text": "All", "value": "$__all"}
-    return {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": PROM,
-        "query": {"query": query, "refId": f"{name}-values"},
-        "definition": query,
-        "refresh": 2,
-        "includeAll": True,
-        "allValue": ".*",
-        "multi": True,
-        "sort": 1,
-        "current": current,
-    }
-
-
-def _job_var(budgets: Budgets) -> dict[str, Any]:
-    return _var("job", f"label_values({HTTP}_count, job)", budgets.service, "service")
-
-
-def _quantile(q: str, sel: str, by: str = "") -> str:
-    group = f"{by}, le" if by else "le"
-    return f"histogram_quantile({q}, sum by ({group}) (rate({HTTP}_bucket{{{sel}}}[{RI}])))"
 
 
 def _red(budgets: Budgets) -> dict[str, Any]:
     d = budgets.default
-    b = _Board(
+    b = Board(
         "otelperf-red",
         "otelperf: RED per route",
         "Rate, errors and duration per route against the budgets (red line = budget).",
-        [_job_var(budgets)],
+        [job_var(budgets)],
     )
     by = "http_request_method, http_route"
     legend = "{{http_request_method}} {{http_route}}"
@@ -227,7 +78,7 @@ def _red(budgets: Budgets) -> dict[str, Any]:
     )
     b.add(
         "p95, all routes",
-        [(_quantile("0.95", JOB), "p95")],
+        [(quantile("0.95", JOB), "p95")],
         unit="s",
         kind="stat",
         w=6,
@@ -236,7 +87,7 @@ def _red(budgets: Budgets) -> dict[str, Any]:
     )
     b.add(
         "p99, all routes",
-        [(_quantile("0.99", JOB), "p99")],
+        [(quantile("0.99", JOB), "p99")],
         unit="s",
         kind="stat",
         w=6,
@@ -264,10 +115,10 @@ def _red(budgets: Budgets) -> dict[str, Any]:
     )
     b.add(
         "p95 by route",
-        [(_quantile("0.95", JOB, by), legend)],
+        [(quantile("0.95", JOB, by), legend)],
         unit="s",
         thresholds=[(d.p95_ms / 1000, "red")],
-        description=f"Default p95 budget {_ms(d.p95_ms)}; routes with their own budget have a row below.",
+        description=f"Default p95 budget {ms_text(d.p95_ms)}; routes with their own budget have a row below.",
     )
     b.add(
         "Latency heatmap (exemplars link to Jaeger)",
@@ -278,16 +129,20 @@ def _red(budgets: Budgets) -> dict[str, Any]:
         "click it to open the trace in Jaeger.",
     )
     for r in budgets.named_routes:
-        sel = _route_sel(r)
-        b.row(f"{r.route}  (p95 budget {_ms(r.p95_ms)}" + (f", p99 {_ms(r.p99_ms)})" if r.p99_ms else ")"))
+        sel = route_selector(r)
+        b.row(
+            f"{r.route}  (p95 budget {ms_text(r.p95_ms)}"
+            + (f", p99 {ms_text(r.p99_ms)})" if r.p99_ms else ")")
+        )
         steps = [(r.p95_ms / 1000, "orange")] + ([(r.p99_ms / 1000, "red")] if r.p99_ms else [])
         b.add(
             f"{r.route}: latency",
-            [(_quantile(q, sel), f"p{q[2:]}") for q in ("0.5", "0.95", "0.99")],
+            [(quantile(q, sel), f"p{q[2:]}") for q in ("0.5", "0.95", "0.99")],
             unit="s",
             w=8,
             thresholds=steps,
-            description=f"p95 budget {_ms(r.p95_ms)}" + (f", p99 budget {_ms(r.p99_ms)}" if r.p99_ms else ""),
+            description=f"p95 budget {ms_text(r.p95_ms)}"
+            + (f", p99 budget {ms_text(r.p99_ms)}" if r.p99_ms else ""),
         )
         b.add(
             f"{r.route}: requests per second",
@@ -315,11 +170,11 @@ def _red(budgets: Budgets) -> dict[str, Any]:
 
 def _backend(budgets: Budgets) -> dict[str, Any]:
     bg = budgets
-    b = _Board(
+    b = Board(
         "otelperf-backend",
         "otelperf: database and cache",
         "Query time, slow queries, pool use, PostgreSQL and Redis receiver stats, cache hit ratio.",
-        [_job_var(budgets)],
+        [job_var(budgets)],
     )
     b.row("Database (client side)")
     b.add(
@@ -334,7 +189,7 @@ def _backend(budgets: Budgets) -> dict[str, Any]:
         unit="s",
         w=8,
         thresholds=[(bg.db_avg_query_ms / 1000, "red")],
-        description=f"Budget: average query under {_ms(bg.db_avg_query_ms)}.",
+        description=f"Budget: average query under {ms_text(bg.db_avg_query_ms)}.",
     )
     b.add(
         "p95 query time by operation",
@@ -348,7 +203,7 @@ def _backend(budgets: Budgets) -> dict[str, Any]:
         unit="s",
         w=8,
         thresholds=[(bg.db_max_query_ms / 1000, "red")],
-        description=f"Budget: no query over {_ms(bg.db_max_query_ms)}.",
+        description=f"Budget: no query over {ms_text(bg.db_max_query_ms)}.",
         exemplars=True,
     )
     b.add(
@@ -459,8 +314,8 @@ def _backend(budgets: Budgets) -> dict[str, Any]:
 
 
 def _findings(budgets: Budgets) -> dict[str, Any]:
-    b = _Board(
-        "otelperf-findings", "otelperf: findings", "What the in-process detectors found.", [_job_var(budgets)]
+    b = Board(
+        "otelperf-findings", "otelperf: findings", "What the in-process detectors found.", [job_var(budgets)]
     )
     b.row("Findings")
     b.add(
@@ -512,9 +367,7 @@ def _findings(budgets: Budgets) -> dict[str, Any]:
 
 
 def _host(budgets: Budgets) -> dict[str, Any]:
-    b = _Board(
-        "otelperf-host", "otelperf: host", "CPU, memory, disk and network (collector hostmetrics).", []
-    )
+    b = Board("otelperf-host", "otelperf: host", "CPU, memory, disk and network (collector hostmetrics).", [])
     b.row("Host")
     b.add(
         "CPU busy",
@@ -567,12 +420,12 @@ def _host(budgets: Budgets) -> dict[str, Any]:
 
 
 def _loadtest(budgets: Budgets) -> dict[str, Any]:
-    scenario = _var("scenario", f"label_values({LOADTEST}_count, scenario)", None, "scenario")
-    b = _Board(
+    scenario = variable("scenario", f"label_values({LOADTEST}_count, scenario)", None, "scenario")
+    b = Board(
         "otelperf-loadtest",
         "otelperf: load test, client vs server",
         "Latency seen by the load generator beside the server's own, per route.",
-        [_job_var(budgets), scenario],
+        [job_var(budgets), scenario],
     )
     sc = 'scenario=~"$scenario"'
     by = "http_request_method, http_route"
@@ -591,7 +444,7 @@ def _loadtest(budgets: Budgets) -> dict[str, Any]:
     )
     b.add(
         "p95 by route: server",
-        [(_quantile("0.95", JOB, by), "server {{http_request_method}} {{http_route}}")],
+        [(quantile("0.95", JOB, by), "server {{http_request_method}} {{http_route}}")],
         unit="s",
         thresholds=[(d.p95_ms / 1000, "red")],
     )
@@ -600,7 +453,7 @@ def _loadtest(budgets: Budgets) -> dict[str, Any]:
         [
             (
                 f"histogram_quantile(0.95, sum by ({by}, le) (rate({LOADTEST}_bucket{{{sc}}}[{RI}])))"
-                f" - on ({by}) {_quantile('0.95', JOB, by)}",
+                f" - on ({by}) {quantile('0.95', JOB, by)}",
                 "{{http_request_method}} {{http_route}}",
             ),
         ],
@@ -615,7 +468,7 @@ def _loadtest(budgets: Budgets) -> dict[str, Any]:
         unit="reqps",
     )
     for r in budgets.named_routes:
-        route = f'http_route="{_q(r.template or "")}",http_request_method="{r.method}"'
+        route = f'http_route="{escape_label(r.template or "")}",http_request_method="{r.method}"'
         b.add(
             f"{r.route}: p95 client vs server",
             [
@@ -623,7 +476,7 @@ def _loadtest(budgets: Budgets) -> dict[str, Any]:
                     f"histogram_quantile(0.95, sum by (le) (rate({LOADTEST}_bucket{{{sc},{route}}}[{RI}])))",
                     "client",
                 ),
-                (_quantile("0.95", _route_sel(r)), "server"),
+                (quantile("0.95", route_selector(r)), "server"),
             ],
             unit="s",
             w=8,
@@ -640,48 +493,4 @@ def build_dashboards(budgets: Budgets) -> dict[str, dict[str, Any]]:
         "otelperf-findings": _findings(budgets),
         "otelperf-host": _host(budgets),
         "otelperf-loadtest": _loadtest(budgets),
-    }
-
-
-def build_provisioning() -> dict[str, dict[str, Any]]:
-    """Grafana provisioning files: the two datasources (compose service names) and the dashboards."""
-    return {
-        "datasources/otelperf.yml": {
-            "apiVersion": 1,
-            "datasources": [
-                {
-                    "name": "Prometheus (otelperf)",
-                    "uid": PROMETHEUS_UID,
-                    "type": "prometheus",
-                    "access": "proxy",
-                    "url": "http://prometheus:9090",
-                    "isDefault": True,
-                    "jsonData": {
-                        "timeInterval": "5s",
-                        # An exemplar's trace_id label opens that trace in the Jaeger datasource.
-                        "exemplarTraceIdDestinations": [{"name": "trace_id", "datasourceUid": JAEGER_UID}],
-                    },
-                },
-                {
-                    "name": "Jaeger (otelperf)",
-                    "uid": JAEGER_UID,
-                    "type": "jaeger",
-                    "access": "proxy",
-                    "url": "http://jaeger:16686",
-                },
-            ],
-        },
-        "dashboards/otelperf.yml": {
-            "apiVersion": 1,
-            "providers": [
-                {
-                    "name": "otelperf",
-                    "folder": "otelperf",
-                    "type": "file",
-                    "disableDeletion": False,
-                    "allowUiUpdates": True,
-                    "options": {"path": "/var/lib/grafana/dashboards"},
-                }
-            ],
-        },
     }

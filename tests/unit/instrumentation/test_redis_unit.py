@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from otelperf.instrumentation import redis as redis_instrumentation
-from otelperf.instrumentation.redis import (
-    _server_attributes,
-    cache_result,
-    operation_name,
-    pipeline_query_text,
-    query_text,
-)
+from otelperf.instrumentation import _redis_commands
+from otelperf.instrumentation._redis_commands import cache_result, server_attributes
+from otelperf.instrumentation.redis import operation_name, pipeline_query_text, query_text
 
 
 @pytest.mark.parametrize(
@@ -45,9 +40,9 @@ def test_operation_name_is_the_command_only() -> None:
 
 
 def test_operation_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_instrumentation, "_operations", set())
-    monkeypatch.setattr(redis_instrumentation, "_parsed", {})
-    monkeypatch.setattr(redis_instrumentation, "_MAX_OPERATIONS", 2)
+    monkeypatch.setattr(_redis_commands, "_operations", set())
+    monkeypatch.setattr(_redis_commands, "_parsed", {})
+    monkeypatch.setattr(_redis_commands, "_MAX_OPERATIONS", 2)
 
     assert [operation_name((f"CMD{i}",)) for i in range(4)] == ["CMD0", "CMD1", "_OTHER", "_OTHER"]
     assert operation_name(("CMD0", "x")) == "CMD0"  # known names stay
@@ -83,9 +78,9 @@ def test_cache_result(operation: str, result: object, expected: tuple[int, int] 
 def test_server_attributes_of_tcp_and_unix_socket_clients() -> None:
     tcp = redis.Redis(host="cache.internal", port=6390, db=2)
     unix = redis.Redis(unix_socket_path="/run/redis.sock", db=0)
-    assert _server_attributes(tcp) == {
+    assert server_attributes(tcp) == {
         "db.namespace": "2",
         "server.address": "cache.internal",
         "server.port": 6390,
     }
-    assert _server_attributes(unix) == {"db.namespace": "0", "server.address": "/run/redis.sock"}
+    assert server_attributes(unix) == {"db.namespace": "0", "server.address": "/run/redis.sock"}

@@ -1,38 +1,4 @@
-"""Performance budgets: one file, read by the detectors, the load tests, the rules and the dashboards.
-
-The file is ``otelperf.toml`` (or the ``[tool.otelperf]`` table of ``pyproject.toml``)::
-
-    service = "shop"                      # Prometheus job / service.name the rules select
-
-    [defaults]                            # every route without its own entry ("*")
-    p95 = "500ms"                         # durations: "250ms", "1.5s", "2m", or a number of ms
-    p99 = "1s"                            # optional
-    error_rate = "1%"                     # "1%" or a fraction (0.01)
-    min_rps = 100                         # throughput floor of the whole service, req/s; 0 = none
-
-    [routes."GET /orders/{order_id}"]     # "METHOD /route-template", as in the span name
-    p95 = "200ms"                         # unset keys inherit [defaults] (except min_rps)
-    p99 = "400ms"
-    min_rps = 5                           # this route's own floor (never inherited)
-
-    [db]
-    avg_query = "100ms"
-    max_query = "1s"
-    pool_max_utilization = "80%"
-
-    [cache]
-    min_hit_ratio = "50%"
-
-    [slo]
-    target = "99.9%"                      # availability: share of requests answered without a 5xx
-    window = "28d"
-
-    [alerts]
-    for = "5m"                            # how long a breach must last before its alert fires
-
-Every problem is a :class:`BudgetError` whose message starts ``<file>:<line>: <key>:`` and says
-what is accepted; a misspelt key gets a did-you-mean. ``otelperf budgets check`` prints it.
-"""
+"""Reading a budgets file: TOML, then every key checked, with ``<file>:<line>: <key>:`` errors."""
 
 from __future__ import annotations
 
@@ -43,102 +9,28 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from otelperf.budgets.model import (
+    DEFAULT_ROUTE,
+    DEFAULT_ROUTE_BUDGET,
+    HTTP_METHODS,
+    BudgetError,
+    Budgets,
+    RouteBudget,
+    normalize_route,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = [
-    "DEFAULT_ROUTE",
-    "BudgetError",
-    "Budgets",
-    "RouteBudget",
-    "find_budgets_file",
-    "load_budgets",
-    "parse_budgets",
-]
 
-DEFAULT_ROUTE = "*"
+__all__ = ["FILE_NAME", "find_budgets_file", "load_budgets", "parse_budgets"]
+
 FILE_NAME = "otelperf.toml"
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
-
-
-class BudgetError(ValueError):
-    """A budgets file otelperf cannot use: ``<file>:<line>: <key>: what is wrong (accepted: ...)``."""
-
-    def __init__(self, message: str, *, file: str = "", line: int = 0, key: str = "") -> None:
-        super().__init__(message)
-        self.file, self.line, self.key = file, line, key
-
-
-@dataclass(frozen=True)
-class RouteBudget:
-    """The budget of one route (``"GET /orders/{order_id}"``) or of every other route (``"*"``).
-
-    ``min_rps`` of ``"*"`` is the floor of the whole service's throughput (all routes together, default
-    100 req/s); a named route has a floor only when the file gives it one.
-    """
-
-    route: str
-    p95_ms: float = 500.0
-    p99_ms: float | None = None
-    error_rate: float = 0.01
-    min_rps: float | None = None
-
-    @property
-    def method(self) -> str | None:
-        return None if self.route == DEFAULT_ROUTE else self.route.split(" ", 1)[0]
-
-    @property
-    def template(self) -> str | None:
-        return None if self.route == DEFAULT_ROUTE else self.route.split(" ", 1)[1]
-
-
-DEFAULT_ROUTE_BUDGET = RouteBudget(DEFAULT_ROUTE, p95_ms=500.0, p99_ms=None, error_rate=0.01, min_rps=100.0)
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """All budgets of one service. ``routes`` always holds ``"*"`` (first), then the named routes."""
-
-    service: str | None = None
-    routes: tuple[RouteBudget, ...] = (DEFAULT_ROUTE_BUDGET,)
-    db_avg_query_ms: float = 100.0
-    db_max_query_ms: float = 1000.0
-    pool_max_utilization: float = 0.8
-    cache_min_hit_ratio: float = 0.5
-    slo_target: float = 0.999
-    slo_window_days: int = 28
-    source: str | None = None  # the file they came from; None = built-in defaults
-    alert_for_s: float = 300.0  # [alerts] for: how long a breach lasts before the alert fires
-    _by_route: Mapping[str, RouteBudget] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        by_route = {r.route: r for r in self.routes}
-        if DEFAULT_ROUTE not in by_route:
-            raise ValueError('Budgets.routes must contain the default route "*"')
-        object.__setattr__(self, "_by_route", by_route)
-
-    @property
-    def default(self) -> RouteBudget:
-        return self._by_route[DEFAULT_ROUTE]
-
-    @property
-    def named_routes(self) -> tuple[RouteBudget, ...]:
-        return tuple(r for r in self.routes if r.route != DEFAULT_ROUTE)
-
-    def for_route(self, route: str) -> RouteBudget:
-        """The budget of ``"METHOD /template"`` (exact match, method case-insensitive), else ``"*"``."""
-        found = self._by_route.get(route) or self._by_route.get(_normalize_route(route) or "")
-        return found or self._by_route[DEFAULT_ROUTE]
-
-    def latency_budgets_ms(self) -> dict[str, float]:
-        """``{route: p95 ms}`` incl. ``"*"``: the form ``Settings.budgets`` and the detector take."""
-        return {r.route: r.p95_ms for r in self.routes}
 
 
 # --- value parsers: return the typed value or raise ValueError(<what is accepted>) ---
@@ -239,17 +131,6 @@ _SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "alerts": {"for": lambda raw: _duration_ms(raw) / 1000.0},
 }
 _TOP_KEYS = ("service", "defaults", "routes", "db", "cache", "slo", "alerts")
-
-
-def _normalize_route(route: str) -> str | None:
-    """``"get  /orders/{id}"`` -> ``"GET /orders/{id}"``; None when it is not ``METHOD /template``."""
-    parts = route.split()
-    if len(parts) != 2:
-        return None
-    method, template = parts[0].upper(), parts[1]
-    if method not in HTTP_METHODS or not template.startswith("/"):
-        return None
-    return f"{method} {template}"
 
 
 # --- locating a key in the text (tomllib reports lines only for syntax errors) ---
@@ -381,7 +262,7 @@ def _build(reader: _Reader, data: Mapping[str, Any]) -> Budgets:
     seen: dict[str, str] = {}
     for raw_route, table in reader.table(data, ("routes",)).items():
         path = ("routes", raw_route)
-        route = _normalize_route(raw_route)
+        route = normalize_route(raw_route)
         if raw_route.strip() == DEFAULT_ROUTE:
             raise reader.error(path, 'the default route is set in [defaults] (accepted: "METHOD /template")')
         if route is None:
@@ -502,54 +383,3 @@ def load_budgets(path: str | os.PathLike[str] | None = None, *, start: Path | No
         return _read(Path(path))
     found = find_budgets_file(start)
     return _read(found) if found else Budgets()
-
-
-# --- `otelperf budgets check [FILE]` ---
-
-
-def format_budgets(budgets: Budgets) -> str:
-    """The resolved budgets as a readable table (what ``otelperf budgets check`` prints)."""
-
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:g} ms"
-
-    lines = [
-        f"budgets from {budgets.source or '(built-in defaults: no otelperf.toml or [tool.otelperf] found)'}",
-        f"service: {budgets.service or '(any: rules match every job)'}",
-        f"{'route':<40} {'p95':>9} {'p99':>9} {'errors':>7} {'min rps':>8}",
-    ]
-    for r in budgets.routes:
-        rps = "-" if r.min_rps is None else f"{r.min_rps:g}"
-        name = "* (default; min rps = whole service)" if r.route == DEFAULT_ROUTE else r.route
-        lines.append(f"{name:<40} {ms(r.p95_ms):>9} {ms(r.p99_ms):>9} {r.error_rate:>7.2%} {rps:>8}")
-    lines += [
-        f"db: avg query <= {budgets.db_avg_query_ms:g} ms, max query <= {budgets.db_max_query_ms:g} ms, "
-        f"pool use <= {budgets.pool_max_utilization:.0%}",
-        f"cache: hit ratio >= {budgets.cache_min_hit_ratio:.0%}",
-        f"slo: {budgets.slo_target:.3%} over {budgets.slo_window_days} days",
-        f"alerts fire after {budgets.alert_for_s:g} s over budget",
-    ]
-    return "\n".join(lines)
-
-
-def _cmd_budgets(args: Any) -> int:
-    try:
-        budgets = load_budgets(args.file)
-    except BudgetError as exc:
-        print(f"otelperf budgets: {exc}", file=sys.stderr)
-        return 1
-    print(format_budgets(budgets))
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``otelperf budgets check [FILE]`` on the CLI's subparsers."""
-    budgets = sub.add_parser(
-        "budgets",
-        help="validate the budgets file and print the resolved budgets",
-        description="Performance budgets (otelperf.toml or [tool.otelperf] in pyproject.toml).",
-    )
-    actions = budgets.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate FILE (default: the one found from the cwd up)")
-    check.add_argument("file", nargs="?", help="otelperf.toml or pyproject.toml")
-    budgets.set_defaults(func=_cmd_budgets)
