@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from examples.shop import (
@@ -55,19 +55,29 @@ def _instrument_in_process_cache(cache: InProcessCache) -> None:
     cache.store = otelperf.instrument_cache(cache.store, name="shop.prices")
 
 
-def _inject_latency(app: FastAPI, config: Config) -> None:
-    """Test hook: every request to ``config.inject_latency_route`` ("METHOD /template") sleeps first."""
-    from starlette.routing import compile_path
+class _InjectLatency:
+    """Test hook: every request to one route ("METHOD /template") sleeps first.
 
-    method, template = config.inject_latency_route.split(" ", 1)
-    path_regex = compile_path(template)[0]
-    delay_s = config.inject_latency_ms / 1000
+    A plain ASGI middleware (not ``@app.middleware("http")``): Starlette's BaseHTTPMiddleware runs
+    the rest of the app in a task group per request, which is not what a test of latency wants to add.
+    """
 
-    @app.middleware("http")
-    async def inject_latency(request: Request, call_next: Any) -> Any:
-        if request.method == method and path_regex.match(request.url.path):
-            await asyncio.sleep(delay_s)
-        return await call_next(request)
+    def __init__(self, app: Any, route: str, delay_ms: float) -> None:
+        from starlette.routing import compile_path
+
+        self.app = app
+        self.method, template = route.split(" ", 1)
+        self.path_regex = compile_path(template)[0]
+        self.delay_s = delay_ms / 1000
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == self.method
+            and self.path_regex.match(scope["path"])
+        ):
+            await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)
 
 
 def create_app(config: Config | None = None) -> FastAPI:
@@ -110,7 +120,9 @@ def create_app(config: Config | None = None) -> FastAPI:
         app.include_router(module.router)
 
     if config.inject_latency_ms > 0:
-        _inject_latency(app, config)
+        app.add_middleware(
+            _InjectLatency, route=config.inject_latency_route, delay_ms=config.inject_latency_ms
+        )
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
