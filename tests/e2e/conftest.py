@@ -5,52 +5,34 @@ the end only when this session started it. ``shop_run`` runs ``examples/shop`` u
 ``otelperf run`` against the real PostgreSQL and Redis, sends a known set of requests (each with a
 W3C ``traceparent`` the test made, so every trace id is known), stops the app with SIGINT so it
 flushes, and returns what was sent; the trace and the metric tests both read that one run.
+
+The plumbing the test modules share lives in ``_shop.py`` (starting and stopping the shop) and
+``_backend.py`` (reading Jaeger and Prometheus back).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from tests.conftest import skip_or_fail
+from tests.e2e._backend import StackUrls
+from tests.e2e._shop import SentRequest, free_port, fresh_database, shop_env, start_shop, traced_request
 
 from otelperf.stack import Stack, StackError
 from otelperf.stack.components import CORE, find_binary
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-JAEGER = "http://127.0.0.1:16686"
-PROMETHEUS = "http://127.0.0.1:9090"
-OTLP_HTTP = "http://127.0.0.1:4318"
+# StackUrls is re-exported: test modules annotate the `stack` fixture with it.
+__all__ = ["SERVICE", "SentRequest", "ShopRun", "StackUrls"]
+
 SERVICE = "shop-e2e-run"
-SEED_PASSWORD_ITERATIONS = "1000"  # cheap logins: these tests check telemetry, not hashing cost
-
-# Loopback only: an http_proxy in the environment must not see the test's backend queries.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@dataclass(frozen=True)
-class StackUrls:
-    jaeger: str = JAEGER
-    prometheus: str = PROMETHEUS
-    otlp_http: str = OTLP_HTTP
 
 
 @pytest.fixture(scope="session")
@@ -75,149 +57,6 @@ def stack() -> Iterator[StackUrls]:
             backend.down()
 
 
-# --- HTTP helpers for the backends' APIs ------------------------------------------------------------
-
-
-def get_json(url: str, params: dict[str, str] | None = None, timeout: float = 5.0) -> Any:
-    """GET a JSON document; HTTPError (e.g. Jaeger's 404 for an unknown trace) propagates."""
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    with _OPENER.open(url, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def poll(what: str, fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float) -> Any:
-    """Call ``fetch`` until ``done(result)``; fail with the last result after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = fetch()
-            if done(last):
-                return last
-        except (OSError, urllib.error.URLError) as exc:  # HTTPError is a URLError
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not there after {timeout:g} s; last answer: {str(last)[:2000]}")
-        time.sleep(0.5)
-
-
-COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"
-JAEGER_METRICS = "http://127.0.0.1:14269/metrics"
-
-
-def _span_counters(url: str, exporter: str) -> tuple[float, float]:
-    """(spans the OTLP receiver accepted, spans ``exporter`` sent) from a collector's own metrics."""
-    with _OPENER.open(url, timeout=2) as response:
-        text = response.read().decode()
-    accepted = sent = 0.0
-    for line in text.splitlines():
-        if line.startswith("otelcol_receiver_accepted_spans_total{"):
-            accepted += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("otelcol_exporter_sent_spans_total{") and f'exporter="{exporter}"' in line:
-            sent += float(line.rsplit(" ", 1)[1])
-    return accepted, sent
-
-
-def wait_spans_stored(timeout: float = 20.0) -> None:
-    """Wait until every span the collector accepted went to Jaeger and Jaeger stored all it got.
-
-    Reading a trace as soon as it shows up could catch it half-written (spans of one trace can
-    travel in different batches); after this, what Jaeger answers is all there is.
-    """
-
-    def counters() -> tuple[float, float, float, float]:
-        return (
-            *_span_counters(COLLECTOR_METRICS, "otlp_grpc/jaeger"),
-            *_span_counters(JAEGER_METRICS, "jaeger_storage_exporter"),
-        )
-
-    poll(
-        "collector accepted == sent to Jaeger == stored by Jaeger",
-        counters,
-        lambda c: c[0] == c[1] == c[2] == c[3],
-        timeout,
-    )
-
-
-# --- the example shop under `otelperf run` ----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def shop_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL", "PYTEST_", "SHOP_"))}
-    env.update(
-        OTEL_EXPORTER_OTLP_ENDPOINT=OTLP_HTTP,
-        OTELPERF_SCHEDULE_DELAY="200ms",
-        OTELPERF_METRIC_EXPORT_INTERVAL="1s",
-        SHOP_PASSWORD_ITERATIONS=SEED_PASSWORD_ITERATIONS,
-        SHOP_SEED_ORDERS="60",
-        PYTHONPATH=str(ROOT),
-        **extra,
-    )
-    return env
-
-
-def start_app(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"shop exited early ({proc.returncode}):\n{stop_app(proc)}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"shop not ready within {timeout:g} s:\n{stop_app(proc)}")
-
-
-def stop_app(proc: subprocess.Popen[bytes]) -> str:
-    """SIGINT (uvicorn's graceful stop: lifespan shutdown, then otelperf's exit flush); the output."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-
-
-def traced_request(
-    client: httpx.Client, method: str, path: str, **kwargs: Any
-) -> tuple[str, str, httpx.Response]:
-    """One request with its own sampled W3C traceparent; returns (trace id, parent span id, response)."""
-    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
-    response = client.request(
-        method, path, headers={"traceparent": f"00-{trace_id}-{parent_id}-01"}, timeout=10.0, **kwargs
-    )
-    assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text}"
-    return trace_id, parent_id, response
-
-
-@dataclass
-class SentRequest:
-    tag: str
-    method: str
-    path: str
-    route: str
-    trace_id: str
-    parent_span_id: str  # the caller's span id in the traceparent we sent
-    body: Any = None
-
-
 @dataclass
 class ShopRun:
     """What the test sent to the shop under `otelperf run`, and when."""
@@ -238,14 +77,8 @@ class ShopRun:
 @pytest.fixture(scope="session")
 def shop_database(postgres_url: str) -> Iterator[tuple[str, str]]:
     """A fresh PostgreSQL database for the session's shop runs: (its name, its URL); dropped after."""
-    name = f"shop_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name, postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_url, "shop_e2e") as url:
+        yield url.rsplit("/", 1)[1], url
 
 
 @pytest.fixture(scope="session")
@@ -255,36 +88,11 @@ def shop_run(stack: StackUrls, shop_database: tuple[str, str], redis_url: str) -
     database, db_url = shop_database
     port = free_port()
     prefix = f"e2e-{uuid.uuid4().hex[:8]}:"  # a fresh price key: the first lookup must miss
-    env = shop_env(
-        DATABASE_URL=db_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-        REDIS_URL=redis_url,
-        SHOP_CACHE_PREFIX=prefix,
-        SHOP_INVENTORY_URL=f"http://127.0.0.1:{port}/internal/stock/{{product_id}}",
-    )
-    cmd = [
-        str(BIN / "otelperf"),
-        "run",
-        "--service-name",
-        SERVICE,
-        "--service-version",
-        "1.2.3",
-        "--environment",
-        "e2e",
-        "--",
-        str(BIN / "python"),
-        "-m",
-        "uvicorn",
-        "examples.shop.app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    env = shop_env(postgres_url=db_url, redis_url=redis_url, cache_prefix=prefix, inventory_port=port)
     started = time.time()
-    proc = start_app(cmd, env)
     requests: dict[str, SentRequest] = {}
-    try:
-        wait_ready(port, proc)
+    run_options = ["--service-version", "1.2.3", "--environment", "e2e"]
+    with start_shop(service=SERVICE, env=env, port=port, run_options=run_options) as shop:
         with psycopg.connect(db_url) as conn:  # the app seeded it; pick data straight from the source
             row = conn.execute(
                 "SELECT customer_id, count(*) FROM orders GROUP BY customer_id HAVING count(*) >= 2 "
@@ -310,13 +118,12 @@ def shop_run(stack: StackUrls, shop_database: tuple[str, str], redis_url: str) -
                 {"json": {"username": "alice", "password": SEED_PASSWORD}},
             ),
         ]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        with httpx.Client(base_url=shop.url) as client:
             for tag, method, path, route, kwargs in plan:
                 trace_id, parent_id, response = traced_request(client, method, path, **kwargs)
                 requests[tag] = SentRequest(tag, method, path, route, trace_id, parent_id, response.json())
-    finally:
-        output = stop_app(proc)
-    assert proc.returncode == 0, f"shop exited with {proc.returncode}:\n{output}"
+    output = shop.output
+    assert shop.returncode == 0, f"shop exited with {shop.returncode}:\n{output}"
     assert "Traceback" not in output, output
     assert requests["price-miss"].body["cached"] is False and requests["price-hit"].body["cached"] is True
     return ShopRun(
@@ -329,100 +136,3 @@ def shop_run(stack: StackUrls, shop_database: tuple[str, str], redis_url: str) -
         order_ids=order_ids,
         output=output,
     )
-
-
-# --- Jaeger's OTLP JSON --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JSpan:
-    trace_id: str  # 32 hex
-    span_id: str  # 16 hex
-    parent_span_id: str  # "" for none
-    name: str
-    kind: int  # OTLP enum: 2 SERVER, 3 CLIENT
-    attributes: dict[str, Any]
-    resource: dict[str, Any]
-
-
-def hex_id(value: str, size: int) -> str:
-    """OTLP JSON ids: Jaeger's api_v3 writes hex; protobuf's canonical JSON would be base64."""
-    if not value:
-        return ""
-    if len(value) == size * 2 and all(c in "0123456789abcdefABCDEF" for c in value):
-        return value.lower()
-    import base64
-
-    return base64.b64decode(value).hex()
-
-
-def any_value(value: dict[str, Any]) -> Any:
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])  # proto3 JSON writes int64 as a string
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "arrayValue" in value:
-        return [any_value(v) for v in value["arrayValue"].get("values", [])]
-    return value
-
-
-def attributes(items: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {a["key"]: any_value(a.get("value", {})) for a in items or []}
-
-
-def spans_of(document: dict[str, Any]) -> list[JSpan]:
-    out = []
-    for resource_spans in document.get("result", {}).get("resourceSpans", []):
-        resource = attributes(resource_spans.get("resource", {}).get("attributes"))
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                out.append(
-                    JSpan(
-                        trace_id=hex_id(span["traceId"], 16),
-                        span_id=hex_id(span["spanId"], 8),
-                        parent_span_id=hex_id(span.get("parentSpanId", ""), 8),
-                        name=span["name"],
-                        kind=int(span.get("kind", 0)),
-                        attributes=attributes(span.get("attributes")),
-                        resource=resource,
-                    )
-                )
-    return out
-
-
-def jaeger_trace(trace_id: str, timeout: float = 20.0, min_spans: int = 1) -> list[JSpan]:
-    """The trace's spans from /api/v3/traces/<id>, once at least ``min_spans`` are there."""
-    document = poll(
-        f"trace {trace_id} in Jaeger",
-        lambda: get_json(f"{JAEGER}/api/v3/traces/{trace_id}"),
-        lambda doc: len(spans_of(doc)) >= min_spans,
-        timeout,
-    )
-    return spans_of(document)
-
-
-def rfc3339(unix_seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_seconds))
-
-
-def jaeger_search(service: str, start: float, end: float) -> list[JSpan]:
-    """Every span of every trace of ``service`` started in [start, end] (Jaeger api_v3 FindTraces)."""
-    try:
-        document = get_json(
-            f"{JAEGER}/api/v3/traces",
-            {
-                "query.service_name": service,
-                "query.start_time_min": rfc3339(start - 1),
-                "query.start_time_max": rfc3339(end + 1),
-                "query.num_traces": "1000",
-            },
-        )
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:  # "No traces found"
-            return []
-        raise
-    return spans_of(document)

@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 
 from tests.conftest import skip_or_fail
+from tests.e2e.conftest import StackUrls
 
 from otelperf.stack import Stack, StackError
 from otelperf.stack.components import ALERTMANAGER, find_binary
@@ -23,7 +24,9 @@ def get(url: str) -> Any:
         return json.load(response)
 
 
-def test_alertmanager_starts_with_the_stack_and_prometheus_sees_it() -> None:
+def test_alertmanager_starts_with_the_stack_and_prometheus_sees_it(stack: StackUrls) -> None:
+    """On top of the session's stack (whose teardown stops everything it started, Alertmanager too)."""
+    del stack
     try:
         find_binary(ALERTMANAGER, os.environ)
     except StackError as exc:

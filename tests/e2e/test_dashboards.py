@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.e2e.conftest import StackUrls
+from tests.e2e._backend import StackUrls
 from tests.e2e.dashboards_check import check_dashboard_queries, panel_queries
 
 

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,19 +28,8 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import skip_or_fail
-from tests.e2e.conftest import (
-    BIN,
-    PROMETHEUS,
-    ROOT,
-    StackUrls,
-    free_port,
-    get_json,
-    poll,
-    shop_env,
-    start_app,
-    stop_app,
-    wait_ready,
-)
+from tests.e2e._backend import OPENER, PROMETHEUS, StackUrls, get_json, poll, prometheus_result
+from tests.e2e._shop import free_port, fresh_database, run_otelperf, shop_env, start_shop
 from tests.e2e.dashboards_check import check_dashboard_queries, panel_queries
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -88,18 +78,12 @@ def budgets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def otelperf(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "otelperf"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
 @pytest.fixture(scope="module")
 def generated(budgets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``otelperf generate rules`` + ``alertmanager`` from the test budgets (the real CLI)."""
     out = tmp_path_factory.mktemp("generated")
     for kind in ("rules", "alertmanager"):
-        result = otelperf("generate", kind, "--budgets", str(budgets), "--out", str(out))
+        result = run_otelperf("generate", kind, "--budgets", str(budgets), "--out", str(out))
         assert result.returncode == 0, result.stdout + result.stderr
     rules = (out / "prometheus/rules/otelperf.rules.yml").read_text(encoding="utf-8")
     assert f'job=\\"{SERVICE}\\"' in rules and 'for: "2s"' in rules, rules[:2000]
@@ -117,33 +101,37 @@ class Daemon:
         return self.log.read_text(encoding="utf-8", errors="replace")[-4000:]
 
 
-def _start_daemon(name: str, cmd: list[str], port: int, log: Path) -> Daemon:
+@contextmanager
+def running_daemon(name: str, cmd: list[str], port: int, log: Path) -> Iterator[Daemon]:
+    """Start a daemon, wait for its ``/-/ready``; SIGTERM (SIGKILL after 15 s) on leaving."""
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             cmd, cwd=log.parent, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
     daemon = Daemon(name, f"http://127.0.0.1:{port}", proc, log)
+    try:
+        _wait_ready(daemon)
+        yield daemon
+    finally:
+        _stop_daemon(daemon)
+
+
+def _wait_ready(daemon: Daemon) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{name} exited with {proc.returncode}:\n{daemon.output()}", pytrace=False)
+        if daemon.proc.poll() is not None:
+            pytest.fail(
+                f"{daemon.name} exited with {daemon.proc.returncode}:\n{daemon.output()}", pytrace=False
+            )
         try:
-            _ready(daemon.url)
-            return daemon
+            with OPENER.open(f"{daemon.url}/-/ready", timeout=1) as response:
+                if response.status == 200:
+                    return
+                raise OSError(f"{daemon.url}/-/ready: {response.status}")
         except OSError:
             time.sleep(0.2)
     _stop_daemon(daemon)
-    pytest.fail(f"{name} not ready within 30 s:\n{daemon.output()}", pytrace=False)
-    raise AssertionError("unreachable")
-
-
-def _ready(url: str) -> None:
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"{url}/-/ready", timeout=1) as response:
-        if response.status != 200:
-            raise OSError(f"{url}/-/ready: {response.status}")
+    pytest.fail(f"{daemon.name} not ready within 30 s:\n{daemon.output()}", pytrace=False)
 
 
 def _stop_daemon(daemon: Daemon) -> None:
@@ -173,11 +161,8 @@ def alertmanager(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",  # no gossip port: one instance, nothing else bound
     ]
-    daemon = _start_daemon("alertmanager", cmd, port, home / "alertmanager.log")
-    try:
+    with running_daemon("alertmanager", cmd, port, home / "alertmanager.log") as daemon:
         yield daemon
-    finally:
-        _stop_daemon(daemon)
 
 
 @pytest.fixture(scope="module")
@@ -205,25 +190,14 @@ def prometheus(
         f"--web.listen-address=127.0.0.1:{port}",
         "--rules.alert.resend-delay=1s",  # default 1m: one lost first send would outlast the test
     ]
-    daemon = _start_daemon("prometheus", cmd, port, home / "prometheus.log")
-    try:
+    with running_daemon("prometheus", cmd, port, home / "prometheus.log") as daemon:
         yield daemon
-    finally:
-        _stop_daemon(daemon)
 
 
 @pytest.fixture(scope="module")
 def shop_database(postgres_url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"shop_al_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_url, "shop_al") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -232,10 +206,10 @@ def slow_shop(stack: StackUrls, shop_database: str, redis_url: str, budgets: Pat
     del stack
     port = free_port()
     env = shop_env(
-        DATABASE_URL=shop_database.replace("postgresql://", "postgresql+asyncpg://", 1),
-        REDIS_URL=redis_url,
-        SHOP_CACHE_PREFIX=f"al-{uuid.uuid4().hex[:8]}:",
-        SHOP_INVENTORY_URL=f"http://127.0.0.1:{port}/internal/stock/{{product_id}}",
+        postgres_url=shop_database,
+        redis_url=redis_url,
+        cache_prefix=f"al-{uuid.uuid4().hex[:8]}:",
+        inventory_port=port,
         SHOP_INJECT_LATENCY_MS=str(INJECTED_MS),
         SHOP_INJECT_LATENCY_ROUTE=SLOW_ROUTE,
         OTELPERF_BUDGETS_FILE=str(budgets),
@@ -243,16 +217,9 @@ def slow_shop(stack: StackUrls, shop_database: str, redis_url: str, budgets: Pat
         # panel findings to show.
         OTELPERF_SLOW_QUERY_MS="5",
     )
-    cmd = [str(BIN / "otelperf"), "run", "--service-name", SERVICE, "--", str(BIN / "python")]
-    cmd += ["-m", "uvicorn", "examples.shop.app:app", "--host", "127.0.0.1", "--port", str(port)]
-    proc = start_app(cmd, env)
-    output = ""
-    try:
-        wait_ready(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        output = stop_app(proc)
-    assert "Traceback" not in output, output
+    with start_shop(service=SERVICE, env=env, port=port) as shop:
+        yield shop.url
+    assert "Traceback" not in shop.output, shop.output
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +262,7 @@ def load_run(slow_shop: str, budgets: Path) -> subprocess.CompletedProcess[str]:
     20 users: the mixed scenario's smallest count with a user of every kind (14 browsing, 3 CRUD,
     2 login, 1 files), so every route the dashboards draw gets requests.
     """
-    return otelperf(
+    return run_otelperf(
         "loadtest",
         *("--scenario", SCENARIO, "--users", "20", "--spawn-rate", "20", "--duration", "10s"),
         *("--host", slow_shop, "--budgets", str(budgets), "--no-throughput-check"),
@@ -363,13 +330,11 @@ def test_injected_slow_route_fires_its_p95_alert_in_prometheus_and_alertmanager(
     ]
     assert len(fast_rules) == 1 and fast_rules[0]["health"] == "ok", fast_rules
     assert fast_rules[0]["alerts"] == [] and fast_rules[0]["state"] == "inactive", fast_rules
-    fast_p95 = get_json(
-        f"{prometheus.url}/api/v1/query",
-        {
-            "query": "job_route:http_server_request_duration_seconds:p95_5m"
-            f'{{job="{SERVICE}",http_route="/products/{{product_id}}/price",http_request_method="GET"}}'
-        },
-    )["data"]["result"]
+    fast_p95 = prometheus_result(
+        "job_route:http_server_request_duration_seconds:p95_5m"
+        f'{{job="{SERVICE}",http_route="/products/{{product_id}}/price",http_request_method="GET"}}',
+        prometheus.url,
+    )
     assert len(fast_p95) == 1 and 0 < float(fast_p95[0]["value"][1]) < BUDGET_MS / 1000, fast_p95
     assert _alerts_for(_prometheus_alerts(prometheus)(), FAST_ROUTE) == []
     assert _alerts_for(get_json(f"{alertmanager.url}/api/v2/alerts"), FAST_ROUTE) == []

@@ -18,28 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.conftest import (
-    BIN,
-    JAEGER,
+from tests.e2e._backend import (
     PROMETHEUS,
-    ROOT,
-    JSpan,
-    SentRequest,
     StackUrls,
-    attributes,
-    free_port,
-    get_json,
-    hex_id,
     jaeger_trace,
     poll,
-    shop_env,
-    spans_of,
-    start_app,
-    stop_app,
-    traced_request,
-    wait_ready,
+    prometheus_value,
+    server_root,
+    trace_with_findings,
     wait_spans_stored,
 )
+from tests.e2e._shop import SentRequest, run_otelperf, send_traced, shop_env, start_shop
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -61,34 +50,26 @@ class FindingsRun:
 @pytest.fixture(scope="module")
 def findings_run(stack: StackUrls, shop_database: tuple[str, str], redis_url: str) -> FindingsRun:
     _, db_url = shop_database
-    port = free_port()
     env = shop_env(
-        DATABASE_URL=db_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-        REDIS_URL=redis_url,
-        SHOP_CACHE_PREFIX=f"e2e-findings-{uuid.uuid4().hex[:8]}:",
+        postgres_url=db_url,
+        redis_url=redis_url,
+        cache_prefix=f"e2e-findings-{uuid.uuid4().hex[:8]}:",
         OTELPERF_N_PLUS_ONE_MIN_MS="0",
         OTELPERF_BUDGETS=f"{SEARCH_ROUTE}=1ms",
     )
-    cmd = [str(BIN / "otelperf"), "run", "--service-name", SERVICE, "--"]
-    cmd += [str(BIN / "python"), "-m", "uvicorn", "examples.shop.app:app"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
     started = time.time()
-    proc = start_app(cmd, env)
     sent: dict[str, SentRequest] = {}
-    try:
-        wait_ready(port, proc)
-        plan = [
+    with start_shop(service=SERVICE, env=env) as shop:
+        plan: list[tuple[str, str, dict[str, Any]]] = [
             ("list", "/orders", {"limit": LIST_LIMIT}),
             ("eager", "/orders-eager", {"limit": LIST_LIMIT}),
             ("search", "/reports/search", {"q": "gift"}),
         ]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        with httpx.Client(base_url=shop.url) as client:
             for tag, path, params in plan:
-                trace_id, parent_id, response = traced_request(client, "GET", path, params=params)
-                sent[tag] = SentRequest(tag, "GET", path, path, trace_id, parent_id, response.json())
-    finally:
-        output = stop_app(proc)
-    assert proc.returncode == 0, f"shop exited with {proc.returncode}:\n{output}"
+                sent[tag] = send_traced(client, tag, path, params)
+    output = shop.output
+    assert shop.returncode == 0, f"shop exited with {shop.returncode}:\n{output}"
     assert "Traceback" not in output, output
     wait_spans_stored()
     listed = len(sent["list"].body)
@@ -96,42 +77,10 @@ def findings_run(stack: StackUrls, shop_database: tuple[str, str], redis_url: st
     return FindingsRun(sent["list"], sent["eager"], sent["search"], listed, started)
 
 
-@dataclass(frozen=True)
-class FindingEvent:
-    span: JSpan  # the span the finding is shown on
-    attributes: dict[str, Any]
-
-    @property
-    def detector(self) -> str:
-        return str(self.attributes["otelperf.finding.detector"])
-
-
-def trace_with_findings(sent: SentRequest) -> tuple[list[JSpan], list[FindingEvent]]:
-    """The trace's spans and its ``otelperf.finding`` events (conftest's JSpan has no events)."""
-    spans = {s.span_id: s for s in jaeger_trace(sent.trace_id)}
-    document = get_json(f"{JAEGER}/api/v3/traces/{sent.trace_id}")
-    assert len(spans_of(document)) == len(spans)
-    findings = []
-    for resource_spans in document["result"]["resourceSpans"]:
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                for event in span.get("events", []):
-                    if event["name"] == "otelperf.finding":
-                        on = spans[hex_id(span["spanId"], 8)]
-                        findings.append(FindingEvent(on, attributes(event.get("attributes"))))
-    return list(spans.values()), findings
-
-
-def server_root(spans: list[JSpan], sent: SentRequest) -> JSpan:
-    (root,) = [s for s in spans if s.parent_span_id == sent.parent_span_id]
-    assert root.kind == 2, root
-    return root
-
-
 def test_n_plus_one_list_has_one_finding_on_the_parent_of_the_repeated_selects(
     findings_run: FindingsRun,
 ) -> None:
-    spans, findings = trace_with_findings(findings_run.n_plus_one)
+    spans, findings = trace_with_findings(findings_run.n_plus_one.trace_id)
     item_selects = [
         s
         for s in spans
@@ -146,23 +95,23 @@ def test_n_plus_one_list_has_one_finding_on_the_parent_of_the_repeated_selects(
     assert {s.parent_span_id for s in item_selects} == {finding.span.span_id}
     assert "order_items" in finding.attributes["otelperf.finding.statement"]
     assert finding.attributes["otelperf.finding.hint"]
-    root = server_root(spans, findings_run.n_plus_one)
+    root = server_root(spans, findings_run.n_plus_one.parent_span_id)
     assert root.attributes["otelperf.findings.count"] == len(findings)
     assert "n_plus_one" in root.attributes["otelperf.findings.detectors"]
 
 
 def test_eager_list_has_no_n_plus_one(findings_run: FindingsRun) -> None:
-    spans, findings = trace_with_findings(findings_run.eager)
+    spans, findings = trace_with_findings(findings_run.eager.trace_id)
     assert len(findings_run.eager.body) == findings_run.listed  # the same orders, items loaded eagerly
     assert [f for f in findings if f.detector == "n_plus_one"] == []
-    assert "otelperf.findings.count" not in server_root(spans, findings_run.eager).attributes
+    assert "otelperf.findings.count" not in server_root(spans, findings_run.eager.parent_span_id).attributes
 
 
 def test_search_over_its_budget_has_a_latency_budget_finding_on_the_request(
     findings_run: FindingsRun,
 ) -> None:
-    spans, findings = trace_with_findings(findings_run.search)
-    root = server_root(spans, findings_run.search)
+    spans, findings = trace_with_findings(findings_run.search.trace_id)
+    root = server_root(spans, findings_run.search.parent_span_id)
     budget = [f for f in findings if f.detector == "latency_budget"]
     assert len(budget) == 1, findings
     assert budget[0].span.span_id == root.span_id
@@ -179,12 +128,12 @@ def this_run_total(metric: str, run: FindingsRun) -> float:
         f'detector="n_plus_one",route="{N_PLUS_ONE_ROUTE}"}}'
     )
 
-    def total() -> float | None:
-        body = get_json(f"{PROMETHEUS}/api/v1/query", {"query": f"sum({metric}{selector})"})
-        result = body["data"]["result"]
-        return float(result[0]["value"][1]) if result else None
-
-    value: float = poll(f"{metric}{selector}", total, lambda v: v is not None, 30.0)
+    value: float = poll(
+        f"{metric}{selector}",
+        lambda: prometheus_value(f"sum({metric}{selector})"),
+        lambda v: v is not None,
+        30.0,
+    )
     return value
 
 
@@ -199,14 +148,7 @@ def report(findings_run: FindingsRun) -> subprocess.CompletedProcess[str]:
     covers this run alone (the report lists every service: an earlier demo must not count)."""
     this_run_total("otelperf_findings_total", findings_run)
     window = f"{math.ceil(time.time() - findings_run.started) + 2}s"
-    return subprocess.run(
-        [str(BIN / "otelperf"), "report", "--prometheus", PROMETHEUS, "--window", window],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_otelperf("report", "--prometheus", PROMETHEUS, "--window", window, timeout=30)
 
 
 def test_otelperf_report_reads_prometheus(report: subprocess.CompletedProcess[str]) -> None:

@@ -9,26 +9,14 @@ Jaeger see them as the same service, like two deployments of it.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import (
-    BIN,
-    PROMETHEUS,
-    ROOT,
-    StackUrls,
-    free_port,
-    get_json,
-    poll,
-    shop_env,
-    start_app,
-    stop_app,
-    wait_ready,
-)
+from tests.e2e._backend import StackUrls, poll, prometheus_result
+from tests.e2e._shop import ShopProcess, free_port, fresh_database, run_otelperf, shop_env, start_shop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -43,48 +31,37 @@ NOISE += ["--min-change", "p99_ms=1000"]
 
 @pytest.fixture(scope="module")
 def shop_database(postgres_url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"shop_lt_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_url, "shop_lt") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def shop(stack: StackUrls, shop_database: str, redis_url: str) -> Iterator[Callable[..., str]]:
     """``shop(**env)`` starts the shop (stopping the previous one) and returns its base URL."""
-    running: list[subprocess.Popen[bytes]] = []
+    running: list[ShopProcess] = []
 
     def start(**extra: str) -> str:
-        for proc in running:
-            output = stop_app(proc)
+        for previous in running:
+            output = previous.stop()
             assert "Traceback" not in output, output
         running.clear()
         port = free_port()
         env = shop_env(
-            DATABASE_URL=shop_database.replace("postgresql://", "postgresql+asyncpg://", 1),
-            REDIS_URL=redis_url,
-            SHOP_CACHE_PREFIX=f"lt-{uuid.uuid4().hex[:8]}:",
-            SHOP_INVENTORY_URL=f"http://127.0.0.1:{port}/internal/stock/{{product_id}}",
+            postgres_url=shop_database,
+            redis_url=redis_url,
+            cache_prefix=f"lt-{uuid.uuid4().hex[:8]}:",
+            inventory_port=port,
             **extra,
         )
-        cmd = [str(BIN / "otelperf"), "run", "--service-name", SERVICE, "--", str(BIN / "python")]
-        cmd += ["-m", "uvicorn", "examples.shop.app:app", "--host", "127.0.0.1", "--port", str(port)]
-        proc = start_app(cmd, env)
-        running.append(proc)
-        wait_ready(port, proc)
-        return f"http://127.0.0.1:{port}"
+        started = start_shop(service=SERVICE, env=env, port=port)
+        running.append(started)
+        return started.url
 
     try:
         yield start
     finally:
-        for proc in running:
-            stop_app(proc)
+        for previous in running:
+            previous.stop()
 
 
 @pytest.fixture(scope="module")
@@ -97,20 +74,8 @@ def budgets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def otelperf(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "otelperf"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def prometheus_value(promql: str) -> float:
-    result = get_json(f"{PROMETHEUS}/api/v1/query", {"query": promql})["data"]["result"]
-    return sum(float(r["value"][1]) for r in result)
+def prometheus_sum(promql: str) -> float:
+    return sum(float(r["value"][1]) for r in prometheus_result(promql))
 
 
 def test_loadtest_thresholds_client_metrics_and_baseline_gate(
@@ -121,7 +86,7 @@ def test_loadtest_thresholds_client_metrics_and_baseline_gate(
 
     # 1. a short load run: progress while it runs, the budget table at the end, exit 0
     started = time.time()
-    run = otelperf("loadtest", *load, "--duration", "4s")
+    run = run_otelperf("loadtest", *load, "--duration", "4s")
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
     assert "[loadtest endpoints]" in out  # progress lines
@@ -139,7 +104,7 @@ def test_loadtest_thresholds_client_metrics_and_baseline_gate(
     )
     poll(
         "client-side request histogram in Prometheus",
-        lambda: prometheus_value(
+        lambda: prometheus_sum(
             f"sum(last_over_time({series}[{window}]) - ({series} offset {window} or {series} * 0))"
         ),
         lambda value: value >= 1,
@@ -148,7 +113,9 @@ def test_loadtest_thresholds_client_metrics_and_baseline_gate(
 
     # 3. record a baseline (one run: the e2e budget is seconds), then it passes against itself
     baseline = tmp_path / "baseline.json"
-    record = otelperf("baseline", "record", "--out", str(baseline), "--runs", "1", *load, "--duration", "6s")
+    record = run_otelperf(
+        "baseline", "record", "--out", str(baseline), "--runs", "1", *load, "--duration", "6s"
+    )
     assert record.returncode == 0, record.stdout + record.stderr
     document = json.loads(baseline.read_text())
     assert document["metadata"]["service"] == SERVICE
@@ -165,15 +132,19 @@ def test_loadtest_thresholds_client_metrics_and_baseline_gate(
     }
     assert orders["requests"] >= 5 and orders["error_rate"] == 0
     assert orders["queries_per_request"] == 2.0  # the order, then its items (selectinload)
-    assert document["routes"]["GET /orders"]["queries_per_request"] >= 2  # the N+1 list: 1 + one per order
+    # The N+1 list: 1 + one query per order. The scenario asks for random customer ids over a random
+    # seed, so a customer without orders costs 1 query: the average is above 1, not always >= 2.
+    assert document["routes"]["GET /orders"]["queries_per_request"] > 1
 
-    same = otelperf("baseline", "compare", "--baseline", str(baseline), "--runs", "1", "--host", host, *NOISE)
+    same = run_otelperf(
+        "baseline", "compare", "--baseline", str(baseline), "--runs", "1", "--host", host, *NOISE
+    )
     assert same.returncode == 0, same.stdout + same.stderr
     assert "baseline: no regression beyond tolerance" in same.stdout
 
     # 4. the same load against a deliberately slowed shop fails, naming the slowed route
     slow_host = shop(SHOP_INJECT_LATENCY_MS=INJECTED_MS)
-    slow = otelperf(
+    slow = run_otelperf(
         "baseline", "compare", "--baseline", str(baseline), "--runs", "1", "--host", slow_host, *NOISE
     )
     out = slow.stdout + slow.stderr

@@ -13,15 +13,8 @@ import time
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import (
-    PROMETHEUS,
-    SERVICE,
-    ShopRun,
-    StackUrls,
-    get_json,
-    jaeger_trace,
-    poll,
-)
+from tests.e2e._backend import PROMETHEUS, StackUrls, get_json, jaeger_trace, poll
+from tests.e2e.conftest import SERVICE, ShopRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

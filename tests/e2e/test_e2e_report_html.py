@@ -8,7 +8,6 @@ report is made by the real command and read back with html.parser, like a reader
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -18,22 +17,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.conftest import (
-    BIN,
+from tests.e2e._backend import (
     JAEGER,
     PROMETHEUS,
-    ROOT,
     StackUrls,
-    free_port,
     get_json,
     poll,
-    shop_env,
+    prometheus_result,
+    span_events,
     spans_of,
-    start_app,
-    stop_app,
-    wait_ready,
     wait_spans_stored,
 )
+from tests.e2e._shop import free_port, run_otelperf, shop_env, start_shop
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -52,50 +47,34 @@ class ReportRun:
 @pytest.fixture(scope="module")
 def report_run(stack: StackUrls, shop_database: tuple[str, str], redis_url: str) -> ReportRun:
     _, db_url = shop_database
-    port = free_port()
     env = shop_env(
-        DATABASE_URL=db_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-        REDIS_URL=redis_url,
-        SHOP_CACHE_PREFIX=f"e2e-report-{uuid.uuid4().hex[:8]}:",
+        postgres_url=db_url,
+        redis_url=redis_url,
+        cache_prefix=f"e2e-report-{uuid.uuid4().hex[:8]}:",
         OTELPERF_N_PLUS_ONE_MIN_MS="0",
     )
-    cmd = [str(BIN / "otelperf"), "run", "--service-name", SERVICE, "--"]
-    cmd += [
-        str(BIN / "python"),
-        "-m",
-        "uvicorn",
-        "examples.shop.app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
     started = time.time()
-    proc = start_app(cmd, env)
     sent: Counter[str] = Counter()
-    try:
-        wait_ready(port, proc)
+    with start_shop(service=SERVICE, env=env) as shop:
         plan = [
             ("GET /orders", "/orders", {"limit": 6}),
             ("GET /orders/{order_id}", "/orders/3", {}),
             ("GET /products/{product_id}/price", "/products/5/price", {}),
         ]
         deadline = time.monotonic() + LOAD_SECONDS
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
+        with httpx.Client(base_url=shop.url, timeout=10.0) as client:
             while time.monotonic() < deadline:
                 for route, path, params in plan:
                     response = client.get(path, params=params)
                     assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
                     sent[route] += 1
                 time.sleep(0.1)
-    finally:
-        output = stop_app(proc)
-    assert proc.returncode == 0, f"shop exited with {proc.returncode}:\n{output}"
+    assert shop.returncode == 0, f"shop exited with {shop.returncode}:\n{shop.output}"
     wait_spans_stored()
 
     def counted() -> dict[str, float]:
         query = f'sum by (http_route) (http_server_request_duration_seconds_count{{job="{SERVICE}"}})'
-        rows = get_json(f"{PROMETHEUS}/api/v1/query", {"query": query})["data"]["result"]
+        rows = prometheus_result(query)
         return {r["metric"]["http_route"]: float(r["value"][1]) for r in rows}
 
     poll(  # the exit flush reached Prometheus: every request is counted
@@ -106,13 +85,17 @@ def report_run(stack: StackUrls, shop_database: tuple[str, str], redis_url: str)
     )
     poll(
         "the run's findings in Prometheus",
-        lambda: get_json(
-            f"{PROMETHEUS}/api/v1/query", {"query": f'otelperf_findings_total{{job="{SERVICE}"}}'}
-        )["data"]["result"],
+        lambda: prometheus_result(f'otelperf_findings_total{{job="{SERVICE}"}}'),
         bool,
         30,
     )
     return ReportRun(sent, started, time.time())
+
+
+def html_report(out: Path, run: ReportRun) -> list[str]:
+    """``otelperf report --html`` of this run's service, its window padded by 5 s on each side."""
+    window = ["--start", f"{run.started - 5:.0f}", "--end", f"{run.finished + 5:.0f}"]
+    return ["report", "--html", str(out), "--service", SERVICE, *window]
 
 
 class Page(HTMLParser):
@@ -147,11 +130,8 @@ def report(report_run: ReportRun, tmp_path_factory: pytest.TempPathFactory) -> P
     baseline = tmp / "baseline.json"
     baseline.write_text(json.dumps({"routes": {"GET /orders": {"p95_ms": 1.0, "rps": 1.0, "error_rate": 0}}}))
     out = tmp / "report.html"
-    cmd = [str(BIN / "otelperf"), "report", "--html", str(out), "--service", SERVICE]
-    cmd += ["--start", f"{report_run.started - 5:.0f}", "--end", f"{report_run.finished + 5:.0f}"]
-    cmd += ["--budgets", str(budgets), "--baseline", str(baseline)]
-    cmd += ["--prometheus", PROMETHEUS, "--jaeger", JAEGER]
-    done = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    args = ["--budgets", str(budgets), "--baseline", str(baseline), "--prometheus", PROMETHEUS]
+    done = run_otelperf(*html_report(out, report_run), *args, "--jaeger", JAEGER, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"wrote {out}" in done.stdout
     return Page(out.read_text(encoding="utf-8"))
@@ -197,13 +177,7 @@ def test_finding_links_resolve_in_jaeger(report: Page) -> None:
     document = get_json(f"{JAEGER}/api/v3/traces/{trace_id}")
     spans = spans_of(document)
     assert spans and {s.resource.get("service.name") for s in spans} == {SERVICE}
-    events = [
-        e["name"]
-        for rs in document["result"]["resourceSpans"]
-        for ss in rs["scopeSpans"]
-        for span in ss["spans"]
-        for e in span.get("events", [])
-    ]
+    events = [event["name"] for _, event in span_events(document)]
     assert "otelperf.finding" in events
 
 
@@ -214,10 +188,8 @@ def test_baseline_comparison_table(report: Page) -> None:
 
 def test_jaeger_down_still_writes_the_report_with_a_note(report_run: ReportRun, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    cmd = [str(BIN / "otelperf"), "report", "--html", str(out), "--service", SERVICE]
-    cmd += ["--start", f"{report_run.started - 5:.0f}", "--end", f"{report_run.finished + 5:.0f}"]
-    cmd += ["--prometheus", PROMETHEUS, "--jaeger", f"http://127.0.0.1:{free_port()}"]
-    done = subprocess.run(cmd, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    args = ["--prometheus", PROMETHEUS, "--jaeger", f"http://127.0.0.1:{free_port()}"]
+    done = run_otelperf(*html_report(out, report_run), *args, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     page = Page(out.read_text(encoding="utf-8"))
     assert "findings are shown without links to their traces" in page.visible("")

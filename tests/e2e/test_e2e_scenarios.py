@@ -18,7 +18,6 @@ count threshold (5) stays, and the short pages test it.
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,28 +25,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from tests.e2e.conftest import (
-    BIN,
-    JAEGER,
-    PROMETHEUS,
+from tests.e2e._backend import (
+    FindingEvent,
     JSpan,
-    SentRequest,
     StackUrls,
-    attributes,
-    free_port,
-    get_json,
-    hex_id,
     jaeger_trace,
     poll,
-    shop_env,
-    spans_of,
-    start_app,
-    stop_app,
-    traced_request,
-    wait_ready,
+    prometheus_result,
+    prometheus_value,
+    server_root,
+    trace_with_findings,
     wait_spans_stored,
+)
+from tests.e2e._shop import (
+    SentRequest,
+    ShopProcess,
+    free_port,
+    fresh_database,
+    send_traced,
+    shop_env,
+    start_shop,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -83,26 +81,14 @@ STOCK_PLAN: list[tuple[str, str, dict[str, Any]]] = [("inventory-self", "/invent
 @pytest.fixture(scope="module")
 def scenarios_database(postgres_url: str) -> Iterator[str]:
     """A database of its own: the big ledger is seeded once, at the shop's first start on it."""
-    name = f"shop_scenarios_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_url, "shop_scenarios") as url:
+        yield url
 
 
 @dataclass(frozen=True)
 class ScenarioRun:
     sent: dict[str, SentRequest]
     stopped: float  # unix seconds, after both processes stopped (and flushed)
-
-
-def shop_command(service: str, port: int) -> list[str]:
-    cmd = [str(BIN / "otelperf"), "run", "--service-name", service, "--"]
-    cmd += [str(BIN / "python"), "-m", "uvicorn", "examples.shop.app:app"]
-    return [*cmd, "--host", "127.0.0.1", "--port", str(port)]
 
 
 @pytest.fixture(scope="module")
@@ -112,33 +98,31 @@ def scenario_run(stack: StackUrls, scenarios_database: str, redis_url: str) -> S
     The stock process points its own inventory overview at itself, for the self-call case.
     """
     port, stock_port = free_port(), free_port()
-    stock_url = f"http://127.0.0.1:{stock_port}/internal/stock/{{product_id}}"
     env = shop_env(
-        DATABASE_URL=scenarios_database.replace("postgresql://", "postgresql+asyncpg://", 1),
-        REDIS_URL=redis_url,
-        SHOP_CACHE_PREFIX=f"e2e-scenarios-{uuid.uuid4().hex[:8]}:",  # fresh keys: the first read misses
+        postgres_url=scenarios_database,
+        redis_url=redis_url,
+        cache_prefix=f"e2e-scenarios-{uuid.uuid4().hex[:8]}:",  # fresh keys: the first read misses
+        inventory_port=stock_port,
         SHOP_SEED_STOCK_MOVEMENTS=str(LEDGER_ROWS),
-        SHOP_INVENTORY_URL=stock_url,
         OTELPERF_N_PLUS_ONE_MIN_MS="0",
         OTELPERF_BUDGETS_FILE="none",  # no latency budgets: each scenario has exactly its own finding
     )
-    proc = start_app(shop_command(SERVICE, port), env)
-    stock: subprocess.Popen[bytes] | None = None
     sent: dict[str, SentRequest] = {}
+    shop = start_shop(service=SERVICE, env=env, port=port, ready_timeout=180.0)  # seeds the ledger
+    stock: ShopProcess | None = None
     try:
-        wait_ready(port, proc, timeout=180.0)  # the first start seeds the ledger
-        stock = start_app(shop_command(STOCK_SERVICE, stock_port), env)  # seeded: starts at once
-        wait_ready(stock_port, stock)
-        for base, plan in ((port, PLAN), (stock_port, STOCK_PLAN)):
-            with httpx.Client(base_url=f"http://127.0.0.1:{base}") as client:
+        stock = start_shop(service=STOCK_SERVICE, env=env, port=stock_port)  # seeded: starts at once
+        for base, plan in ((shop.url, PLAN), (stock.url, STOCK_PLAN)):
+            with httpx.Client(base_url=base) as client:
                 for tag, path, params in plan:
-                    trace_id, parent_id, response = traced_request(client, "GET", path, params=params)
-                    sent[tag] = SentRequest(tag, "GET", path, path, trace_id, parent_id, response.json())
+                    sent[tag] = send_traced(client, tag, path, params)
     finally:
-        output = stop_app(proc)
-        stock_output = stop_app(stock) if stock is not None else ""
+        shop.stop()
+        if stock is not None:
+            stock.stop()
     stopped = time.time()
-    for what, process, out in (("shop", proc, output), ("stock service", stock, stock_output)):
+    for what, process in (("shop", shop), ("stock service", stock)):
+        out = process.output if process is not None else ""
         assert process is not None and process.returncode == 0, f"{what} exited badly:\n{out}"
         assert "Traceback" not in out, out
     assert len(sent["movements"].body) == 20
@@ -152,38 +136,6 @@ def scenario_run(stack: StackUrls, scenarios_database: str, redis_url: str) -> S
 # --- reading a trace's findings back from Jaeger ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FindingEvent:
-    span: JSpan  # the span the finding is shown on
-    attributes: dict[str, Any]
-
-    @property
-    def detector(self) -> str:
-        return str(self.attributes["otelperf.finding.detector"])
-
-
-def trace_of(sent: SentRequest) -> tuple[list[JSpan], list[FindingEvent]]:
-    """The trace's spans and its ``otelperf.finding`` events (conftest's JSpan carries no events)."""
-    spans = {s.span_id: s for s in jaeger_trace(sent.trace_id)}
-    document = get_json(f"{JAEGER}/api/v3/traces/{sent.trace_id}")
-    assert len(spans_of(document)) == len(spans)
-    findings = []
-    for resource_spans in document["result"]["resourceSpans"]:
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                for event in span.get("events", []):
-                    if event["name"] == "otelperf.finding":
-                        on = spans[hex_id(span["spanId"], 8)]
-                        findings.append(FindingEvent(on, attributes(event.get("attributes"))))
-    return list(spans.values()), findings
-
-
-def server_root(spans: list[JSpan], sent: SentRequest) -> JSpan:
-    (root,) = [s for s in spans if s.parent_span_id == sent.parent_span_id]
-    assert root.kind == 2, root
-    return root
-
-
 def dump(spans: list[JSpan]) -> str:
     """One line per span, for assertion messages: what the test saw when it failed."""
     return "\n".join(
@@ -194,11 +146,11 @@ def dump(spans: list[JSpan]) -> str:
 
 
 def only_finding(sent: SentRequest, detector: str) -> tuple[list[JSpan], FindingEvent]:
-    spans, findings = trace_of(sent)
+    spans, findings = trace_with_findings(sent.trace_id)
     assert [f.detector for f in findings] == [detector], (
         f"{sent.path}: findings {[(f.detector, f.attributes) for f in findings]}\n{dump(spans)}"
     )
-    root = server_root(spans, sent)
+    root = server_root(spans, sent.parent_span_id)
     assert root.attributes["otelperf.findings.count"] == 1
     assert root.attributes["otelperf.findings.detectors"] in (detector, [detector])
     return spans, findings[0]
@@ -253,7 +205,7 @@ def test_inventory_overview_calls_the_stock_service_once_per_product_an_http_n_p
 ) -> None:
     sent = scenario_run.sent[tag]
     spans, finding = only_finding(sent, "n_plus_one")
-    root = server_root(spans, sent)
+    root = server_root(spans, sent.parent_span_id)
     calls = [s for s in spans if s.kind == 3 and "/internal/stock/" in str(s.attributes.get("url.full", ""))]
     assert len(calls) == PAGE, dump(spans)
     assert {s.parent_span_id for s in calls} == {finding.span.span_id} == {root.span_id}, dump(spans)
@@ -265,9 +217,9 @@ def test_inventory_overview_calls_the_stock_service_once_per_product_an_http_n_p
 @pytest.mark.parametrize("tag", ["product", "catalog-batched", "catalog-short", "inventory-short"])
 def test_look_alikes_under_the_thresholds_have_no_finding(scenario_run: ScenarioRun, tag: str) -> None:
     sent = scenario_run.sent[tag]
-    spans, findings = trace_of(sent)
+    spans, findings = trace_with_findings(sent.trace_id)
     assert findings == [], f"{tag}: {[(f.detector, f.attributes) for f in findings]}\n{dump(spans)}"
-    assert "otelperf.findings.count" not in server_root(spans, sent).attributes
+    assert "otelperf.findings.count" not in server_root(spans, sent.parent_span_id).attributes
     # Each look-alike did run the shape it imitates, just not enough of it to be a finding.
     redis_reads = [
         s.attributes.get("db.operation.name") for s in spans if s.attributes.get("db.system.name") == "redis"
@@ -298,18 +250,14 @@ def findings_series(run: ScenarioRun) -> dict[tuple[str, str], float]:
     wanted = {("slow_query", SLOW_ROUTE), ("n_plus_one", CATALOG_ROUTE), ("n_plus_one", INVENTORY_ROUTE)}
 
     def series() -> dict[tuple[str, str], float]:
-        body = get_json(f"{PROMETHEUS}/api/v1/query", {"query": query})
         return {
             (r["metric"].get("detector", ""), r["metric"].get("route", "")): float(r["value"][1])
-            for r in body["data"]["result"]
+            for r in prometheus_result(query)
         }
 
     def last_sample() -> float:
-        body = get_json(
-            f"{PROMETHEUS}/api/v1/query", {"query": f"max(timestamp(otelperf_findings_total{selector}))"}
-        )
-        result = body["data"]["result"]
-        return float(result[0]["value"][1]) if result else 0.0
+        value = prometheus_value(f"max(timestamp(otelperf_findings_total{selector}))")
+        return 0.0 if value is None else value
 
     # The process exported every finding in its final flush, before it stopped; a scrape taken
     # after that (and the collector's 1 s batch) has them all, the look-alikes' too if they had any.

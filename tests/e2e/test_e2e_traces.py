@@ -17,23 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 from examples.shop.config import Config
-from tests.e2e.conftest import (
-    BIN,
-    SERVICE,
-    JSpan,
-    ShopRun,
-    StackUrls,
-    free_port,
-    jaeger_search,
-    jaeger_trace,
-    poll,
-    shop_env,
-    start_app,
-    stop_app,
-    traced_request,
-    wait_ready,
-    wait_spans_stored,
-)
+from tests.e2e._backend import JSpan, StackUrls, jaeger_search, jaeger_trace, poll, wait_spans_stored
+from tests.e2e._shop import shop_env, start_shop, traced_request
+from tests.e2e.conftest import SERVICE, ShopRun
 
 import otelperf
 
@@ -217,28 +203,10 @@ def test_search_by_service_finds_every_trace(stack: StackUrls, shop_run: ShopRun
 
 def test_code_mode_app_reports_as_shop(stack: StackUrls, tmp_path: Path) -> None:
     """SHOP_OTELPERF_INIT=1: the app calls otelperf.init(service_name="shop") itself, under plain uvicorn."""
-    port = free_port()
     env = shop_env(SHOP_OTELPERF_INIT="1", DATABASE_URL=f"sqlite:///{tmp_path / 'shop.db'}")
-    proc = start_app(
-        [
-            str(BIN / "python"),
-            "-m",
-            "uvicorn",
-            "examples.shop.app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env,
-    )
-    try:
-        wait_ready(port, proc)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            trace_id, parent_id, _ = traced_request(client, "GET", "/products/3/price")
-    finally:
-        output = stop_app(proc)
-    assert "Traceback" not in output, output
+    with start_shop(service=None, env=env) as shop, httpx.Client(base_url=shop.url) as client:
+        trace_id, parent_id, _ = traced_request(client, "GET", "/products/3/price")
+    assert "Traceback" not in shop.output, shop.output
     jaeger_trace(trace_id)
     wait_spans_stored()
     spans = jaeger_trace(trace_id)
