@@ -40,6 +40,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from otelperf import _internal, _names
 from otelperf._redact import redact_query
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
+from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
 
 __all__ = ["INSTRUMENTOR", "OtelperfASGIMiddleware"]
 
@@ -72,12 +73,14 @@ def _internal_error(where: str, exc: Exception) -> None:
 class _State:
     """What the middleware needs while otelperf is running; replaced, never mutated."""
 
-    __slots__ = ("capture_headers", "duration", "message_spans", "tracer")
+    __slots__ = ("capture_headers", "duration", "message_spans", "request_spans", "tracer")
 
     def __init__(
         self, tracer: Tracer, duration: Histogram, capture: Sequence[str], message_spans: bool
     ) -> None:
         self.tracer = tracer
+        spans = RequestSpans(tracer)
+        self.request_spans = spans if spans.enabled else None  # None: not the SDK's tracer
         self.duration = duration
         self.capture_headers = {name.lower().encode("latin-1"): name.lower() for name in capture}
         self.message_spans = message_spans
@@ -266,9 +269,11 @@ def _start(state: _State, scope: Scope) -> _Request:
     attributes = None
     if not remote.is_valid or remote.trace_flags.sampled:
         attributes = _request_attributes(state, scope, headers, method=method, raw=raw_method, scheme=scheme)
-    span = state.tracer.start_span(
-        method if method != "_OTHER" else "HTTP", context=parent, kind=SpanKind.SERVER, attributes=attributes
-    )
+    name = method if method != "_OTHER" else "HTTP"
+    if state.request_spans is not None:
+        span = state.request_spans.start(name, parent, SpanKind.SERVER, attributes)
+    else:
+        span = state.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
     base = scope.get("root_path", "")
     return _Request(span, trace.set_span_in_context(span, parent), method, scheme, base)
 
@@ -302,6 +307,10 @@ def _request_attributes(
         if capture and name in capture:
             key = _names.HTTP_REQUEST_HEADER_PREFIX + capture[name]
             attrs.setdefault(key, []).append(value.decode("latin-1"))
+    if capture:  # lists while collecting; spans keep sequences as tuples
+        for key, value in attrs.items():
+            if type(value) is list:
+                attrs[key] = tuple(value)
     if host is not None:
         address, port = _split_host(host.decode("latin-1"), scheme)
         if address:
@@ -356,7 +365,10 @@ def _finish(
             end_attributes[_names.HTTP_RESPONSE_STATUS_CODE] = status
         if error_type is not None:
             end_attributes[_names.ERROR_TYPE] = error_type
-        span.set_attributes(end_attributes)
+        if isinstance(span, RequestSpan):
+            span.set_trusted_attributes(end_attributes)
+        else:
+            span.set_attributes(end_attributes)
         if error_type is not None:
             description = None
             if error is not None:

@@ -1,0 +1,146 @@
+"""RequestSpan: the SERVER span otelperf builds itself behaves like the SDK's span where it matters."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
+
+
+def _setup(**provider_kwargs: object) -> tuple[RequestSpans, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(**provider_kwargs)  # type: ignore[arg-type]
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans = RequestSpans(provider.get_tracer("t"))
+    assert spans.enabled
+    return spans, exporter
+
+
+def _remote(sampled: bool) -> trace.Span:
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    return NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=flags))
+
+
+def test_ends_as_the_sdks_readable_span_once() -> None:
+    spans, exporter = _setup()
+    span = spans.start("GET", trace.set_span_in_context(_remote(True)), SpanKind.SERVER, {"url.path": "/x"})
+    assert isinstance(span, RequestSpan) and span.is_recording()
+    span.update_name("GET /x")
+    span.set_trusted_attributes({"http.route": "/x", "http.response.status_code": 200})
+    span.end()
+    span.end()  # a second end is ignored, as in the SDK
+    span.set_attribute("late", 1)  # after end: ignored
+    (done,) = exporter.get_finished_spans()
+    assert isinstance(done, ReadableSpan)
+    assert done.name == "GET /x" and done.kind is SpanKind.SERVER
+    assert done.context.trace_id == 0xABC and done.parent is not None and done.parent.span_id == 0xDEF
+    assert done.context.trace_flags.sampled
+    assert dict(done.attributes or {}) == {
+        "url.path": "/x",
+        "http.route": "/x",
+        "http.response.status_code": 200,
+    }
+    assert done.start_time is not None and done.end_time is not None and done.start_time <= done.end_time
+
+
+def test_the_sampler_decides_and_a_dropped_span_carries_the_decision() -> None:
+    spans, exporter = _setup(sampler=ParentBased(TraceIdRatioBased(1.0)))
+    unsampled = spans.start("GET", trace.set_span_in_context(_remote(False)), SpanKind.SERVER, None)
+    assert not unsampled.is_recording()
+    assert unsampled.get_span_context().trace_id == 0xABC
+    assert not unsampled.get_span_context().trace_flags.sampled
+    unsampled.end()
+    assert exporter.get_finished_spans() == ()
+
+    off, _ = _setup(sampler=ALWAYS_OFF)
+    root = off.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, None)
+    assert not root.is_recording() and root.get_span_context().is_valid
+
+
+def test_a_root_gets_a_new_trace_id() -> None:
+    spans, exporter = _setup()
+    a = spans.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, None)
+    b = spans.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, None)
+    assert a.get_span_context().trace_id != b.get_span_context().trace_id
+    a.end()
+    (done,) = exporter.get_finished_spans()
+    assert done.parent is None
+
+
+def test_application_attributes_are_checked_and_limited_as_the_sdk_does() -> None:
+    limits = SpanLimits(max_span_attributes=4, max_attribute_length=5)
+    spans, exporter = _setup(span_limits=limits)
+    oracle_exporter = InMemorySpanExporter()
+    oracle = TracerProvider(span_limits=limits)
+    oracle.add_span_processor(SimpleSpanProcessor(oracle_exporter))
+    ours = spans.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, {"a": 1})
+    theirs = oracle.get_tracer("t").start_span("GET", kind=SpanKind.SERVER, attributes={"a": 1})
+    for span in (ours, theirs):
+        span.set_attribute("bad", object())  # type: ignore[arg-type]  # not an attribute value
+        span.set_attributes({"user.id": "abcdefgh", "tags": ["x", "y"]})
+        span.set_attribute("mixed", [1, "a"])
+        span.set_attribute("four", 4)
+        span.set_attribute("one.too.many", 5)
+        span.end()
+    (done,) = exporter.get_finished_spans()
+    (expected,) = oracle_exporter.get_finished_spans()
+    assert dict(done.attributes or {}) == dict(expected.attributes or {})
+    # The SDK's rules: invalid values dropped, strings truncated, the oldest evicted past the limit.
+    assert dict(done.attributes or {}) == {
+        "tags": ("x", "y"),
+        "mixed": (1, "a"),
+        "four": 4,
+        "one.too.many": 5,
+    }
+
+
+def test_status_rules_match_the_sdk() -> None:
+    spans, exporter = _setup()
+    span = spans.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, None)
+    span.set_status(StatusCode.UNSET)
+    span.set_status(Status(StatusCode.ERROR, "boom"))
+    span.set_status(StatusCode.OK)
+    span.set_status(StatusCode.ERROR, "after ok: ignored")
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert done.status.status_code is StatusCode.OK
+
+
+def test_record_exception_and_events() -> None:
+    spans, exporter = _setup()
+    span = spans.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, None)
+    span.add_event("cache.warmed", {"keys": 3})
+    try:
+        raise ValueError("no such order")
+    except ValueError as exc:
+        span.record_exception(exc, escaped=True)
+    span.add_link(SpanContext(1, 2, is_remote=True), {"why": "batch"})
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    warmed, exception = done.events
+    assert warmed.name == "cache.warmed" and dict(warmed.attributes or {}) == {"keys": 3}
+    assert exception.name == "exception"
+    attributes = dict(exception.attributes or {})
+    assert attributes["exception.type"] == "ValueError"
+    assert attributes["exception.message"] == "no such order"
+    assert attributes["exception.escaped"] == "True"
+    assert "Traceback" in str(attributes["exception.stacktrace"])
+    (link,) = done.links
+    assert link.context.span_id == 2 and dict(link.attributes or {}) == {"why": "batch"}
+
+
+@pytest.mark.parametrize("n", [3])
+def test_event_limit(n: int) -> None:
+    spans, exporter = _setup(span_limits=SpanLimits(max_events=n))
+    span = spans.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, None)
+    for i in range(n + 2):
+        span.add_event(f"e{i}")
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert [e.name for e in done.events] == [f"e{i}" for i in range(n)]
