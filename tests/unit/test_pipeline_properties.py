@@ -86,7 +86,7 @@ def test_repeated_and_concurrent_init_keep_one_span_per_operation(cap: Capture) 
 
 def test_unsampled_requests_compute_no_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    import otelperf.instrumentation.asgi as asgi_mod
+    import otelperf.instrumentation._asgi_request as asgi_request
     import otelperf.instrumentation.httpx as httpx_mod
     import otelperf.instrumentation.sqlalchemy as sa_mod
 
@@ -98,7 +98,7 @@ def test_unsampled_requests_compute_no_attributes(monkeypatch: pytest.MonkeyPatc
         return wrapper
 
     monkeypatch.setattr(sa_mod, "sanitize", spy("sanitize", sa_mod.sanitize))
-    monkeypatch.setattr(asgi_mod, "redact_query", spy("redact_query", asgi_mod.redact_query))
+    monkeypatch.setattr(asgi_request, "redact_query", spy("redact_query", asgi_request.redact_query))
     monkeypatch.setattr(httpx_mod, "redact_url", spy("redact_url", httpx_mod.redact_url))
 
     c = capture(sampler="always_off")

@@ -38,7 +38,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _internal, _names
-from otelperf._redact import redact_query
+from otelperf.instrumentation._asgi_request import effective_path, find_prefix, is_mount, request_attributes
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
 
@@ -59,7 +59,6 @@ _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_CACHED_ROUTES = 4096
 
 
@@ -236,7 +235,7 @@ class OtelperfASGIMiddleware:
             cached = root._prefixes.get(id(route))
             if cached is not None and cached[0] is route:
                 return cached[1]
-            found = _find_prefix(getattr(root._owner, "routes", ()), route, "", 0)
+            found = find_prefix(getattr(root._owner, "routes", ()), route, "", 0)
             if found is not None:
                 if len(root._prefixes) < _MAX_CACHED_ROUTES:
                     root._prefixes[id(route)] = (route, found)  # keep route alive: id stays unique
@@ -268,7 +267,9 @@ def _start(state: _State, scope: Scope) -> _Request:
     remote = trace.get_current_span(parent).get_span_context()
     attributes = None
     if not remote.is_valid or remote.trace_flags.sampled:
-        attributes = _request_attributes(state, scope, headers, method=method, raw=raw_method, scheme=scheme)
+        attributes = request_attributes(
+            state.capture_headers, scope, headers, method=method, raw=raw_method, scheme=scheme
+        )
     name = method if method != "_OTHER" else "HTTP"
     if state.request_spans is not None:
         span = state.request_spans.start(name, parent, SpanKind.SERVER, attributes)
@@ -276,64 +277,6 @@ def _start(state: _State, scope: Scope) -> _Request:
         span = state.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
     base = scope.get("root_path", "")
     return _Request(span, trace.set_span_in_context(span, parent), method, scheme, base)
-
-
-def _request_attributes(
-    state: _State, scope: Scope, headers: Sequence[tuple[bytes, bytes]], *, method: str, raw: str, scheme: str
-) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        _names.HTTP_REQUEST_METHOD: method,
-        _names.URL_SCHEME: scheme,
-        _names.URL_PATH: scope.get("path", ""),
-    }
-    if method == "_OTHER":
-        attrs[_names.HTTP_REQUEST_METHOD_ORIGINAL] = raw
-    query: bytes = scope.get("query_string") or b""
-    if query:
-        attrs[_names.URL_QUERY] = redact_query(query.decode("latin-1"))
-    version = scope.get("http_version")
-    if version:
-        attrs[_names.NETWORK_PROTOCOL_VERSION] = version
-    client = scope.get("client")
-    if client:
-        attrs[_names.CLIENT_ADDRESS] = client[0]
-    capture = state.capture_headers
-    host: bytes | None = None
-    for name, value in headers:
-        if name == b"host":
-            host = value
-        elif name == b"user-agent":
-            attrs[_names.USER_AGENT_ORIGINAL] = value.decode("latin-1")
-        if capture and name in capture:
-            key = _names.HTTP_REQUEST_HEADER_PREFIX + capture[name]
-            attrs.setdefault(key, []).append(value.decode("latin-1"))
-    if capture:  # lists while collecting; spans keep sequences as tuples
-        for key, value in attrs.items():
-            if type(value) is list:
-                attrs[key] = tuple(value)
-    if host is not None:
-        address, port = _split_host(host.decode("latin-1"), scheme)
-        if address:
-            attrs[_names.SERVER_ADDRESS] = address
-            if port is not None:
-                attrs[_names.SERVER_PORT] = port
-    elif scope.get("server"):
-        attrs[_names.SERVER_ADDRESS] = scope["server"][0]
-        if scope["server"][1] is not None:
-            attrs[_names.SERVER_PORT] = scope["server"][1]
-    return attrs
-
-
-def _split_host(host: str, scheme: str) -> tuple[str, int | None]:
-    if host.startswith("["):  # [::1]:8000
-        end = host.find("]")
-        address, rest = host[1:end], host[end + 1 :]
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        address, _, port_text = host.partition(":")
-    if port_text.isdigit():
-        return address, int(port_text)
-    return address, _DEFAULT_PORTS.get(scheme)
 
 
 def _finish(
@@ -394,12 +337,12 @@ def _route_template(
         return None
     if isinstance(route, str):
         return route
-    if _is_mount(route):
+    if is_mount(route):
         # The request matched a mount but nothing inside it (or the mount is a plain ASGI app).
         path = getattr(route, "path", None)
         suffix = "/{path}"
     else:
-        path = _effective_path(scope) or getattr(route, "path_format", None) or getattr(route, "path", None)
+        path = effective_path(scope) or getattr(route, "path_format", None) or getattr(route, "path", None)
         suffix = ""
     if not isinstance(path, str):
         return None
@@ -409,41 +352,6 @@ def _route_template(
         + (path.rstrip("/") + suffix if suffix else path)
     )
     return template if template.startswith("/") else "/" + template
-
-
-def _effective_path(scope: Scope) -> str | None:
-    """FastAPI >= 0.16x keeps an included router's full template (all prefixes) here."""
-    fastapi_scope = scope.get("fastapi")
-    if not isinstance(fastapi_scope, dict):
-        return None
-    path = getattr(fastapi_scope.get("effective_route_context"), "path_format", None)
-    return path if isinstance(path, str) else None
-
-
-def _is_mount(route: Any) -> bool:
-    routing = sys.modules.get("starlette.routing")
-    return routing is not None and isinstance(route, routing.Mount)
-
-
-def _find_prefix(routes: Any, target: Any, prefix: str, depth: int) -> str | None:
-    if depth > 8:
-        return None
-    routing = sys.modules.get("starlette.routing")
-    for candidate in routes:
-        if candidate is target:
-            return prefix
-        if routing is None:
-            continue
-        if isinstance(candidate, routing.Mount):
-            mount_path = candidate.path_format.removesuffix("/{path}")
-            found = _find_prefix(candidate.routes, target, prefix + mount_path, depth + 1)
-        elif isinstance(candidate, routing.Host):
-            found = _find_prefix(candidate.routes, target, prefix, depth + 1)
-        else:
-            continue
-        if found is not None:
-            return found
-    return None
 
 
 def _message_span_wrappers(
