@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -31,35 +30,6 @@ PATCHED = [
     (redis.asyncio.client.Pipeline, "immediate_execute_command"),
     (redis.asyncio.client.Pipeline, "execute"),
 ]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"otelperf-test:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def client(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(redis_url)
-    try:
-        yield r
-    finally:
-        keys = r.keys(prefix + "*")
-        if keys:
-            r.delete(*keys)
-        r.close()
-
-
-@pytest.fixture
-async def aclient(redis_url: str, prefix: str) -> AsyncIterator[redis.asyncio.Redis]:
-    r = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        yield r
-    finally:
-        keys = await r.keys(prefix + "*")
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:

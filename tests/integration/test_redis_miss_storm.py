@@ -6,8 +6,6 @@ Against a real Redis (OTELPERF_TEST_REDIS_URL, fixture ``redis_url`` in conftest
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -20,32 +18,6 @@ from otelperf.instrumentation.cache import key_hash
 from otelperf.testing import Capture
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"otelperf-storm:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def client(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(redis_url)
-    try:
-        yield r
-    finally:
-        keys = r.keys(prefix + "*")
-        if keys:
-            r.delete(*keys)
-        r.close()
-
-
-@pytest.fixture
-async def aclient(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    r = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        yield r
-    finally:
-        await r.aclose()
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:
