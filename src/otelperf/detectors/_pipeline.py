@@ -227,6 +227,15 @@ class DetectorSpanProcessor(SpanProcessor):
         self._stopping = True
         self._wake.set()
         self._worker.join(timeout=5.0)
+        # A request that ended while shutdown began can land in the queue after the worker's last
+        # look at it: analyze what is left here, so nothing is lost.
+        while self._ready:
+            root, spans = self._ready.popleft()
+            try:
+                self._analyze(root, spans)
+            except Exception as exc:
+                _internal.record_internal_error("detectors.shutdown", exc)
+                self._pass_on(spans)
         self.flush_open_traces()
         self._inner.shutdown()
 

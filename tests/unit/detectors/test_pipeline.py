@@ -229,3 +229,19 @@ def test_shutdown_passes_on_unfinished_requests() -> None:
         pass
     provider.shutdown()
     assert _names(exporter.get_finished_spans()) == ["child"]
+
+
+def test_a_request_queued_after_the_workers_last_look_is_not_lost_at_shutdown() -> None:
+    provider, processor, exporter, detector = _setup()
+    # The worker has taken its last look (shutdown began) ...
+    processor._stopping = True
+    processor._wake.set()
+    processor._worker.join(timeout=5)
+    assert not processor._worker.is_alive()
+    # ... and a request ends just then.
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /late"), tracer.start_as_current_span("bad"):
+        pass
+    provider.shutdown()
+    assert _names(exporter.get_finished_spans()) == ["GET /late", "bad"]
+    assert [v.route for v in detector.seen] == ["GET /late"]
