@@ -97,12 +97,13 @@ def component_of(span: ReadableSpan) -> Component:
 class TraceView:
     """The spans one request produced in this process, ended, with its local root."""
 
-    __slots__ = ("_children", "root", "spans")
+    __slots__ = ("_children", "_components", "root", "spans")
 
     def __init__(self, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> None:
         self.root = root
         self.spans = spans
         self._children: dict[int, list[ReadableSpan]] | None = None
+        self._components: dict[Component, list[ReadableSpan]] | None = None
 
     @property
     def route(self) -> str:
@@ -122,8 +123,21 @@ class TraceView:
         ctx = span.context
         return self._children.get(ctx.span_id, []) if ctx is not None else []
 
+    def spans_of(self, component: Component) -> Sequence[ReadableSpan]:
+        """The spans (the root included) of one component, worked out once per request for all
+        detectors: most requests have no cache or no database span, and a detector that has
+        nothing to look at should not read every span's attributes to find that out."""
+        index = self._components
+        if index is None:
+            index = {}
+            for s in self.spans:
+                index.setdefault(component_of(s), []).append(s)
+            self._components = index
+        return index.get(component, ())
+
     def of_component(self, component: Component) -> Iterator[ReadableSpan]:
-        return (s for s in self.spans if s is not self.root and component_of(s) == component)
+        root = self.root
+        return (s for s in self.spans_of(component) if s is not root)
 
 
 class Detector(Protocol):

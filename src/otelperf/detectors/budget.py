@@ -160,6 +160,8 @@ class LatencyBudgetDetector:
         return self._routes.get(ALL_ROUTES) if budget is None else budget
 
     def component_budgets_for(self, route: str) -> dict[str, float]:
+        if not self._components:
+            return {}
         return {**self._components.get(ALL_ROUTES, {}), **self._components.get(route, {})}
 
     # --- the detector ---

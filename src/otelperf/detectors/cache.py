@@ -165,7 +165,7 @@ class CacheDetector:
 
     def analyze(self, trace: TraceView) -> list[Finding]:
         lookups: dict[str, list[tuple[ReadableSpan, int, int]]] = {}
-        for span in trace.spans:
+        for span in trace.spans_of("cache"):
             found = _lookup(span)
             if found is not None and span.end_time is not None:
                 name, hits, misses = found

@@ -146,6 +146,8 @@ class NPlusOneDetector:
         self.critical_ms = float(settings.slow_query_critical_ms)
 
     def analyze(self, trace: TraceView) -> list[Finding]:
+        if len(trace.spans) <= self.min_count:
+            return []  # a repeat needs min_count spans under the root: not there
         root = trace.root
         groups: dict[tuple[int, str], _Group] = {}
         shapes: dict[str, tuple[str, str]] = {}  # fingerprint -> (kind, statement)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
-from otelperf.detectors._api import Finding, Severity, TraceView, attributes_of, component_of, hex_span_id
+from otelperf.detectors._api import Finding, Severity, TraceView, attributes_of, hex_span_id
 from otelperf.detectors.explain import ExplainWorker, PlanSummary, shared_worker
 from otelperf.detectors.fingerprint import statement_fingerprint
 
@@ -156,12 +156,12 @@ class SlowQueryDetector:
         route_ms = self.overrides.get(route, self.warning_ms)
         root = trace.root
         by_fingerprint: dict[str, _Slow] = {}
-        for span in trace.spans:
+        for span in trace.spans_of("db"):
             start, end = span.start_time, span.end_time
             if start is None or end is None or span is root:
                 continue
             ms = (end - start) / 1e6
-            if ms < floor or component_of(span) != "db":
+            if ms < floor:
                 continue
             text = statement_of(span)
             if text is None:
@@ -179,6 +179,8 @@ class SlowQueryDetector:
             if ms > slow.worst_ms:
                 slow.worst, slow.worst_ms = span, ms
         findings: list[Finding] = []
+        if not by_fingerprint:
+            return findings
         trace_id = trace.trace_id
         for fingerprint, slow in by_fingerprint.items():
             if slow.worst is None:

@@ -27,13 +27,58 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, StaticSampler
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
 _UNSET = Status(StatusCode.UNSET)
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+# Flags by (sampled, random trace id): the SDK marks W3C level-2 "random trace id" when its id
+# generator says so for a root, or when the parent had it.
+_FLAGS = {
+    (sampled, random): TraceFlags(
+        (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        | (TraceFlags.RANDOM_TRACE_ID if random else 0)
+    )
+    for sampled in (False, True)
+    for random in (False, True)
+}
+# App-side changes to a request span (attributes, events, status from several threads) are rare;
+# one lock for all of them costs less than a lock made per request.
+_APP_LOCK = threading.Lock()
+
+
+def _static_decision(sampler: object) -> Decision | None:
+    if type(sampler) is StaticSampler:
+        decision = getattr(sampler, "_decision", None)
+        return decision if isinstance(decision, Decision) else None
+    return None
+
+
+def _plain_rule(sampler: Sampler | None) -> str | None:
+    """``"on"``/``"off"`` for the SDK's ALWAYS_ON/ALWAYS_OFF, ``"parent"`` for ParentBased(ALWAYS_ON)
+    with its default delegates; None for any other sampler (it is asked every time).
+
+    These samplers' answers depend only on the parent, and ALWAYS_ON echoes the span's own
+    attributes back (which the SDK then merges, a copy per span): deciding here gives the same
+    decision and trace state without the call."""
+    decision = _static_decision(sampler)
+    if decision is not None:
+        if decision is Decision.RECORD_AND_SAMPLE:
+            return "on"
+        return "off" if decision is Decision.DROP else None
+    if type(sampler) is ParentBased:
+        delegates = [
+            _static_decision(getattr(sampler, name, None))
+            for name in ("_root", "_remote_parent_sampled", "_local_parent_sampled")
+        ]
+        unsampled = [
+            _static_decision(getattr(sampler, name, None))
+            for name in ("_remote_parent_not_sampled", "_local_parent_not_sampled")
+        ]
+        on = all(d is Decision.RECORD_AND_SAMPLE for d in delegates)
+        if on and all(d is Decision.DROP for d in unsampled):
+            return "parent"
+    return None
 
 
 class RequestSpans:
@@ -46,6 +91,9 @@ class RequestSpans:
         self._ids = getattr(tracer, "id_generator", None)
         self._sampler = getattr(tracer, "sampler", None)
         self._limits = getattr(tracer, "_span_limits", None)
+        self._rule = _plain_rule(self._sampler)
+        is_random = getattr(self._ids, "is_trace_id_random", None)
+        self._random_ids = bool(is_random()) if callable(is_random) else False
         self.enabled = None not in (self._processor, self._resource, self._ids, self._sampler, self._limits)
 
     def start(
@@ -54,25 +102,37 @@ class RequestSpans:
         """A started span (recording or not, as the sampler decides); ``attributes`` are trusted."""
         assert self._ids is not None and self._sampler is not None
         parent_ctx = trace.get_current_span(parent).get_span_context()
-        trace_id = parent_ctx.trace_id if parent_ctx.is_valid else self._ids.generate_trace_id()
-        result = self._sampler.should_sample(parent, trace_id, name, kind, attributes, None)
-        sampled = result.decision is Decision.RECORD_AND_SAMPLE
+        valid_parent = parent_ctx.is_valid
+        trace_id = parent_ctx.trace_id if valid_parent else self._ids.generate_trace_id()
+        rule = self._rule
+        if rule is not None:
+            follows_parent = rule == "parent"
+            sampled = (not valid_parent or parent_ctx.trace_flags.sampled) if follows_parent else rule == "on"
+            recording = sampled
+            trace_state = parent_ctx.trace_state if valid_parent else None
+        else:
+            result = self._sampler.should_sample(parent, trace_id, name, kind, attributes, None)
+            sampled = result.decision is Decision.RECORD_AND_SAMPLE
+            recording = result.decision.is_recording()
+            trace_state = result.trace_state
+            if recording and result.attributes:  # a sampler may add attributes
+                attributes = {**(attributes or {}), **result.attributes}
         context = SpanContext(
             trace_id,
             self._ids.generate_span_id(),
             is_remote=False,
-            trace_flags=_SAMPLED if sampled else _NOT_SAMPLED,
-            trace_state=result.trace_state,
+            trace_flags=_FLAGS[
+                sampled, parent_ctx.trace_flags.random_trace_id if valid_parent else self._random_ids
+            ],
+            trace_state=trace_state,
         )
-        if not result.decision.is_recording():
+        if not recording:
             return NonRecordingSpan(context)
-        if result.attributes:  # a sampler may add attributes
-            attributes = {**(attributes or {}), **result.attributes}
         return RequestSpan(
             self,
             name,
             context=context,
-            parent=parent_ctx if parent_ctx.is_valid else None,
+            parent=parent_ctx if valid_parent else None,
             kind=kind,
             attributes=attributes,
         )
@@ -102,7 +162,6 @@ class RequestSpan(trace.Span):
         self._status = _UNSET
         self._start = time.time_ns()
         self._end: int | None = None
-        self._lock = threading.Lock()  # the app may touch its span from several threads
 
     # --- what otelperf calls on the hot path ---
     def set_trusted_attributes(self, attributes: Mapping[str, Any]) -> None:
@@ -126,7 +185,7 @@ class RequestSpan(trace.Span):
             self.set_attribute(key, value)
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
-        with self._lock:
+        with _APP_LOCK:
             if self._end is not None:
                 return
             attributes = self._attributes
@@ -154,14 +213,14 @@ class RequestSpan(trace.Span):
             ),
             timestamp if timestamp is not None else time.time_ns(),
         )
-        with self._lock:
+        with _APP_LOCK:
             if self._end is None and (not limits or len(self._events) < limits.max_events):
                 self._events.append(event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if not context.is_valid:
             return
-        with self._lock:
+        with _APP_LOCK:
             limits = self._owner._limits
             if self._end is None and (not limits or len(self._links) < limits.max_links):
                 self._links.append(Link(context, BoundedAttributes(None, attributes)))
@@ -196,7 +255,7 @@ class RequestSpan(trace.Span):
         self.add_event("exception", event_attributes, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        with self._lock:
+        with _APP_LOCK:
             if self._end is not None:
                 return
             self._end = end_time if end_time is not None else time.time_ns()

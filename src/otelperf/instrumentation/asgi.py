@@ -31,14 +31,20 @@ from typing import Any
 
 import wrapt
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _internal, _names
-from otelperf.instrumentation._asgi_request import effective_path, find_prefix, is_mount, request_attributes
+from otelperf.instrumentation._asgi_request import (
+    effective_path,
+    extract_parent,
+    find_prefix,
+    is_mount,
+    request_attributes,
+)
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
 
@@ -258,7 +264,7 @@ class _StarletteStack(OtelperfASGIMiddleware):
 
 def _start(state: _State, scope: Scope) -> _Request:
     headers = scope.get("headers") or ()
-    parent = propagate.extract(headers, getter=_GETTER)
+    parent = extract_parent(headers, _GETTER)
     raw_method: str = scope.get("method") or ""
     method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
     scheme: str = scope.get("scheme") or "http"

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
 
@@ -144,3 +163,86 @@ def test_event_limit(n: int) -> None:
     span.end()
     (done,) = exporter.get_finished_spans()
     assert [e.name for e in done.events] == [f"e{i}" for i in range(n)]
+
+
+class _CountingSampler(ParentBased):
+    """ParentBased(ALWAYS_ON) by behaviour, but not the SDK's own type: must be asked every time."""
+
+    def __init__(self) -> None:
+        super().__init__(ALWAYS_ON)
+        self.calls = 0
+
+    def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+        self.calls += 1
+        result = super().should_sample(*args, **kwargs)  # type: ignore[arg-type]
+        return SamplingResult(result.decision, {"sampler.extra": "yes"}, result.trace_state)
+
+
+_SAMPLERS: dict[str, Callable[[], Sampler]] = {
+    "always_on": lambda: ALWAYS_ON,
+    "always_off": lambda: ALWAYS_OFF,
+    "parentbased_always_on": lambda: ParentBased(ALWAYS_ON),
+    "parentbased_always_off": lambda: ParentBased(ALWAYS_OFF),
+    "parentbased_ratio": lambda: ParentBased(TraceIdRatioBased(0.5)),
+    "parent_sampled_dropped": lambda: ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF),
+}
+
+
+def _parents() -> dict[str, Context]:
+    state = TraceState([("vendor", "v1")])
+    out = {"root": trace.set_span_in_context(trace.INVALID_SPAN)}
+    for sampled in (True, False):
+        for remote in (True, False):
+            flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+            ctx = SpanContext(0xABC, 0xDEF, is_remote=remote, trace_flags=flags, trace_state=state)
+            out[f"{'remote' if remote else 'local'}-{'sampled' if sampled else 'unsampled'}"] = (
+                trace.set_span_in_context(NonRecordingSpan(ctx))
+            )
+    return out
+
+
+@pytest.mark.parametrize("sampler_name", sorted(_SAMPLERS))
+def test_the_shortcut_for_the_sdks_plain_samplers_decides_as_the_sdk(sampler_name: str) -> None:
+    """ALWAYS_ON/OFF and ParentBased(ALWAYS_ON) are decided without calling them: the decision,
+    flags, trace state and attributes must be the SDK tracer's, for a root and every kind of parent."""
+    for parent_name, parent in _parents().items():
+        ours, ours_out = _setup(sampler=_SAMPLERS[sampler_name](), id_generator=_FixedIds())
+        theirs_out = InMemorySpanExporter()
+        provider = TracerProvider(sampler=_SAMPLERS[sampler_name](), id_generator=_FixedIds())
+        provider.add_span_processor(SimpleSpanProcessor(theirs_out))
+        sdk_span = provider.get_tracer("t").start_span("GET", parent, SpanKind.SERVER, {"url.path": "/x"})
+        span = ours.start("GET", parent, SpanKind.SERVER, {"url.path": "/x"})
+        where = f"{sampler_name} / {parent_name}"
+        assert span.is_recording() == sdk_span.is_recording(), where
+        assert span.get_span_context() == sdk_span.get_span_context(), where
+        span.end()
+        sdk_span.end()
+        assert [dict(s.attributes or {}) for s in ours_out.get_finished_spans()] == [
+            dict(s.attributes or {}) for s in theirs_out.get_finished_spans()
+        ], where
+
+
+def test_any_other_sampler_is_asked_and_its_attributes_kept() -> None:
+    sampler = _CountingSampler()
+    spans, exporter = _setup(sampler=sampler)
+    spans.start(
+        "GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, {"url.path": "/x"}
+    ).end()
+    assert sampler.calls == 1
+    (done,) = exporter.get_finished_spans()
+    assert dict(done.attributes or {}) == {"url.path": "/x", "sampler.extra": "yes"}
+
+
+class _FixedIds(RandomIdGenerator):
+    """The same ids in the same order for two providers, so their spans can be compared whole."""
+
+    def __init__(self) -> None:
+        self._next = 0x1000
+
+    def generate_span_id(self) -> int:
+        self._next += 1
+        return self._next
+
+    def generate_trace_id(self) -> int:
+        self._next += 1
+        return self._next << 64 | 0x5555
