@@ -57,9 +57,15 @@ def guard(where: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        record_internal_error(where, exc)
-        if _under_pytest():
-            raise
+        swallow(where, exc)
+
+
+def swallow(where: str, exc: Exception) -> None:
+    """``guard`` for a per-operation hot path, where a generator context manager costs more than
+    the work it guards: call from an ``except Exception`` block (re-raises under pytest)."""
+    record_internal_error(where, exc)
+    if _under_pytest():
+        raise exc
 
 
 def take_internal_errors() -> list[tuple[str, BaseException]]:

@@ -314,7 +314,7 @@ def _finish(
             end_attributes[_names.HTTP_RESPONSE_STATUS_CODE] = status
         if error_type is not None:
             end_attributes[_names.ERROR_TYPE] = error_type
-        if isinstance(span, RequestSpan):
+        if type(span) is RequestSpan:  # not isinstance: trace.Span is an ABC, slow to check
             span.set_trusted_attributes(end_attributes)
         else:
             span.set_attributes(end_attributes)
