@@ -352,6 +352,60 @@ def test_randomized_spans_property() -> None:
         assert_same_as_sdk(spans[start : start + 64])
 
 
+def test_otelperf_shaped_spans_take_the_short_path_and_still_equal_the_sdk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """otelperf's own spans (a plain ReadableSpan, dict attributes, list events and links) are
+    encoded from the span's fields directly; the result must still be the SDK encoder's, and every
+    such span without events or links must take that path."""
+    rng = random.Random(7)
+    recorder = _Recorder(resource=Resource({"service.name": "plain"}))
+    tracer = recorder.tracer("otelperf", "1")
+    pool: list[Any] = [v for v in _VALUES if v is not _VALUES[18]] + ["GET", "SELECT 1", 200, 0.25, True]
+    keys = ["http.request.method", "url.path", "db.system.name", "k", "ü"]
+    for _ in range(200):
+        parent = trace.set_span_in_context(NonRecordingSpan(_REMOTE_CTX)) if rng.random() < 0.3 else None
+        with tracer.start_as_current_span(
+            rng.choice(["op", "GET /x", "🚀", ""]),
+            context=parent,
+            kind=rng.choice(list(SpanKind)),
+            attributes={rng.choice(keys): rng.choice(pool) for _ in range(rng.randrange(8))},
+        ) as span:
+            if rng.random() < 0.2:
+                span.add_event("e", {"k": rng.choice(pool)})
+            if rng.random() < 0.3:
+                span.set_status(Status(StatusCode.ERROR, rng.choice([None, "bad"])))
+    plain = [
+        ReadableSpan(
+            s.name,
+            context=s.context,
+            parent=s.parent,
+            resource=s.resource,
+            attributes=dict(s.attributes or {}),
+            events=list(s.events),
+            links=list(s.links),
+            kind=s.kind,
+            status=s.status,
+            start_time=s.start_time,
+            end_time=s.end_time,
+            instrumentation_scope=s.instrumentation_scope,
+        )
+        for s in recorder.spans
+    ]
+    general = []
+    real_general = _otlp_encode._span_general
+
+    def counting(span: ReadableSpan) -> bytes:
+        general.append(span)
+        return real_general(span)
+
+    monkeypatch.setattr(_otlp_encode, "_span_general", counting)
+    for start in range(0, len(plain), 50):
+        assert_same_as_sdk(plain[start : start + 50])
+    assert general and all(s.events or s.links for s in general)  # only those with events took it
+    recorder.provider.shutdown()
+
+
 # --- the attribute cache -------------------------------------------------------------------------
 
 

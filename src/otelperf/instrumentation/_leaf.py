@@ -27,6 +27,12 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+# A child carries W3C level-2 "random trace id" when its parent does, as the SDK's spans do.
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+
+
+def _child_flags(parent: SpanContext) -> TraceFlags:
+    return _SAMPLED_RANDOM if parent.trace_flags & TraceFlags.RANDOM_TRACE_ID else _SAMPLED
 
 
 class LeafSpans:
@@ -60,7 +66,7 @@ class LeafSpans:
             parent.trace_id,
             span_id if span_id is not None else self.new_span_id(),
             is_remote=False,
-            trace_flags=_SAMPLED,
+            trace_flags=_child_flags(parent),
             trace_state=parent.trace_state,
         )
 
@@ -76,9 +82,18 @@ class LeafSpans:
         error: bool = False,
         context: SpanContext | None = None,
     ) -> None:
+        if context is None:  # context_for(), inline: this runs once per statement
+            assert self._ids is not None
+            context = SpanContext(
+                parent.trace_id,
+                self._ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=_SAMPLED_RANDOM if parent.trace_flags & TraceFlags.RANDOM_TRACE_ID else _SAMPLED,
+                trace_state=parent.trace_state,
+            )
         span = ReadableSpan(
             name,
-            context=context if context is not None else self.context_for(parent),
+            context=context,
             parent=parent,
             resource=self._resource,
             attributes=attributes,

@@ -70,7 +70,8 @@ _SUPPRESS_KEY_PLAIN = "suppress_instrumentation"  # the legacy plain-string key,
 
 def instrumentation_suppressed() -> bool:
     """True inside ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` (or an equivalent)."""
-    return bool(otel_context.get_value(_SUPPRESS_KEY) or otel_context.get_value(_SUPPRESS_KEY_PLAIN))
+    current = otel_context.get_current()  # what get_value reads, fetched once for both keys
+    return bool(current.get(_SUPPRESS_KEY) or current.get(_SUPPRESS_KEY_PLAIN))
 
 
 # --- metrics shared by every cache, in-process or Redis ----------------------------------------------

@@ -1,0 +1,56 @@
+"""Leaf spans (``_leaf.py``) must come out as the SDK would have made them under the same parent."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+
+from otelperf.instrumentation._leaf import LeafSpans
+
+
+def _parent(random_id: bool, remote: bool) -> SpanContext:
+    flags = TraceFlags.SAMPLED | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)
+    return SpanContext(
+        0x5BF92F3577B34DA6A3CE929D0E0E4736,
+        0x00F067AA0BA902B7,
+        is_remote=remote,
+        trace_flags=TraceFlags(flags),
+        trace_state=TraceState([("vendor", "v1")]),
+    )
+
+
+@pytest.mark.parametrize("random_id", [True, False])
+@pytest.mark.parametrize("remote", [True, False])
+def test_a_leaf_span_matches_the_sdks_child_span(random_id: bool, remote: bool) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    leaf = LeafSpans(tracer)
+    assert leaf.enabled
+    parent = _parent(random_id, remote)
+
+    leaf.emit("SELECT t", SpanKind.CLIENT, parent, 1_000, 2_000, {"db.system.name": "postgresql"})
+    context = trace.set_span_in_context(NonRecordingSpan(parent))
+    tracer.start_span(
+        "SELECT t", context, SpanKind.CLIENT, {"db.system.name": "postgresql"}, start_time=1_000
+    ).end(end_time=2_000)
+
+    ours, sdk = exporter.get_finished_spans()
+    assert ours.context is not None and sdk.context is not None
+    assert ours.context.trace_flags == sdk.context.trace_flags  # incl. the random-trace-id bit
+    assert ours.context.trace_state == sdk.context.trace_state
+    assert ours.context.trace_id == sdk.context.trace_id
+    assert ours.parent == sdk.parent
+    assert (ours.name, ours.kind, ours.start_time, ours.end_time) == (
+        sdk.name,
+        sdk.kind,
+        sdk.start_time,
+        sdk.end_time,
+    )
+    assert dict(ours.attributes or {}) == dict(sdk.attributes or {})
+    assert leaf.context_for(parent).trace_flags == sdk.context.trace_flags
