@@ -14,7 +14,8 @@ every instruction alike (cache misses, syscalls and the GIL are not in it).
 Each arm is benchmarks/bench_app.py in uvicorn (1 worker, ``--loop asyncio --http h11``, as in
 overhead.py) under ``valgrind --tool=callgrind --instr-atstart=no``, so start-up is not counted:
 
-1. start, warm up every route with ``--warmup`` requests (not counted);
+1. start, warm up the route with ``--warmup`` requests, wait until the server is idle (the
+   detector thread and the exporter finish the warm-up's requests; not counted);
 2. switch counting on (``callgrind_control -i on``), send ``--requests`` requests to one route
    from this process (10 keep-alive connections), then SIGTERM the server: its flush (detector
    queue, the spans still to be exported, one metric export) is counted, as it belongs to them;
@@ -38,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,6 +69,20 @@ def arm_env(arm: str, db: str, sink_url: str) -> dict[str, str]:
     if arm == "prod":
         env["OTELPERF_EXPORT_SHARE"] = "0.1"
     return env
+
+
+def wait_idle(pid: int, timeout: float = 300.0) -> None:
+    """Until the server stops using CPU: under callgrind the detector thread and the exporter take
+    seconds to finish the warm-up's requests, which must not be counted against the measured ones."""
+    deadline = time.monotonic() + timeout
+    last = overhead.tree_cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = overhead.tree_cpu_seconds(pid)
+        if now - last < 0.02:  # under 2% of a core for a second: idle (timers only)
+            return
+        last = now
+    raise RuntimeError(f"the server (pid {pid}) stayed busy for {timeout:.0f} s after its warm-up")
 
 
 def measure(arm: str, route: str, *, requests: int, warmup: int, db: str, sink_url: str, work: Path) -> float:
@@ -107,6 +123,7 @@ def measure(arm: str, route: str, *, requests: int, warmup: int, db: str, sink_u
         # Only the measured route: spans a warm-up leaves queued for export are flushed inside the
         # measured window, and another route's (12 spans a request on /n-plus-one) would be counted.
         overhead.load(port, route, warmup, 10)
+        wait_idle(proc.pid)  # the warm-up's analysis and export finish outside the count
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
         subprocess.run(["callgrind_control", "--instr=on", str(proc.pid)], check=True, capture_output=True)
         _, errors = overhead.load(port, route, requests, 10)

@@ -163,3 +163,37 @@ def test_same_name_returns_the_same_instrument() -> None:
     reader = InMemoryMetricReader()
     meter, _ = _fast_provider(reader)
     assert meter.create_histogram("x") is meter.create_histogram("x")
+
+
+def test_keyed_records_give_the_same_points_and_exemplars_as_record() -> None:
+    """``record_keyed`` (the ASGI middleware's path: the attribute set keyed once) must leave the
+    same data points as ``record`` with the same values, attributes and spans."""
+    sampled = SpanContext(0xA1, 0xB2, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    unsampled = SpanContext(0xA3, 0xB4, is_remote=False, trace_flags=TraceFlags(0))
+    calls = [(value, ATTRS[i % 2], (sampled, unsampled, None)[i % 3]) for i, value in enumerate(VALUES * 3)]
+    got = []
+    for keyed in (False, True):
+        reader = InMemoryMetricReader()
+        meter, _ = _fast_provider(reader)
+        hist = meter.create_histogram("k", unit="s", explicit_bucket_boundaries_advisory=BOUNDS)
+        for value, attrs, ctx in calls:
+            if keyed:
+                hist.record_keyed(value, frozenset(attrs.items()), attrs, ctx)  # type: ignore[attr-defined]
+            else:
+                context = trace.set_span_in_context(NonRecordingSpan(ctx)) if ctx is not None else None
+                hist.record(value, attrs, context=context)
+        got.append(
+            {
+                route: (
+                    p.count,
+                    p.sum,
+                    p.min,
+                    p.max,
+                    tuple(p.bucket_counts),
+                    sorted((e.value, e.trace_id, e.span_id) for e in p.exemplars),
+                )
+                for route, p in _by_route(_points(reader, "k")).items()
+            }
+        )
+    assert got[0] == got[1]
+    assert got[1]["/a"][5], "sampled measurements leave exemplars"

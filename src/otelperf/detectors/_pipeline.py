@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from otelperf import _internal, _names
+from otelperf import _spanctx as _ctx
 from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
 from otelperf.detectors._findings import FindingsSink
 
@@ -111,8 +112,8 @@ class DetectorSpanProcessor(SpanProcessor):
             self._inner.on_end(span)
             return
         parent = span.parent
-        trace_id = ctx.trace_id
-        if parent is None or parent.is_remote:
+        trace_id = _ctx.trace_id(ctx)
+        if parent is None or _ctx.is_remote(parent):
             with self._lock:
                 buffered = self._traces.pop(trace_id, None)
                 others: list[ReadableSpan] = []

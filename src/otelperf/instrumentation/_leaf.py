@@ -25,10 +25,13 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
 
+from otelperf import _spanctx as _ctx
+
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A child carries W3C level-2 "random trace id" when its parent does, as the SDK's spans do.
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_RANDOM = TraceFlags.RANDOM_TRACE_ID
 
 
 def _child_flags(parent: SpanContext) -> TraceFlags:
@@ -85,11 +88,13 @@ class LeafSpans:
         if context is None:  # context_for(), inline: this runs once per statement
             assert self._ids is not None
             context = SpanContext(
-                parent.trace_id,
+                _ctx.trace_id(parent),
                 self._ids.generate_span_id(),
                 is_remote=False,
-                trace_flags=_SAMPLED_RANDOM if parent.trace_flags & TraceFlags.RANDOM_TRACE_ID else _SAMPLED,
-                trace_state=parent.trace_state,
+                trace_flags=_SAMPLED_RANDOM
+                if _ctx.trace_flags(parent) & TraceFlags.RANDOM_TRACE_ID
+                else _SAMPLED,
+                trace_state=_ctx.trace_state(parent),
             )
         span = ReadableSpan(
             name,

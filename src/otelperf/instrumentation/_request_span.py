@@ -31,6 +31,8 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, Sta
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
+from otelperf import _spanctx as _ctx
+
 _UNSET = Status(StatusCode.UNSET)
 # Flags by (sampled, random trace id): the SDK marks W3C level-2 "random trace id" when its id
 # generator says so for a root, or when the parent had it.
@@ -102,14 +104,18 @@ class RequestSpans:
         """A started span (recording or not, as the sampler decides); ``attributes`` are trusted."""
         assert self._ids is not None and self._sampler is not None
         parent_ctx = trace.get_current_span(parent).get_span_context()
-        valid_parent = parent_ctx.is_valid
-        trace_id = parent_ctx.trace_id if valid_parent else self._ids.generate_trace_id()
+        valid_parent = _ctx.is_valid(parent_ctx)
+        trace_id = _ctx.trace_id(parent_ctx) if valid_parent else self._ids.generate_trace_id()
         rule = self._rule
         if rule is not None:
             follows_parent = rule == "parent"
-            sampled = (not valid_parent or parent_ctx.trace_flags.sampled) if follows_parent else rule == "on"
+            sampled = (
+                (not valid_parent or bool(_ctx.trace_flags(parent_ctx) & 0x01))
+                if follows_parent
+                else rule == "on"
+            )
             recording = sampled
-            trace_state = parent_ctx.trace_state if valid_parent else None
+            trace_state = _ctx.trace_state(parent_ctx) if valid_parent else None
         else:
             result = self._sampler.should_sample(parent, trace_id, name, kind, attributes, None)
             sampled = result.decision is Decision.RECORD_AND_SAMPLE
@@ -122,7 +128,10 @@ class RequestSpans:
             self._ids.generate_span_id(),
             is_remote=False,
             trace_flags=_FLAGS[
-                sampled, parent_ctx.trace_flags.random_trace_id if valid_parent else self._random_ids
+                sampled,
+                bool(_ctx.trace_flags(parent_ctx) & TraceFlags.RANDOM_TRACE_ID)
+                if valid_parent
+                else self._random_ids,
             ],
             trace_state=trace_state,
         )

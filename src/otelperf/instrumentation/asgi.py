@@ -38,6 +38,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _internal, _names
+from otelperf._fast_metrics import FastHistogram
 from otelperf.instrumentation._asgi_request import (
     effective_path,
     extract_parent,
@@ -66,6 +67,7 @@ _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )
 _MAX_CACHED_ROUTES = 4096
+_MAX_CACHED_SERIES = 4096  # label sets; past that, computed per request (the histogram bounds them too)
 
 
 def _internal_error(where: str, exc: Exception) -> None:
@@ -76,9 +78,18 @@ def _internal_error(where: str, exc: Exception) -> None:
 
 
 class _State:
-    """What the middleware needs while otelperf is running; replaced, never mutated."""
+    """What the middleware needs while otelperf is running; replaced, never mutated (but for the
+    cache of label sets it fills)."""
 
-    __slots__ = ("capture_headers", "duration", "message_spans", "request_spans", "tracer")
+    __slots__ = (
+        "capture_headers",
+        "duration",
+        "fast_duration",
+        "message_spans",
+        "request_spans",
+        "series",
+        "tracer",
+    )
 
     def __init__(
         self, tracer: Tracer, duration: Histogram, capture: Sequence[str], message_spans: bool
@@ -87,6 +98,10 @@ class _State:
         spans = RequestSpans(tracer)
         self.request_spans = spans if spans.enabled else None  # None: not the SDK's tracer
         self.duration = duration
+        # otelperf's own histogram: its points are keyed once per label set (method, scheme,
+        # route, status, error type), not per request.
+        self.fast_duration = duration if isinstance(duration, FastHistogram) else None
+        self.series: dict[tuple[Any, ...], tuple[dict[str, Any], frozenset[tuple[str, Any]]]] = {}
         self.capture_headers = {name.lower().encode("latin-1"): name.lower() for name in capture}
         self.message_spans = message_spans
 
@@ -325,14 +340,24 @@ def _finish(
                 span.record_exception(error, escaped=True)
             span.set_status(Status(StatusCode.ERROR, description))
     span.end()
-    attrs: dict[str, Any] = {_names.HTTP_REQUEST_METHOD: req.method, _names.URL_SCHEME: req.scheme}
-    if template is not None:
-        attrs[_names.HTTP_ROUTE] = template
-    if status is not None:
-        attrs[_names.HTTP_RESPONSE_STATUS_CODE] = status
-    if error_type is not None:
-        attrs[_names.ERROR_TYPE] = error_type
-    state.duration.record(elapsed, attrs, context=req.span_context)
+    labels = (req.method, req.scheme, template, status, error_type)
+    series = state.series.get(labels)
+    if series is None:
+        attrs: dict[str, Any] = {_names.HTTP_REQUEST_METHOD: req.method, _names.URL_SCHEME: req.scheme}
+        if template is not None:
+            attrs[_names.HTTP_ROUTE] = template
+        if status is not None:
+            attrs[_names.HTTP_RESPONSE_STATUS_CODE] = status
+        if error_type is not None:
+            attrs[_names.ERROR_TYPE] = error_type
+        if state.fast_duration is None:
+            state.duration.record(elapsed, attrs, context=req.span_context)
+            return
+        series = (attrs, frozenset(attrs.items()))
+        if len(state.series) < _MAX_CACHED_SERIES:
+            state.series[labels] = series
+    assert state.fast_duration is not None
+    state.fast_duration.record_keyed(elapsed, series[1], series[0], span.get_span_context())
 
 
 def _route_template(

@@ -46,6 +46,8 @@ from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, get_current_span
 
 from otelperf import _internal, _names
+from otelperf import _spanctx as _ctx
+from otelperf._fast_metrics import FastHistogram
 from otelperf._sql import operation_and_collection, sanitize
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._leaf import LeafSpans
@@ -90,6 +92,11 @@ _Begin = Callable[[Any, str, Any], "_Pending | None"]
 _End = Callable[["_Pending", "BaseException | None"], None]
 
 
+_Series = tuple[dict[str, Any], frozenset[tuple[str, Any]]]  # attributes, their key
+_MAX_SERIES_PER_ENGINE = 256
+_SAMPLED = 0x01  # the W3C "sampled" trace flag
+
+
 def system_names(dialect: Any) -> tuple[str, str]:
     """(``db.system.name``, legacy ``db.system``) for a SQLAlchemy dialect."""
     name = str(getattr(dialect, "name", "") or "other_sql")
@@ -101,7 +108,14 @@ def system_names(dialect: Any) -> tuple[str, str]:
 class _EngineInfo:
     """What is the same for every statement of one engine, worked out once."""
 
-    __slots__ = ("legacy_attributes", "metric_attributes", "mysql", "span_attributes", "system_name")
+    __slots__ = (
+        "legacy_attributes",
+        "metric_attributes",
+        "mysql",
+        "series",
+        "span_attributes",
+        "system_name",
+    )
 
     def __init__(self, dialect: Any, url: URL | None, legacy_attributes: bool) -> None:
         system_name, legacy = system_names(dialect)
@@ -124,6 +138,8 @@ class _EngineInfo:
                 span[_names.SERVER_PORT] = int(url.port)
         self.span_attributes = span
         self.metric_attributes = metric
+        # The duration histogram's attribute sets by (operation, error type), keyed once.
+        self.series: dict[tuple[str | None, str | None], _Series] = {}
 
 
 def _type_name(exc: BaseException) -> str:
@@ -287,6 +303,7 @@ def _make_hooks(
     """
     infos: weakref.WeakKeyDictionary[Any, _EngineInfo] = weakref.WeakKeyDictionary()
     leaf = LeafSpans(tracer)
+    fast_duration = duration if isinstance(duration, FastHistogram) else None
     perf_counter = time.perf_counter
     time_ns = time.time_ns
 
@@ -341,7 +358,8 @@ def _make_hooks(
         attributes: dict[str, Any] | None = None
         # Attributes go in at span start (one pass through the SDK's attribute checks), so they
         # are built before the span exists: skip them when the parent says "not sampled".
-        if not parent.is_valid or parent.trace_flags.sampled:
+        valid_parent = _ctx.is_valid(parent)
+        if not valid_parent or _ctx.trace_flags(parent) & _SAMPLED:
             attributes = dict(info.span_attributes)
             text = sanitize(statement, mysql=info.mysql)
             attributes[_names.DB_QUERY_TEXT] = text
@@ -357,7 +375,7 @@ def _make_hooks(
                 sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
                 if isinstance(sqlstate, str) and sqlstate:
                     attributes[_names.DB_RESPONSE_STATUS_CODE] = sqlstate
-        if attributes is not None and parent.is_valid and leaf.enabled:
+        if attributes is not None and valid_parent and leaf.enabled:
             # The usual case, a statement inside a request: written as a finished span in one step.
             end_ns = time_ns()
             events: tuple[Event, ...] = ()
@@ -386,12 +404,21 @@ def _make_hooks(
                 span.add_event(_names.EXCEPTION_EVENT, {_names.EXCEPTION_TYPE: error_type})
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
-        metric_attributes = dict(info.metric_attributes)
-        if operation is not None:
-            metric_attributes[_names.DB_OPERATION_NAME] = operation
-        if error_type is not None:
-            metric_attributes[_names.ERROR_TYPE] = error_type
-        duration.record(elapsed_end - start, metric_attributes)
+        series = info.series.get((operation, error_type))
+        if series is None:
+            metric_attributes = dict(info.metric_attributes)
+            if operation is not None:
+                metric_attributes[_names.DB_OPERATION_NAME] = operation
+            if error_type is not None:
+                metric_attributes[_names.ERROR_TYPE] = error_type
+            if fast_duration is None:
+                duration.record(elapsed_end - start, metric_attributes)
+                return
+            series = (metric_attributes, frozenset(metric_attributes.items()))
+            if len(info.series) < _MAX_SERIES_PER_ENGINE:  # operations are a closed set; errors few
+                info.series[operation, error_type] = series
+        assert fast_duration is not None
+        fast_duration.record_keyed(elapsed_end - start, series[1], series[0], parent)
 
     return begin, end
 
