@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Env lines from scripts/services.sh: OTELPERF_TEST_POSTGRES_URL / OTELPERF_TEST_REDIS_URL.
 SERVICE_ENV = $$(scripts/services.sh env)
 
-.PHONY: setup services services-stop test lint fmt demo demo-down bench clean
+.PHONY: setup services services-stop test lint fmt demo demo-down bench bench-instructions clean
 
 setup:
 	scripts/install.sh
@@ -45,6 +45,9 @@ demo-down:
 
 bench:
 	$(PY) benchmarks/overhead.py
+
+bench-instructions:  # needs valgrind
+	$(PY) benchmarks/instructions.py
 
 clean:
 	-scripts/services.sh stop

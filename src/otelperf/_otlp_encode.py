@@ -163,6 +163,30 @@ def _attributes(field_tag: bytes, attributes: Mapping[str, Any] | None) -> bytes
     return b"".join(parts)
 
 
+_BLOCK_CACHE_MAX = 2048
+_block_cache: dict[tuple[tuple[Any, ...], tuple[type, ...]], bytes] = {}
+_BLOCK_TYPES = frozenset((str, int, bool))
+
+
+def _span_attributes(attributes: dict[str, Any]) -> bytes:
+    """A span's whole attribute block, cached by its (key, value) pairs and their types: a
+    statement's or a route's spans repeat the same attributes, and one lookup (hashed in C) then
+    replaces the per-attribute work. Only str, int and bool values: with the types in the key,
+    ``1`` and ``True`` stay apart; floats (0.0 == -0.0, NaN) and sequences ([1] == [True]) would not.
+    """
+    kinds = tuple(map(type, attributes.values()))
+    if not _BLOCK_TYPES.issuperset(kinds):
+        return _attributes(_T9_LEN, attributes)
+    block_key = (tuple(attributes.items()), kinds)
+    encoded = _block_cache.get(block_key)
+    if encoded is None:
+        encoded = _attributes(_T9_LEN, attributes)
+        if len(_block_cache) >= _BLOCK_CACHE_MAX:
+            _block_cache.clear()
+        _block_cache[block_key] = encoded
+    return encoded
+
+
 def _static(obj: Any, build: Any) -> bytes:
     """Encode a Resource or InstrumentationScope once per object (they live as long as providers)."""
     key = id(obj)
@@ -275,7 +299,7 @@ def _span(span: ReadableSpan) -> bytes:
             parts.append(kind_field)
         parts.append(_T7_FIXED64 + _pack_fixed64(start or 0))
         parts.append(_T8_FIXED64 + _pack_fixed64(end or 0))
-        parts.append(_attributes(_T9_LEN, attributes))
+        parts.append(_span_attributes(attributes))
         if status is not None:
             parts.append(_status(status))
         parts.append(_FLAGS_REMOTE_PARENT if parent is not None and parent.is_remote else _FLAGS_LOCAL_PARENT)

@@ -475,3 +475,31 @@ def test_cache_is_bounded_and_correct_after_it_is_cleared(rec: _Recorder) -> Non
     # Entries from before and after the clear both encode correctly.
     assert_same_as_sdk(spans)
     assert_same_as_sdk([spans[0], spans[-1]])
+
+
+def test_attribute_blocks_are_cached_apart_by_type_and_never_for_floats_or_sequences() -> None:
+    """Whole attribute blocks are cached by their pairs and types: equal-but-different values
+    (1 / True, [1] / [True], 0.0 / -0.0) must each keep their own encoding."""
+    _otlp_encode._block_cache.clear()
+    variants: list[dict[str, Any]] = [
+        {"k": 1, "s": "x"},
+        {"k": True, "s": "x"},
+        {"k": (1,), "s": "x"},
+        {"k": (True,), "s": "x"},
+        {"k": 0.0, "s": "x"},
+        {"k": -0.0, "s": "x"},
+        {"k": "1", "s": "x"},
+    ]
+    spans = [
+        ReadableSpan(
+            "op",
+            context=SpanContext(0xA, 0xB + i, is_remote=False),
+            resource=Resource({"service.name": "blocks"}),
+            attributes=attrs,
+        )
+        for i, attrs in enumerate(variants * 2)  # twice: the second time from the cache
+    ]
+    assert_same_as_sdk(spans)
+    cached_kinds = {kinds for _, kinds in _otlp_encode._block_cache}
+    assert (int, str) in cached_kinds and (bool, str) in cached_kinds
+    assert not any(float in kinds or tuple in kinds for kinds in cached_kinds)
