@@ -41,9 +41,19 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, Tracer, get_current_span
+from opentelemetry.trace import (
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    get_current_span,
+)
 
 from otelperf import _names, _setup
+from otelperf import _spanctx as _ctx
 from otelperf._internal import swallow
 from otelperf.instrumentation._leaf import LeafSpans
 
@@ -216,7 +226,7 @@ def _begin(tracer: Tracer, span_name: str, leaf_ok: bool) -> _Pending:
     pending = _Pending(span_name)
     if leaf_ok:
         parent = get_current_span().get_span_context()
-        if parent.is_valid and parent.trace_flags.sampled:
+        if _ctx.is_valid(parent) and _ctx.trace_flags(parent) & TraceFlags.SAMPLED:
             leaf = _leaf_spans(tracer)
             if leaf.enabled:
                 pending.leaf, pending.parent, pending.start_ns = leaf, parent, time.time_ns()
