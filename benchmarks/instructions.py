@@ -90,33 +90,20 @@ def measure(arm: str, route: str, *, requests: int, warmup: int, db: str, sink_u
     out = work / f"{arm}{route.replace('/', '_')}"
     out.mkdir()
     port = overhead.free_port()
-    argv = [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        f"--callgrind-out-file={out}/callgrind.out",
-        str(overhead.VENV / "bin" / "python"),
-        "-m",
-        "uvicorn",
-        "bench_app:app",
-        "--app-dir",
-        str(overhead.HERE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--loop",
-        "asyncio",
-        "--http",
-        "h11",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    server = overhead.Arm(
+        name=arm,
+        argv_prefix=[
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}/callgrind.out",
+        ],
+        python=overhead.VENV / "bin" / "python",
+        env=arm_env(arm, db, sink_url),
+        service=None,
+    )
     log = out / "server.log"
-    proc = overhead.spawn(argv, arm_env(arm, db, sink_url), log)
+    proc = overhead.spawn(server.argv(port), server.env, log)
     try:
         if not overhead.wait_port(port, proc, START_TIMEOUT_S):
             raise RuntimeError(f"{arm}: the server did not start under valgrind (see {log})")

@@ -95,32 +95,12 @@ class FastHistogram(Histogram):
         context: Context | None = None,
     ) -> None:
         try:
-            if amount < 0:
-                return  # the SDK drops negative histogram values too
             key = _key(attributes) if attributes else frozenset()
-            index = bisect_left(self.boundaries, amount)
             span_context = trace.get_current_span(context).get_span_context()
-            with self._lock:
-                series = self._series.get(key)
-                if series is None:
-                    series = self._new_series(key, attributes or {})
-                series.counts[index] += 1
-                series.total += amount
-                series.count += 1
-                # Plain comparisons: min()/max() calls cost more on this path.
-                if amount < series.min:  # noqa: PLR1730
-                    series.min = amount
-                if amount > series.max:  # noqa: PLR1730
-                    series.max = amount
-                if span_context.trace_flags.sampled:
-                    series.exemplars[index] = (
-                        amount,
-                        time.time_ns(),
-                        span_context.trace_id,
-                        span_context.span_id,
-                    )
-        except Exception as exc:  # an unhashable attribute value, a non-number: never the app's problem
+        except Exception as exc:  # an unhashable attribute value: never the app's problem
             record_internal_error("metrics.histogram", exc)
+            return
+        self.record_keyed(amount, key, attributes or {}, span_context)
 
     def record_keyed(
         self,
@@ -133,7 +113,7 @@ class FastHistogram(Histogram):
         attribute set and has the current span's context at hand: the same point, less work."""
         try:
             if amount < 0:
-                return
+                return  # the SDK drops negative histogram values too
             index = bisect_left(self.boundaries, amount)
             with self._lock:
                 series = self._series.get(key)
@@ -153,7 +133,7 @@ class FastHistogram(Histogram):
                         _ctx.trace_id(span_context),
                         _ctx.span_id(span_context),
                     )
-        except Exception as exc:
+        except Exception as exc:  # a non-number: never the app's problem
             record_internal_error("metrics.histogram", exc)
 
     def _new_series(self, key: frozenset[tuple[str, Any]], attributes: Mapping[str, Any]) -> _Series:

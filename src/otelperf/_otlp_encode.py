@@ -47,6 +47,14 @@ _static_cache: dict[int, tuple[Any, bytes]] = {}
 _STATIC_CACHE_MAX = 64
 
 
+def _bounded_put(cache: dict[Any, bytes], key: Any, value: bytes, limit: int) -> bytes:
+    """Store ``value`` and return it; a full cache is cleared whole (cheaper than LRU here)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def _varint(value: int) -> bytes:
     if value < 0:
         value += 1 << 64
@@ -154,9 +162,7 @@ def _attributes(field_tag: bytes, attributes: Mapping[str, Any] | None) -> bytes
             if encoded is None:
                 encoded = _len_field(field_tag, _key_value(key, value))
                 if ck is not None:
-                    if len(cache) >= _KV_CACHE_MAX:
-                        cache.clear()
-                    cache[ck] = encoded
+                    _bounded_put(cache, ck, encoded, _KV_CACHE_MAX)
         except (TypeError, ValueError):
             continue  # not representable in OTLP: dropped, as the SDK's encoder drops it
         parts.append(encoded)
@@ -180,23 +186,23 @@ def _span_attributes(attributes: dict[str, Any]) -> bytes:
     block_key = (tuple(attributes.items()), kinds)
     encoded = _block_cache.get(block_key)
     if encoded is None:
-        encoded = _attributes(_T9_LEN, attributes)
-        if len(_block_cache) >= _BLOCK_CACHE_MAX:
-            _block_cache.clear()
-        _block_cache[block_key] = encoded
+        encoded = _bounded_put(_block_cache, block_key, _attributes(_T9_LEN, attributes), _BLOCK_CACHE_MAX)
     return encoded
 
 
-def _static(obj: Any, build: Any) -> bytes:
-    """Encode a Resource or InstrumentationScope once per object (they live as long as providers)."""
+def _static(obj: Any, build: Any, cache: dict[int, tuple[Any, bytes]] | None = None) -> bytes:
+    """Encode an immutable, long-lived object once per object: a Resource or InstrumentationScope
+    (they live as long as providers), or a shared Status (in its own ``cache``)."""
+    if cache is None:
+        cache = _static_cache
     key = id(obj)
-    hit = _static_cache.get(key)
+    hit = cache.get(key)
     if hit is not None and hit[0] is obj:
         return hit[1]
     encoded: bytes = build(obj)
-    if len(_static_cache) >= _STATIC_CACHE_MAX:
-        _static_cache.clear()
-    _static_cache[key] = (obj, encoded)
+    if len(cache) >= _STATIC_CACHE_MAX:
+        cache.clear()
+    cache[key] = (obj, encoded)
     return encoded
 
 
@@ -224,10 +230,7 @@ _name_cache: dict[str, bytes] = {}
 def _name_field(name: str) -> bytes:
     encoded = _name_cache.get(name)
     if encoded is None:
-        encoded = _str_field(_T5_LEN, name)
-        if len(_name_cache) >= _KV_CACHE_MAX:
-            _name_cache.clear()
-        _name_cache[name] = encoded
+        encoded = _bounded_put(_name_cache, name, _str_field(_T5_LEN, name), _KV_CACHE_MAX)
     return encoded
 
 
@@ -243,21 +246,18 @@ _PLAIN_SEQUENCES = (tuple, list)
 
 
 def _status(status: Any) -> bytes:
-    # Status objects are immutable and few (UNSET and ERROR, shared): encoded once per object.
-    hit = _status_cache.get(id(status))
-    if hit is not None and hit[0] is status:
-        return hit[1]
+    # UNSET (and ERROR without a message) are shared objects: encoded once per object.
+    return _static(status, _status_field, _status_cache)
+
+
+def _status_field(status: Any) -> bytes:
     body = b""
     if status.description:
         body += _str_field(_T2_LEN, status.description)
     code = status.status_code
     if code is not StatusCode.UNSET:
         body += _T3_VARINT + _varint(code.value)
-    encoded = _len_field(_T15_LEN, body)
-    if len(_status_cache) >= _STATIC_CACHE_MAX:
-        _status_cache.clear()
-    _status_cache[id(status)] = (status, encoded)
-    return encoded
+    return _len_field(_T15_LEN, body)
 
 
 def _span(span: ReadableSpan) -> bytes:
@@ -360,13 +360,7 @@ def _span_general(span: ReadableSpan) -> bytes:
         parts.append(_T14_VARINT + _varint(span.dropped_links))
     status = span.status
     if status is not None:
-        body = b""
-        if status.description:
-            body += _str_field(_T2_LEN, status.description)
-        code = status.status_code
-        if code is not StatusCode.UNSET:
-            body += _T3_VARINT + _varint(code.value)
-        parts.append(_len_field(_T15_LEN, body))
+        parts.append(_status_field(status))
     parts.append(_FLAGS_REMOTE_PARENT if parent is not None and parent.is_remote else _FLAGS_LOCAL_PARENT)
     return b"".join(parts)
 
