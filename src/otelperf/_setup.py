@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 
-from otelperf import _names
+from otelperf import _names, _sigterm
 from otelperf._export import ExportHealth, GuardedMetricExporter, GuardedSpanExporter
 from otelperf._fast_metrics import FastMeter, FastMetrics
 from otelperf._version import __version__
@@ -274,6 +274,8 @@ def init(**kwargs: Any) -> Runtime:
         if not _atexit_registered:
             _register_exit_flush()
             _atexit_registered = True
+        if settings.flush_on_sigterm and _runtime.enabled:
+            _sigterm.install(shutdown, settings.shutdown_timeout + 1.0)
         return _runtime
 
 
@@ -295,6 +297,7 @@ def shutdown(timeout: float | None = None) -> bool:
         runtime, _runtime = _runtime, None
     if runtime is None:
         return True
+    _sigterm.uninstall()
     return stop(runtime, runtime.settings.shutdown_timeout if timeout is None else timeout)
 
 

@@ -74,6 +74,7 @@ class Settings:
     budgets: Mapping[str, float] = field(default_factory=dict)  # route (or "*") -> milliseconds
     budgets_file: str | None = None  # budgets file; None = search otelperf.toml/pyproject.toml; "none" = off
     export_share: float = 1.0
+    flush_on_sigterm: bool = True  # flush before SIGTERM's default termination (_sigterm.py)
     max_queue_size: int = 8192
     max_export_batch_size: int = 512
     schedule_delay: float = 1.0
@@ -381,6 +382,7 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("budgets", "OTELPERF_BUDGETS", None, _parse_budgets, None),
     ("budgets_file", "OTELPERF_BUDGETS_FILE", None, _parse_str, None),
     ("export_share", "OTELPERF_EXPORT_SHARE", None, _parse_ratio, None),
+    ("flush_on_sigterm", "OTELPERF_FLUSH_ON_SIGTERM", None, _parse_bool, None),
     ("strict", "OTELPERF_STRICT", None, _parse_bool, None),
 )
 SETTING_NAMES = tuple(s[0] for s in _SPEC)

@@ -110,7 +110,7 @@ class RequestSpans:
         if rule is not None:
             follows_parent = rule == "parent"
             sampled = (
-                (not valid_parent or bool(_ctx.trace_flags(parent_ctx) & 0x01))
+                (not valid_parent or bool(_ctx.trace_flags(parent_ctx) & TraceFlags.SAMPLED))
                 if follows_parent
                 else rule == "on"
             )
