@@ -106,14 +106,13 @@ class RequestSpans:
         parent_ctx = trace.get_current_span(parent).get_span_context()
         valid_parent = _ctx.is_valid(parent_ctx)
         trace_id = _ctx.trace_id(parent_ctx) if valid_parent else self._ids.generate_trace_id()
+        parent_flags = _ctx.trace_flags(parent_ctx) if valid_parent else 0
         rule = self._rule
         if rule is not None:
-            follows_parent = rule == "parent"
-            sampled = (
-                (not valid_parent or bool(_ctx.trace_flags(parent_ctx) & TraceFlags.SAMPLED))
-                if follows_parent
-                else rule == "on"
-            )
+            if rule == "parent":
+                sampled = not valid_parent or bool(parent_flags & TraceFlags.SAMPLED)
+            else:
+                sampled = rule == "on"
             recording = sampled
             trace_state = _ctx.trace_state(parent_ctx) if valid_parent else None
         else:
@@ -128,10 +127,7 @@ class RequestSpans:
             self._ids.generate_span_id(),
             is_remote=False,
             trace_flags=_FLAGS[
-                sampled,
-                bool(_ctx.trace_flags(parent_ctx) & TraceFlags.RANDOM_TRACE_ID)
-                if valid_parent
-                else self._random_ids,
+                sampled, bool(parent_flags & TraceFlags.RANDOM_TRACE_ID) if valid_parent else self._random_ids
             ],
             trace_state=trace_state,
         )
