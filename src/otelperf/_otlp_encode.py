@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from math import isnan
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, StatusCode
+
+from otelperf import _spanctx as _ctx
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext
 
 __all__ = ["encode_spans"]
@@ -174,7 +176,7 @@ _block_cache: dict[tuple[tuple[Any, ...], tuple[type, ...]], bytes] = {}
 _BLOCK_TYPES = frozenset((str, int, bool))
 
 
-def _span_attributes(attributes: dict[str, Any]) -> bytes:
+def _span_attributes(attributes: dict[str, Any], remember_identity: bool = False) -> bytes:
     """A span's whole attribute block, cached by its (key, value) pairs and their types: a
     statement's or a route's spans repeat the same attributes, and one lookup (hashed in C) then
     replaces the per-attribute work. Only str, int and bool values: with the types in the key,
@@ -186,7 +188,11 @@ def _span_attributes(attributes: dict[str, Any]) -> bytes:
     block_key = (tuple(attributes.items()), kinds)
     encoded = _block_cache.get(block_key)
     if encoded is None:
-        encoded = _bounded_put(_block_cache, block_key, _attributes(_T9_LEN, attributes), _BLOCK_CACHE_MAX)
+        return _bounded_put(_block_cache, block_key, _attributes(_T9_LEN, attributes), _BLOCK_CACHE_MAX)
+    if remember_identity:  # seen before: this dict may be one that an instrumentation reuses
+        if len(_identity_blocks) >= _IDENTITY_BLOCKS_MAX:
+            _identity_blocks.clear()
+        _identity_blocks[id(attributes)] = (attributes, encoded)
     return encoded
 
 
@@ -260,51 +266,120 @@ def _status_field(status: Any) -> bytes:
     return _len_field(_T15_LEN, body)
 
 
+# Fields that repeat from span to span in a batch: the spans of one request are passed on together,
+# so a span usually has the trace id (and often the parent) of the span before it.
+_last_trace: list[tuple[int | None, bytes]] = [(None, b"")]  # [(trace id, its encoded field)]
+_last_parent: list[tuple[int | None, bytes]] = [(None, b"")]  # [(parent span id, its encoded field)]
+_TRACE_ID_TAG = _T1_LEN + b"\x10"
+_SPAN_ID_TAG = _T2_LEN + b"\x08"
+_PARENT_ID_TAG = _T4_LEN + b"\x08"
+_pack_times = struct.Struct("<BQBQ").pack  # start and end, with their tags, in one C call
+_TAG_START, _TAG_END = _T7_FIXED64[0], _T8_FIXED64[0]
+_pack_prefix2 = struct.Struct("BBB").pack
+_SPAN_TAG = _T2_LEN[0]  # a span inside ScopeSpans
+_DEFAULT_TRACE_STATE = DEFAULT_TRACE_STATE
+
+
+def _span_prefix(size: int) -> bytes:
+    """Tag and length of a span of ``size`` bytes inside ScopeSpans (128 B to 16 KiB, almost always)."""
+    if size < 0x80:
+        return bytes((_SPAN_TAG, size))
+    if size < 0x4000:
+        return _pack_prefix2(_SPAN_TAG, (size & 0x7F) | 0x80, size >> 7)
+    return _T2_LEN + _varint(size)
+
+
+# Attribute blocks by dict identity: an instrumentation that hands the same attributes dict to
+# many spans (a statement's, a cache's) gets its block for one lookup. Entered only for a dict
+# whose contents were already in the block cache (so a dict seen once costs nothing here); each
+# entry keeps its dict alive, so an id cannot be reused while it is cached.
+_identity_blocks: dict[int, tuple[dict[str, Any], bytes]] = {}
+
+
+def _readable_span_fields_hold() -> bool:
+    """Whether a ReadableSpan keeps what its properties return in the attributes the fast path
+    reads; checked once on a probe span (otherwise every span takes the general path)."""
+    try:
+        probe = ReadableSpan("probe", attributes={"k": "v"}, start_time=1, end_time=2)
+        return all(hasattr(probe, name) for name in _FAST_FIELDS) and (
+            probe._name == probe.name and probe._start_time == 1 and probe._end_time == 2
+        )
+    except Exception:
+        return False
+
+
+_FAST_FIELDS = (
+    "_context", "_parent", "_name", "_kind", "_start_time", "_end_time", "_status", "_attributes",
+    "_events", "_links", "_resource", "_instrumentation_scope",
+)  # fmt: skip
+_FIELDS_HOLD = _readable_span_fields_hold()
+_IDENTITY_BLOCKS_MAX = 1024
+
+
 def _span(span: ReadableSpan) -> bytes:
-    fields = getattr(span, "__dict__", None)
-    if fields is None:
+    if type(span) is not ReadableSpan or not _FIELDS_HOLD:
         return _span_general(span)
-    events, links = fields.get("_events"), fields.get("_links")
+    events, links, attributes = span._events, span._links, span._attributes
     if (
-        not events
-        and not links
-        and type(events) in _PLAIN_SEQUENCES  # an SDK BoundedList may be empty yet count drops
-        and type(links) in _PLAIN_SEQUENCES
-        and type(fields.get("_attributes")) is dict
+        events
+        or links
+        or type(events) not in _PLAIN_SEQUENCES  # an SDK BoundedList may be empty yet count drops
+        or type(links) not in _PLAIN_SEQUENCES
+        or type(attributes) is not dict
     ):
-        # The common case (otelperf's own spans: plain-dict attributes, no events or links, so
-        # nothing dropped): read the fields behind ReadableSpan's properties, one call each fewer.
-        try:
-            ctx, parent, name, kind = fields["_context"], fields["_parent"], fields["_name"], fields["_kind"]
-            start, end, attributes, status = (
-                fields["_start_time"],
-                fields["_end_time"],
-                fields["_attributes"],
-                fields["_status"],
-            )
-        except KeyError:  # an SDK that names them otherwise: the general path
-            return _span_general(span)
-        parts = [
-            _T1_LEN + b"\x10" + ctx.trace_id.to_bytes(16, "big"),
-            _T2_LEN + b"\x08" + ctx.span_id.to_bytes(8, "big"),
-        ]
-        if ctx.trace_state:
-            parts.append(_str_field(_T3_LEN, ",".join(f"{k}={v}" for k, v in ctx.trace_state.items())))
+        return _span_general(span)
+    # The common case (otelperf's own spans: plain-dict attributes, no events or links, so nothing
+    # dropped): read the fields behind ReadableSpan's properties, and the SpanContexts' tuples.
+    # Attribute reads, not ``span.__dict__``: on CPython 3.11+ that builds a dict for the object.
+    ctx, parent, name, kind = span._context, span._parent, span._name, span._kind
+    start, end, status = span._start_time, span._end_time, span._status
+    if ctx is None or not _ctx.uses_tuple_layout:
+        return _span_general(span)
+    try:
+        trace_id = _ctx.trace_id(ctx)
+        last = _last_trace[0]  # one read and one write of a (key, field) pair: safe across threads
+        if trace_id != last[0]:
+            last = _last_trace[0] = (trace_id, _TRACE_ID_TAG + trace_id.to_bytes(16, "big"))
+        span_id = _ctx.span_id(ctx).to_bytes(8, "big")
+        trace_state = _ctx.trace_state(ctx)
+        state_field = b""
+        if trace_state is not _DEFAULT_TRACE_STATE and trace_state:  # field 3, rare
+            state_field = _str_field(_T3_LEN, ",".join(f"{k}={v}" for k, v in trace_state.items()))
+        parent_field = b""
         if parent is not None:
-            parts.append(_T4_LEN + b"\x08" + parent.span_id.to_bytes(8, "big"))
-        if name:
-            parts.append(_name_field(name))
-        kind_field = _KIND_BY_ID.get(id(kind))
-        if kind_field is not None:
-            parts.append(kind_field)
-        parts.append(_T7_FIXED64 + _pack_fixed64(start or 0))
-        parts.append(_T8_FIXED64 + _pack_fixed64(end or 0))
-        parts.append(_span_attributes(attributes))
-        if status is not None:
-            parts.append(_status(status))
-        parts.append(_FLAGS_REMOTE_PARENT if parent is not None and parent.is_remote else _FLAGS_LOCAL_PARENT)
-        return b"".join(parts)
-    return _span_general(span)
+            parent_id = _ctx.span_id(parent)
+            last_parent = _last_parent[0]
+            if parent_id != last_parent[0]:
+                last_parent = _last_parent[0] = (parent_id, _PARENT_ID_TAG + parent_id.to_bytes(8, "big"))
+            parent_field = last_parent[1]
+        times = _pack_times(_TAG_START, start or 0, _TAG_END, end or 0)
+    except (OverflowError, struct.error):  # an id or a time out of range: the general path says which
+        return _span_general(span)
+    name_field = _name_cache.get(name) if name else b""
+    if name_field is None:
+        name_field = _name_field(name)
+    hit = _identity_blocks.get(id(attributes))
+    if hit is not None and hit[0] is attributes:
+        block = hit[1]
+    else:
+        block = _span_attributes(attributes, remember_identity=True)
+    status_hit = _status_cache.get(id(status))
+    status_field = status_hit[1] if status_hit is not None and status_hit[0] is status else _status(status)
+    return b"".join(
+        (
+            last[1],
+            _SPAN_ID_TAG,
+            span_id,
+            state_field,
+            parent_field,
+            name_field,
+            _KIND_BY_ID.get(id(kind), b""),
+            times,
+            block,
+            status_field if status is not None else b"",
+            _FLAGS_REMOTE_PARENT if parent is not None and _ctx.is_remote(parent) else _FLAGS_LOCAL_PARENT,
+        )
+    )
 
 
 def _span_general(span: ReadableSpan) -> bytes:
@@ -373,14 +448,21 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     # attributes, so it happens once per distinct pair of objects per batch, not per span.
     grouped: dict[Any, dict[Any, list[bytes]]] = {}
     by_ids: dict[tuple[int, int], list[bytes]] = {}
+    last_resource = last_scope = entry = None
     for span in spans:
-        resource = span.resource
-        scope = span.instrumentation_scope
-        ids = (id(resource), id(scope))
-        entry = by_ids.get(ids)
-        if entry is None:
-            entry = by_ids[ids] = grouped.setdefault(resource, {}).setdefault(scope, [])
-        entry.append(_len_field(_T2_LEN, _span(span)))
+        if type(span) is ReadableSpan and _FIELDS_HOLD:
+            resource, scope = span._resource, span._instrumentation_scope
+        else:
+            resource, scope = span.resource, span.instrumentation_scope
+        if entry is None or resource is not last_resource or scope is not last_scope:
+            ids = (id(resource), id(scope))
+            entry = by_ids.get(ids)
+            if entry is None:
+                entry = by_ids[ids] = grouped.setdefault(resource, {}).setdefault(scope, [])
+            last_resource, last_scope = resource, scope
+        body = _span(span)
+        entry.append(_span_prefix(len(body)))
+        entry.append(body)
 
     out = []
     for resource, scopes in grouped.items():

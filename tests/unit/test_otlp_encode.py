@@ -503,3 +503,55 @@ def test_attribute_blocks_are_cached_apart_by_type_and_never_for_floats_or_seque
     cached_kinds = {kinds for _, kinds in _otlp_encode._block_cache}
     assert (int, str) in cached_kinds and (bool, str) in cached_kinds
     assert not any(float in kinds or tuple in kinds for kinds in cached_kinds)
+
+
+def _leaf_like(
+    trace_id: int, parent_id: int | None, span_id: int, attributes: dict[str, Any]
+) -> ReadableSpan:
+    resource = _LEAF_RESOURCE
+    parent = None if parent_id is None else SpanContext(trace_id, parent_id, False, TraceFlags(1))
+    return ReadableSpan(
+        "SELECT t",
+        context=SpanContext(trace_id, span_id, False, TraceFlags(1)),
+        parent=parent,
+        resource=resource,
+        attributes=attributes,
+        kind=SpanKind.CLIENT,
+        start_time=span_id,
+        end_time=span_id + 5,
+    )
+
+
+_LEAF_RESOURCE = Resource({"service.name": "leaf"})
+
+
+def test_runs_of_one_trace_and_shared_attribute_dicts_equal_the_sdk() -> None:
+    """A request's spans come in runs (one trace, often one parent) and an instrumentation may hand
+    one attributes dict to many spans: the fields and blocks reused for them must stay right when
+    the trace, the parent or the dict changes, and across batches."""
+    rng = random.Random(3)
+    shared = [{"db.system.name": "sqlite", "db.query.text": f"SELECT {i}"} for i in range(3)]
+    spans = []
+    span_id = 1
+    for trace_id in [rng.getrandbits(128) | 1 for _ in range(6)] * 2:  # each trace twice, apart
+        parents: list[int | None] = [None, rng.getrandbits(64) | 1, rng.getrandbits(64) | 1]
+        for _ in range(rng.randrange(1, 8)):
+            span_id += 1
+            attributes = rng.choice(shared) if rng.random() < 0.7 else dict(rng.choice(shared))
+            spans.append(_leaf_like(trace_id, rng.choice(parents), span_id, attributes))
+    for start in range(0, len(spans), 7):
+        assert_same_as_sdk(spans[start : start + 7])
+    assert_same_as_sdk(spans)
+
+
+def test_an_sdk_whose_readable_span_fields_differ_takes_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spans = [_leaf_like(7, None if i == 0 else 9, 10 + i, {"k": "v"}) for i in range(3)]
+    fast = encode_spans(spans)
+    monkeypatch.setattr(_otlp_encode, "_FIELDS_HOLD", False)
+    general = []
+    real_general = _otlp_encode._span_general
+    monkeypatch.setattr(_otlp_encode, "_span_general", lambda s: general.append(s) or real_general(s))
+    assert encode_spans(spans) == fast
+    assert general == spans
