@@ -48,7 +48,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, get_curren
 from otelperf import _internal, _names
 from otelperf import _spanctx as _ctx
 from otelperf._fast_metrics import FastHistogram
-from otelperf._sql import operation_and_collection, sanitize
+from otelperf._sql import MAX_CACHED_LENGTH, operation_and_collection, sanitize
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._leaf import LeafSpans
 from otelperf.instrumentation.cache import instrumentation_suppressed
@@ -94,6 +94,7 @@ _End = Callable[["_Pending", "BaseException | None"], None]
 
 _Series = tuple[dict[str, Any], frozenset[tuple[str, Any]]]  # attributes, their key
 _MAX_SERIES_PER_ENGINE = 256
+_MAX_STATEMENTS_PER_ENGINE = 512  # distinct statements whose span attributes are kept, per engine
 _SAMPLED = 0x01  # the W3C "sampled" trace flag
 
 
@@ -114,6 +115,7 @@ class _EngineInfo:
         "mysql",
         "series",
         "span_attributes",
+        "statements",
         "system_name",
     )
 
@@ -140,6 +142,30 @@ class _EngineInfo:
         self.metric_attributes = metric
         # The duration histogram's attribute sets by (operation, error type), keyed once.
         self.series: dict[tuple[str | None, str | None], _Series] = {}
+        # A statement's span attributes, built once and shared by its spans (never changed after:
+        # span processors read them through a read-only view), keyed by the statement's text.
+        self.statements: dict[str, dict[str, Any]] = {}
+
+    def statement_attributes(
+        self, statement: str, operation: str | None, collection: str | None
+    ) -> dict[str, Any]:
+        """The span attributes of a successful ``statement``: shared, never to be changed."""
+        attributes = self.statements.get(statement)
+        if attributes is None:
+            attributes = dict(self.span_attributes)
+            text = sanitize(statement, mysql=self.mysql)
+            attributes[_names.DB_QUERY_TEXT] = text
+            if self.legacy_attributes:
+                attributes[_names.DB_STATEMENT_LEGACY] = text
+            if operation is not None:
+                attributes[_names.DB_OPERATION_NAME] = operation
+            if collection is not None:
+                attributes[_names.DB_COLLECTION_NAME] = collection
+            if len(statement) <= MAX_CACHED_LENGTH:  # a huge statement is not kept alive as a key
+                if len(self.statements) >= _MAX_STATEMENTS_PER_ENGINE:
+                    self.statements.clear()
+                self.statements[statement] = attributes
+        return attributes
 
 
 def _type_name(exc: BaseException) -> str:
@@ -360,16 +386,9 @@ def _make_hooks(
         # are built before the span exists: skip them when the parent says "not sampled".
         valid_parent = _ctx.is_valid(parent)
         if not valid_parent or _ctx.trace_flags(parent) & _SAMPLED:
-            attributes = dict(info.span_attributes)
-            text = sanitize(statement, mysql=info.mysql)
-            attributes[_names.DB_QUERY_TEXT] = text
-            if info.legacy_attributes:
-                attributes[_names.DB_STATEMENT_LEGACY] = text
-            if operation is not None:
-                attributes[_names.DB_OPERATION_NAME] = operation
-            if collection is not None:
-                attributes[_names.DB_COLLECTION_NAME] = collection
+            attributes = info.statement_attributes(statement, operation, collection)
             if error is not None:
+                attributes = dict(attributes)  # its own copy: the shared one stays as it is
                 attributes[_names.ERROR_TYPE] = error_type
                 # SQLSTATE (psycopg, asyncpg): a code, not a message.
                 sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)

@@ -123,6 +123,30 @@ def test_statement_span_is_child_of_the_current_span(otelperf_capture: Capture, 
         assert child.context.trace_id == parent.get_span_context().trace_id
 
 
+def test_a_statements_spans_share_one_attributes_mapping_and_an_error_gets_its_own(
+    otelperf_capture: Capture, engine: Engine
+) -> None:
+    """Repeats of a statement hand the same (never changed) attributes to their spans, which the
+    exporter then encodes once; a failing run of that statement adds error.type to a copy only."""
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    query = text("SELECT name FROM users WHERE id = :id")
+    with tracer.start_as_current_span("handler"), engine.connect() as conn:
+        for i in range(3):
+            conn.execute(query, {"id": i}).all()
+        conn.execute(text("DROP TABLE users"))
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            conn.execute(query, {"id": 9})
+    spans = otelperf_capture.spans_named("SELECT users")
+    assert len(spans) == 4
+    first, second, third, failed = spans
+    assert first._attributes is second._attributes is third._attributes  # shared, read-only to processors
+    assert failed._attributes is not first._attributes
+    assert _attrs(failed) == {**_attrs(first), "error.type": "sqlite3.OperationalError"}
+    assert "error.type" not in _attrs(first)
+    assert _attrs(first)["db.query.text"] == "SELECT name FROM users WHERE id = ?"
+
+
 def test_executemany_is_one_span(otelperf_capture: Capture, engine: Engine) -> None:
     otelperf_capture.clear()
     with engine.begin() as conn:
