@@ -317,6 +317,8 @@ def _loads_on_miss(cache: Any) -> bool:
 
 
 _current_runtime = _setup.current
+_get_current_context = otel_context.get_current
+_time_ns = time.time_ns
 
 
 def _active_runtime() -> _setup.Runtime | None:
@@ -398,13 +400,109 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         self._self_delete_span = f"cache.delete {name}"
         # [key] that may load on a miss keeps its span current for the load's spans.
         self._self_leaf_getitem = not _loads_on_miss(wrapped)
+        lookup = {
+            _names.CACHE_NAME: name,
+            _names.CACHE_OPERATION: "get",
+            _names.COMPONENT: _names.COMPONENT_CACHE,
+        }
+        # A hit's leaf-span attributes are the same every time: one dict, shared, never changed.
+        self._self_hit_attributes = {**lookup, _names.CACHE_HIT: True}
+        self._self_miss_attributes = {**lookup, _names.CACHE_HIT: False}
 
     @property
     def otelperf_cache_name(self) -> str:
         name: str = self._self_otelperf_cache_name
         return name
 
+    def _leaf_parent(self, runtime: _setup.Runtime) -> tuple[LeafSpans, SpanContext] | bool:
+        """Where a lookup's span goes: ``(leaf spans, parent)`` for a leaf span under a sampled
+        parent (the usual case, written in one step), True for a span through the API (a root
+        operation, an unsampled parent, a tracer that is not the SDK's), False for none at all
+        (instrumentation suppressed). One read of the current context for all of it."""
+        current = _get_current_context()
+        if current.get(_SUPPRESS_KEY) or current.get(_SUPPRESS_KEY_PLAIN):
+            return False
+        assert runtime.tracer is not None
+        leaf = _leaf_spans(runtime.tracer)
+        parent = get_current_span(current).get_span_context()
+        if leaf.enabled and _ctx.is_valid(parent) and _ctx.trace_flags(parent) & TraceFlags.SAMPLED:
+            return leaf, parent
+        return True
+
+    def _lookup_done(  # noqa: PLR0917 - the hot path's own helper, positional for speed
+        self,
+        runtime: _setup.Runtime,
+        leaf: LeafSpans,
+        parent: SpanContext,
+        start_ns: int,
+        hit: bool,
+        key: Any,
+    ) -> None:
+        """Write a finished lookup's leaf span and count it; never raises."""
+        try:
+            if hit:
+                attributes = self._self_hit_attributes  # shared by every hit: never changed
+            else:
+                attributes = dict(self._self_miss_attributes)
+                attributes[_names.CACHE_KEY_HASH] = key_hash(key)
+            leaf.emit(self._self_get_span, SpanKind.INTERNAL, parent, start_ns, _time_ns(), attributes)
+            meter = runtime.meter
+            if meter is not None:
+                stats_for(meter).record(self._self_otelperf_cache_name, 1 if hit else 0, 0 if hit else 1)
+        except Exception as error:
+            swallow("cache.finish", error)
+
+    def _lookup_failed(
+        self, runtime: _setup.Runtime, leaf: LeafSpans, parent: SpanContext, start_ns: int, exc: BaseException
+    ) -> None:
+        pending = _Pending(self._self_get_span)
+        pending.leaf, pending.parent, pending.start_ns = leaf, parent, start_ns
+        _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=None, exc=exc)
+
     def __getitem__(self, key: Any) -> Any:
+        runtime = _current_runtime()
+        if runtime is None or runtime.tracer is None or not self._self_leaf_getitem:
+            return self._getitem_api(key)
+        target = self._leaf_parent(runtime)
+        if target is False:
+            return self.__wrapped__[key]
+        if target is True:
+            return self._getitem_api(key)
+        leaf, parent = target  # type: ignore[misc]
+        start_ns = _time_ns()
+        try:
+            value = self.__wrapped__[key]
+        except KeyError:
+            self._lookup_done(runtime, leaf, parent, start_ns, False, key)
+            raise
+        except BaseException as exc:
+            self._lookup_failed(runtime, leaf, parent, start_ns, exc)
+            raise
+        self._lookup_done(runtime, leaf, parent, start_ns, True, key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        runtime = _current_runtime()
+        if runtime is None or runtime.tracer is None:
+            return self.__wrapped__.get(key, default)
+        target = self._leaf_parent(runtime)
+        if target is False:
+            return self.__wrapped__.get(key, default)
+        if target is True:
+            return self._get_api(key, default)
+        leaf, parent = target  # type: ignore[misc]
+        start_ns = _time_ns()
+        try:
+            value = self.__wrapped__.get(key, _MISSING)
+        except BaseException as exc:
+            self._lookup_failed(runtime, leaf, parent, start_ns, exc)
+            raise
+        hit = value is not _MISSING
+        self._lookup_done(runtime, leaf, parent, start_ns, hit, key)
+        return value if hit else default
+
+    # The API path: a span made current while the lookup runs (see the module docstring).
+    def _getitem_api(self, key: Any) -> Any:
         runtime = _active_runtime()
         if runtime is None:
             return self.__wrapped__[key]
@@ -429,7 +527,7 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=True, exc=None)
         return value
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    def _get_api(self, key: Any, default: Any) -> Any:
         runtime = _active_runtime()
         if runtime is None:
             return self.__wrapped__.get(key, default)

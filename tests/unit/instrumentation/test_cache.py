@@ -458,3 +458,59 @@ def test_unsampled_parent_makes_no_span_and_still_counts(otelperf_capture: Captu
         otel_context.detach(token)
     assert otelperf_capture.spans == []
     assert requests(otelperf_capture, "unsampled") == {"hit": 1, "miss": 1}
+
+
+class _BrokenReads(dict[str, Any]):
+    """A cache whose reads fail with something other than a miss (a backend error)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("backend down")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise RuntimeError("backend down")
+
+
+def test_failing_reads_under_a_parent_match_the_root_and_hits_share_their_attributes(
+    otelperf_capture: Capture,
+) -> None:
+    tracer = otelperf_capture.runtime.tracer
+    assert tracer is not None
+    broken = instrument_cache(_BrokenReads(), name="broken")
+
+    def reads() -> None:
+        for read in (lambda: broken["k"], lambda: broken.get("k")):
+            with pytest.raises(RuntimeError, match="backend down"):
+                read()
+
+    reads()
+    at_root = [(s.name, attrs(s), s.status.status_code) for s in otelperf_capture.spans]
+    otelperf_capture.clear()
+    with tracer.start_as_current_span("handler"):
+        reads()
+    under_parent = [
+        (s.name, attrs(s), s.status.status_code) for s in otelperf_capture.spans if s.name != "handler"
+    ]
+    assert under_parent == at_root
+    failed = {
+        "otelperf.cache.name": "broken",
+        "otelperf.cache.operation": "get",
+        "otelperf.component": "cache",
+        "error.type": "RuntimeError",
+    }
+    assert at_root == [("cache.get broken", failed, StatusCode.ERROR)] * 2
+    assert requests(otelperf_capture, "broken") == {}  # neither a hit nor a miss
+
+    store = instrument_cache({"a": 1}, name="shared")
+    otelperf_capture.clear()
+    with tracer.start_as_current_span("handler"):
+        assert store["a"] == store.get("a") == 1
+        assert store.get("zz") is None
+    hit1, hit2, miss = [s for s in otelperf_capture.spans if s.name == "cache.get shared"]
+    assert hit1._attributes is hit2._attributes  # one dict for every hit, never changed
+    assert attrs(hit1) == {
+        "otelperf.cache.name": "shared",
+        "otelperf.cache.operation": "get",
+        "otelperf.component": "cache",
+        "otelperf.cache.hit": True,
+    }
+    assert attrs(miss)["otelperf.cache.hit"] is False and "otelperf.cache.key_hash" in attrs(miss)
