@@ -18,10 +18,13 @@ When the tracer is not the SDK's, :attr:`LeafSpans.enabled` is False and callers
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
 
@@ -32,6 +35,8 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A child carries W3C level-2 "random trace id" when its parent does, as the SDK's spans do.
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
+_getrandbits = random.getrandbits  # what RandomIdGenerator calls
+_new_context = functools.partial(tuple.__new__, SpanContext)  # SpanContext's own last step
 
 
 def _child_flags(parent: SpanContext) -> TraceFlags:
@@ -41,7 +46,7 @@ def _child_flags(parent: SpanContext) -> TraceFlags:
 class LeafSpans:
     """Emits complete, childless spans under a sampled parent straight to the span processors."""
 
-    __slots__ = ("_ids", "_processor", "_resource", "_scope", "_tracer", "enabled")
+    __slots__ = ("_fast_ids", "_ids", "_processor", "_resource", "_scope", "_tracer", "enabled")
 
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
@@ -49,6 +54,9 @@ class LeafSpans:
         self._resource = getattr(tracer, "resource", None)
         self._scope = getattr(tracer, "_instrumentation_scope", None)
         self._ids = getattr(tracer, "id_generator", None)
+        # The SDK's RandomIdGenerator draws from `random`; with it (the default) and SpanContext's
+        # known tuple layout, a child's context is built without a Python call.
+        self._fast_ids = type(self._ids) is RandomIdGenerator and _ctx.uses_tuple_layout
         # A child that simply follows its parent's decision is what the ParentBased samplers do
         # (otelperf's default); with any other sampler the SDK path decides, span by span.
         follows_parent = isinstance(getattr(tracer, "sampler", None), ParentBased)
@@ -86,16 +94,22 @@ class LeafSpans:
         context: SpanContext | None = None,
     ) -> None:
         if context is None:  # context_for(), inline: this runs once per statement
-            assert self._ids is not None
-            context = SpanContext(
-                _ctx.trace_id(parent),
-                self._ids.generate_span_id(),
-                is_remote=False,
-                trace_flags=_SAMPLED_RANDOM
-                if _ctx.trace_flags(parent) & TraceFlags.RANDOM_TRACE_ID
-                else _SAMPLED,
-                trace_state=_ctx.trace_state(parent),
-            )
+            flags = _SAMPLED_RANDOM if _ctx.trace_flags(parent) & _RANDOM else _SAMPLED
+            if self._fast_ids:
+                # What RandomIdGenerator and SpanContext() would do, without their Python calls:
+                # a non-zero random 64-bit id, and a context valid as its parent is.
+                span_id = _getrandbits(64) or self.new_span_id()
+                context = _new_context(
+                    (_ctx.trace_id(parent), span_id, False, flags, _ctx.trace_state(parent), True)
+                )
+            else:
+                context = SpanContext(
+                    _ctx.trace_id(parent),
+                    self.new_span_id(),
+                    is_remote=False,
+                    trace_flags=flags,
+                    trace_state=_ctx.trace_state(parent),
+                )
         span = ReadableSpan(
             name,
             context=context,

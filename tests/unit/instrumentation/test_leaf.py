@@ -7,6 +7,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 
 from otelperf.instrumentation._leaf import LeafSpans
@@ -54,3 +55,34 @@ def test_a_leaf_span_matches_the_sdks_child_span(random_id: bool, remote: bool) 
     )
     assert dict(ours.attributes or {}) == dict(sdk.attributes or {})
     assert leaf.context_for(parent).trace_flags == sdk.context.trace_flags
+    # Built without SpanContext(): still a SpanContext, and every field but the span id is the SDK's.
+    assert type(ours.context) is SpanContext and ours.context.is_valid and not ours.context.is_remote
+    assert ours.context == SpanContext(
+        sdk.context.trace_id,
+        ours.context.span_id,
+        is_remote=False,
+        trace_flags=sdk.context.trace_flags,
+        trace_state=sdk.context.trace_state,
+    )
+    assert 0 < ours.context.span_id < 2**64
+
+
+class _CountingIds(RandomIdGenerator):
+    def __init__(self) -> None:
+        self.next_id = 41
+
+    def generate_span_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+
+def test_an_apps_id_generator_is_asked_for_every_leaf_span_id() -> None:
+    exporter = InMemorySpanExporter()
+    ids = _CountingIds()
+    provider = TracerProvider(id_generator=ids)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    leaf = LeafSpans(provider.get_tracer("t"))
+    parent = _parent(True, False)
+    for _ in range(2):
+        leaf.emit("GET k", SpanKind.INTERNAL, parent, 1, 2, {})
+    assert [s.context.span_id for s in exporter.get_finished_spans()] == [42, 43]
