@@ -296,28 +296,11 @@ def _span_prefix(size: int) -> bytes:
 _identity_blocks: dict[int, tuple[dict[str, Any], bytes]] = {}
 
 
-def _readable_span_fields_hold() -> bool:
-    """Whether a ReadableSpan keeps what its properties return in the attributes the fast path
-    reads; checked once on a probe span (otherwise every span takes the general path)."""
-    try:
-        probe = ReadableSpan("probe", attributes={"k": "v"}, start_time=1, end_time=2)
-        return all(hasattr(probe, name) for name in _FAST_FIELDS) and (
-            probe._name == probe.name and probe._start_time == 1 and probe._end_time == 2
-        )
-    except Exception:
-        return False
-
-
-_FAST_FIELDS = (
-    "_context", "_parent", "_name", "_kind", "_start_time", "_end_time", "_status", "_attributes",
-    "_events", "_links", "_resource", "_instrumentation_scope",
-)  # fmt: skip
-_FIELDS_HOLD = _readable_span_fields_hold()
 _IDENTITY_BLOCKS_MAX = 1024
 
 
 def _span(span: ReadableSpan) -> bytes:
-    if type(span) is not ReadableSpan or not _FIELDS_HOLD:
+    if type(span) is not ReadableSpan or not _ctx.readable_span_fields:
         return _span_general(span)
     events, links, attributes = span._events, span._links, span._attributes
     if (
@@ -450,7 +433,7 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     by_ids: dict[tuple[int, int], list[bytes]] = {}
     last_resource = last_scope = entry = None
     for span in spans:
-        if type(span) is ReadableSpan and _FIELDS_HOLD:
+        if type(span) is ReadableSpan and _ctx.readable_span_fields:
             resource, scope = span._resource, span._instrumentation_scope
         else:
             resource, scope = span.resource, span.instrumentation_scope

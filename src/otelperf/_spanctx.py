@@ -1,4 +1,4 @@
-"""Reading a ``SpanContext``'s fields without a Python call per field.
+"""Reading a ``SpanContext``'s (and a ``ReadableSpan``'s) fields without a Python call per field.
 
 ``SpanContext`` is a tuple subclass whose fields (``trace_id``, ``span_id``, ``trace_flags``, ...)
 are Python properties: each read is a Python function call, about a thousand machine instructions,
@@ -18,7 +18,16 @@ from typing import Any
 
 from opentelemetry.trace import SpanContext, TraceFlags, TraceState
 
-__all__ = ["is_remote", "is_valid", "span_id", "trace_flags", "trace_id", "trace_state", "uses_tuple_layout"]
+__all__ = [
+    "is_remote",
+    "is_valid",
+    "readable_span_fields",
+    "span_id",
+    "trace_flags",
+    "trace_id",
+    "trace_state",
+    "uses_tuple_layout",
+]
 
 _FIELDS = ("trace_id", "span_id", "is_remote", "trace_flags", "trace_state", "is_valid")
 
@@ -52,3 +61,35 @@ is_remote: Callable[[SpanContext], bool] = _getters[2]
 trace_flags: Callable[[SpanContext], int] = _getters[3]  # a TraceFlags: & 0x01 is "sampled"
 trace_state: Callable[[SpanContext], TraceState] = _getters[4]
 is_valid: Callable[[SpanContext], bool] = _getters[5]
+
+
+# --- ReadableSpan ----------------------------------------------------------------------------------
+# Its fields are properties too (``span.context`` returns ``span._context``). Code that reads many
+# spans (the OTLP encoder, the detector pipeline) reads the attributes behind them for a span whose
+# type is exactly ReadableSpan, when this probe finds them where expected. Never ``span.__dict__``:
+# on CPython 3.11+ that builds a dict for the object.
+
+_READABLE_FIELDS = (
+    "_context", "_parent", "_name", "_kind", "_start_time", "_end_time", "_status", "_attributes",
+    "_events", "_links", "_resource", "_instrumentation_scope",
+)  # fmt: skip
+
+
+def _readable_span_fields_hold() -> bool:
+    try:
+        from opentelemetry.sdk.trace import ReadableSpan
+
+        parent = SpanContext(0x12, 0x34, is_remote=True)
+        probe = ReadableSpan("probe", parent=parent, attributes={"k": "v"}, start_time=1, end_time=2)
+        return all(hasattr(probe, name) for name in _READABLE_FIELDS) and (
+            probe._name == probe.name == "probe"
+            and probe._parent is probe.parent is parent
+            and probe._start_time == 1
+            and probe._end_time == 2
+            and probe._attributes == {"k": "v"}
+        )
+    except Exception:  # no SDK, or one that keeps them elsewhere: the properties, always
+        return False
+
+
+readable_span_fields = _readable_span_fields_hold()

@@ -31,7 +31,7 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from otelperf import _otlp_encode
+from otelperf import _otlp_encode, _spanctx
 from otelperf._otlp_encode import encode_spans
 
 _REMOTE_CTX = SpanContext(
@@ -549,7 +549,7 @@ def test_an_sdk_whose_readable_span_fields_differ_takes_the_general_path(
 ) -> None:
     spans = [_leaf_like(7, None if i == 0 else 9, 10 + i, {"k": "v"}) for i in range(3)]
     fast = encode_spans(spans)
-    monkeypatch.setattr(_otlp_encode, "_FIELDS_HOLD", False)
+    monkeypatch.setattr(_spanctx, "readable_span_fields", False)
     general = []
     real_general = _otlp_encode._span_general
     monkeypatch.setattr(_otlp_encode, "_span_general", lambda s: general.append(s) or real_general(s))

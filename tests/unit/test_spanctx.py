@@ -62,3 +62,19 @@ def test_a_changed_layout_falls_back_to_the_properties(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(_spanctx, "SpanContext", Reordered)
     assert not _spanctx._tuple_layout_holds()
+
+
+def test_readable_span_fields_are_where_the_fast_readers_look_with_this_sdk() -> None:
+    """The encoder and the detector pipeline read a ReadableSpan's fields behind its properties;
+    with the installed SDK that must be possible (else they silently fall back to the properties)."""
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    assert _spanctx.readable_span_fields
+    parent = SpanContext(1, 2, is_remote=False)
+    span = ReadableSpan("s", context=parent, parent=parent, start_time=5, end_time=6)
+    assert (span._context, span._parent, span._start_time, span._end_time) == (
+        span.context,
+        span.parent,
+        span.start_time,
+        span.end_time,
+    )

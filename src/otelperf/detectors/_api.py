@@ -89,9 +89,13 @@ def component_of(span: ReadableSpan) -> Component:
     system = attributes.get(_names.DB_SYSTEM_NAME)
     if system is not None:
         return "cache" if system == "redis" else "db"
-    if span.kind is SpanKind.CLIENT and attributes.get(_names.HTTP_REQUEST_METHOD) is not None:
+    if span.kind is _CLIENT and attributes.get(_names.HTTP_REQUEST_METHOD) is not None:
         return "http"
     return "app"
+
+
+_CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11
+_NAMED_COMPONENTS = frozenset(("db", "cache", "http"))  # what component_of() takes from the attribute
 
 
 class TraceView:
@@ -131,7 +135,10 @@ class TraceView:
         if index is None:
             index = {}
             for s in self.spans:
-                index.setdefault(component_of(s), []).append(s)
+                # otelperf's own spans name their component: read it here, without a call.
+                attributes = getattr(s, "_attributes", None)
+                named = attributes.get(_names.COMPONENT) if type(attributes) is dict else None
+                index.setdefault(named if named in _NAMED_COMPONENTS else component_of(s), []).append(s)
             self._components = index
         return index.get(component, ())
 

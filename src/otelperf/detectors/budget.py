@@ -51,6 +51,7 @@ ALL_ROUTES = "*"
 OVERFLOW_ROUTE = "_other"  # metric label of routes beyond max_routes: keeps Prometheus bounded
 MAX_SPAN_IDS = 50
 _STATEMENT_CHARS = 60
+_SERVER = SpanKind.SERVER  # an Enum member read from its class costs ~100 ns on CPython 3.11
 
 
 def split_budgets(
@@ -167,7 +168,7 @@ class LatencyBudgetDetector:
     # --- the detector ---
     def analyze(self, trace: TraceView) -> list[Finding]:
         root = trace.root
-        if root.kind is not SpanKind.SERVER:
+        if root.kind is not _SERVER:
             return []
         route = trace.route
         total = duration_ms(root)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
-from otelperf.detectors._api import Finding, TraceView, attributes_of, component_of, duration_ms, hex_span_id
+from otelperf.detectors._api import Finding, TraceView, attributes_of, duration_ms, hex_span_id
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
@@ -87,17 +87,33 @@ class _Storm:
     last_reported: int | None = None
 
 
-def _lookup(span: ReadableSpan) -> tuple[str, int, int] | None:
-    """(cache name, hits, misses) of a cache lookup span, or None for any other span."""
+def _lookup(span: ReadableSpan) -> tuple[str, _Entry] | None:
+    """The cache name and (span, end time, hits, misses) of a cache lookup span (one of
+    ``TraceView.spans_of("cache")``), or None for a cache span that is no lookup (a write, a
+    delete) or has not ended."""
     attributes = attributes_of(span)
     hit = attributes.get(_names.CACHE_HIT)
-    if not isinstance(hit, bool) or component_of(span) != "cache":
+    if hit is not True and hit is not False:
         return None
-    name = str(attributes.get(_names.CACHE_NAME) or UNNAMED_CACHE)
+    end = span.end_time
+    if end is None:
+        return None
+    name = attributes.get(_names.CACHE_NAME)
+    if type(name) is not str or not name:
+        name = str(name or UNNAMED_CACHE)
     hits, misses = attributes.get(_names.CACHE_HITS), attributes.get(_names.CACHE_MISSES)
-    if isinstance(hits, int) and isinstance(misses, int) and hits >= 0 and misses >= 0:
-        return name, hits, misses
-    return (name, 1, 0) if hit else (name, 0, 1)
+    if (hits is not None or misses is not None) and (
+        isinstance(hits, int) and isinstance(misses, int) and hits >= 0 and misses >= 0
+    ):
+        return name, (span, end, hits, misses)  # a multi-key read (MGET, a pipeline)
+    return name, ((span, end, 1, 0) if hit else (span, end, 0, 1))
+
+
+_Entry = tuple[ReadableSpan, int, int, int]  # a lookup span, its end time, hits, misses
+
+
+def _end_of_entry(entry: _Entry) -> int:
+    return entry[1]
 
 
 def _missed_keys(span: ReadableSpan) -> list[str | None]:
@@ -164,39 +180,40 @@ class CacheDetector:
         self.evicted_keys = 0
 
     def analyze(self, trace: TraceView) -> list[Finding]:
-        lookups: dict[str, list[tuple[ReadableSpan, int, int]]] = {}
+        lookups: dict[str, list[_Entry]] = {}
         for span in trace.spans_of("cache"):
             found = _lookup(span)
-            if found is not None and span.end_time is not None:
-                name, hits, misses = found
-                lookups.setdefault(name, []).append((span, hits, misses))
+            if found is not None:
+                lookups.setdefault(found[0], []).append(found[1])
         if not lookups:
             return []
         findings: list[Finding] = []
         with self._lock:
             for name, entries in lookups.items():
-                entries.sort(key=lambda e: e[0].end_time or 0)
+                if len(entries) > 1:
+                    entries.sort(key=_end_of_entry)
                 finding = self._hit_ratio(trace, name, entries)
                 if finding is not None:
                     findings.append(finding)
-                findings.extend(self._miss_storms(trace, name, entries))
+                if any(entry[3] for entry in entries):
+                    findings.extend(self._miss_storms(trace, name, entries))
         return findings
 
     # --- hit ratio ---
-    def _hit_ratio(
-        self, trace: TraceView, name: str, entries: list[tuple[ReadableSpan, int, int]]
-    ) -> Finding | None:
+    def _hit_ratio(self, trace: TraceView, name: str, entries: list[_Entry]) -> Finding | None:
         ratio = self._ratios.get(name)
         if ratio is None:
             if len(self._ratios) >= self._max_caches:
                 self.overflow_caches += 1
                 return None
             ratio = self._ratios[name] = _Ratio()
-        now = 0
-        for span, hits, misses in entries:
-            now = span.end_time or 0
-            ratio.add(now // self._bucket_ns, hits, misses)
-        ratio.expire((now - self._window_ns) // self._bucket_ns + 1)
+        bucket_ns = self._bucket_ns
+        for _, end, hits, misses in entries:
+            ratio.add(end // bucket_ns, hits, misses)
+        now = entries[-1][1]
+        oldest = (now - self._window_ns) // bucket_ns + 1
+        if ratio.buckets[0][0] < oldest:  # most requests: nothing has expired since the last
+            ratio.expire(oldest)
         lookups = ratio.hits + ratio.misses
         if lookups < self.min_lookups or lookups == 0:
             return None
@@ -206,7 +223,7 @@ class CacheDetector:
         if ratio.last_reported is not None and now - ratio.last_reported < self._window_ns:
             return None
         ratio.last_reported = now
-        spans = [span for span, _, _ in entries]
+        spans = [entry[0] for entry in entries]
         window_s = self._window_ns / 1e9
         return Finding(
             detector=HIT_RATIO,
@@ -235,11 +252,9 @@ class CacheDetector:
         )
 
     # --- miss storms ---
-    def _miss_storms(
-        self, trace: TraceView, name: str, entries: list[tuple[ReadableSpan, int, int]]
-    ) -> list[Finding]:
+    def _miss_storms(self, trace: TraceView, name: str, entries: list[_Entry]) -> list[Finding]:
         misses_by_key: dict[str | None, list[ReadableSpan]] = {}
-        for span, _, misses in entries:
+        for span, _, _, misses in entries:
             if misses > 0:
                 for key in _missed_keys(span):
                     misses_by_key.setdefault(key, []).append(span)

@@ -151,12 +151,15 @@ class SlowQueryDetector:
         return route_ms if value is None else value
 
     def analyze(self, trace: TraceView) -> list[Finding]:
+        db_spans = trace.spans_of("db")
+        if not db_spans:
+            return []  # most requests of most services: nothing to look at
         floor = self._floor
         route = trace.route
         route_ms = self.overrides.get(route, self.warning_ms)
         root = trace.root
         by_fingerprint: dict[str, _Slow] = {}
-        for span in trace.spans_of("db"):
+        for span in db_spans:
             start, end = span.start_time, span.end_time
             if start is None or end is None or span is root:
                 continue

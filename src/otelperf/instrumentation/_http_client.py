@@ -39,6 +39,8 @@ from otelperf import _internal, _names
 from otelperf.instrumentation._base import InstrumentContext
 from otelperf.instrumentation._leaf import LeafSpans
 
+_CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11
+
 __all__ = ["Call", "ClientState", "begin", "end"]
 
 SUPPRESS_KEYS = (otel_context._SUPPRESS_INSTRUMENTATION_KEY, otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY)
@@ -229,7 +231,7 @@ def _finish(call: Call, status: int | None, error: BaseException | None) -> None
         else:
             state.leaf.emit(
                 call.name,
-                SpanKind.CLIENT,
+                _CLIENT,
                 call.parent,
                 call.start_ns,
                 time.time_ns(),

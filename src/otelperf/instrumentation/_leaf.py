@@ -19,24 +19,96 @@ When the tracer is not the SDK's, :attr:`LeafSpans.enabled` is False and callers
 from __future__ import annotations
 
 import functools
+import inspect
 import random
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.context import get_current as _get_current_context
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import Event, ReadableSpan, SynchronousMultiSpanProcessor
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    get_current_span,
+)
 
 from otelperf import _spanctx as _ctx
 
-_UNSET = Status(StatusCode.UNSET)
+UNSET = Status(StatusCode.UNSET)  # shared by every span otelperf writes without an error
+_UNSET = UNSET
+_ERROR = Status(StatusCode.ERROR)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A child carries W3C level-2 "random trace id" when its parent does, as the SDK's spans do.
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
 _getrandbits = random.getrandbits  # what RandomIdGenerator calls
 _new_context = functools.partial(tuple.__new__, SpanContext)  # SpanContext's own last step
+
+
+# --- the current span's context, read without the API's ABC check ---------------------------------
+
+try:  # the key under which the API stores the current span (private, hence the fallback)
+    from opentelemetry.trace.propagation import _SPAN_KEY as _API_SPAN_KEY
+
+    _SPAN_KEY: str | None = _API_SPAN_KEY
+except ImportError:  # pragma: no cover - an API that moved it: get_current_span() every time
+    _SPAN_KEY = None
+
+# Span classes get_current_span() accepts as they are (it checks isinstance(span, Span), an ABC
+# check that is a Python call on every statement and lookup): the SDK's, the API's non-recording
+# span, and otelperf's request span (added by _request_span at import).
+_PLAIN_SPAN_TYPES: set[type] = {
+    t for t in (SdkSpan, getattr(sdk_trace, "_Span", None), NonRecordingSpan) if isinstance(t, type)
+}
+
+
+def register_plain_span_type(span_type: type) -> None:
+    """Let :func:`parent_in` take spans of ``span_type`` (a subclass of ``trace.Span``) as they are."""
+    if not issubclass(span_type, trace.Span):
+        raise TypeError(f"{span_type.__name__} is not a trace.Span")
+    _PLAIN_SPAN_TYPES.add(span_type)
+
+
+def parent_in(context: Context | None) -> SpanContext:
+    """``get_current_span(context).get_span_context()``: the current span's when ``context`` is None."""
+    if context is None:
+        context = _get_current_context()
+    span = context.get(_SPAN_KEY) if _SPAN_KEY is not None else None
+    if type(span) in _PLAIN_SPAN_TYPES:
+        return span.get_span_context()  # type: ignore[no-any-return,attr-defined]
+    return get_current_span(context).get_span_context()
+
+
+# --- ReadableSpan, built with positional arguments -------------------------------------------------
+
+_READABLE_SPAN_PARAMETERS = (
+    "name", "context", "parent", "resource", "attributes", "events", "links", "kind",
+    "instrumentation_info", "status", "start_time", "end_time", "instrumentation_scope",
+)  # fmt: skip
+
+
+def _positional_readable_span() -> bool:
+    """Whether ReadableSpan's constructor takes its arguments in the order above (checked once:
+    13 keyword arguments cost the call about as much as the span's own setup)."""
+    try:
+        names = tuple(inspect.signature(ReadableSpan.__init__).parameters)[1:]
+    except (TypeError, ValueError):
+        return False
+    return names == _READABLE_SPAN_PARAMETERS
+
+
+_POSITIONAL = _positional_readable_span()
 
 
 def _child_flags(parent: SpanContext) -> TraceFlags:
@@ -46,7 +118,7 @@ def _child_flags(parent: SpanContext) -> TraceFlags:
 class LeafSpans:
     """Emits complete, childless spans under a sampled parent straight to the span processors."""
 
-    __slots__ = ("_fast_ids", "_ids", "_processor", "_resource", "_scope", "_tracer", "enabled")
+    __slots__ = ("_fast_ids", "_ids", "_multi", "_processor", "_resource", "_scope", "_tracer", "enabled")
 
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
@@ -57,6 +129,10 @@ class LeafSpans:
         # The SDK's RandomIdGenerator draws from `random`; with it (the default) and SpanContext's
         # known tuple layout, a child's context is built without a Python call.
         self._fast_ids = type(self._ids) is RandomIdGenerator and _ctx.uses_tuple_layout
+        # The SDK's SynchronousMultiSpanProcessor only calls each processor's on_end in turn.
+        self._multi = type(self._processor) is SynchronousMultiSpanProcessor and isinstance(
+            getattr(self._processor, "_span_processors", None), tuple
+        )
         # A child that simply follows its parent's decision is what the ParentBased samplers do
         # (otelperf's default); with any other sampler the SDK path decides, span by span.
         follows_parent = isinstance(getattr(tracer, "sampler", None), ParentBased)
@@ -110,18 +186,30 @@ class LeafSpans:
                     trace_flags=flags,
                     trace_state=_ctx.trace_state(parent),
                 )
-        span = ReadableSpan(
-            name,
-            context=context,
-            parent=parent,
-            resource=self._resource,
-            attributes=attributes,
-            events=events,
-            kind=kind,
-            status=Status(StatusCode.ERROR) if error else _UNSET,
-            start_time=start_ns,
-            end_time=end_ns,
-            instrumentation_scope=self._scope,
-        )
-        assert self._processor is not None
-        self._processor.on_end(span)
+        status = _ERROR if error else _UNSET
+        if _POSITIONAL:
+            span = ReadableSpan(
+                name, context, parent, self._resource, attributes, events, (), kind, None, status, start_ns,
+                end_ns, self._scope,
+            )  # fmt: skip
+        else:
+            span = ReadableSpan(
+                name,
+                context=context,
+                parent=parent,
+                resource=self._resource,
+                attributes=attributes,
+                events=events,
+                kind=kind,
+                status=status,
+                start_time=start_ns,
+                end_time=end_ns,
+                instrumentation_scope=self._scope,
+            )
+        processor = self._processor
+        if self._multi:  # the provider's own fan-out, inline: read each time, as processors can be added
+            for each in processor._span_processors:  # type: ignore[union-attr]
+                each.on_end(span)
+        else:
+            assert processor is not None
+            processor.on_end(span)

@@ -47,7 +47,10 @@ from otelperf.instrumentation._asgi_request import (
     request_attributes,
 )
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
+from otelperf.instrumentation._leaf import parent_in
 from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
+
+_SERVER = SpanKind.SERVER  # an Enum member read from its class costs ~100 ns on CPython 3.11
 
 __all__ = ["INSTRUMENTOR", "OtelperfASGIMiddleware"]
 
@@ -285,7 +288,7 @@ def _start(state: _State, scope: Scope) -> _Request:
     scheme: str = scope.get("scheme") or "http"
     # Attributes go in at span start (one pass through the SDK's checks); an incoming
     # "not sampled" parent means the span will not record, so none are computed then.
-    remote = trace.get_current_span(parent).get_span_context()
+    remote = parent_in(parent)
     attributes = None
     if not remote.is_valid or remote.trace_flags.sampled:
         attributes = request_attributes(
@@ -293,7 +296,7 @@ def _start(state: _State, scope: Scope) -> _Request:
         )
     name = method if method != "_OTHER" else "HTTP"
     if state.request_spans is not None:
-        span = state.request_spans.start(name, parent, SpanKind.SERVER, attributes)
+        span = state.request_spans.start(name, parent, _SERVER, attributes)
     else:
         span = state.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
     base = scope.get("root_path", "")

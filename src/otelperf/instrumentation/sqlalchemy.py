@@ -43,15 +43,17 @@ import wrapt
 from opentelemetry.context import Context, get_current
 from opentelemetry.metrics import Histogram
 from opentelemetry.sdk.trace import Event
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, get_current_span
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _internal, _names
 from otelperf import _spanctx as _ctx
 from otelperf._fast_metrics import FastHistogram
 from otelperf._sql import MAX_CACHED_LENGTH, operation_and_collection, sanitize
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
-from otelperf.instrumentation._leaf import LeafSpans
+from otelperf.instrumentation._leaf import LeafSpans, parent_in
 from otelperf.instrumentation.cache import instrumentation_suppressed
+
+_CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -380,7 +382,7 @@ def _make_hooks(
         else:
             name = f"{operation} {collection}"
         error_type = None if error is None else _type_name(error)
-        parent = get_current_span(parent_context).get_span_context()
+        parent = parent_in(parent_context)
         attributes: dict[str, Any] | None = None
         # Attributes go in at span start (one pass through the SDK's attribute checks), so they
         # are built before the span exists: skip them when the parent says "not sampled".
@@ -403,7 +405,7 @@ def _make_hooks(
                 events = (Event(_names.EXCEPTION_EVENT, {_names.EXCEPTION_TYPE: error_type}, end_ns),)
             leaf.emit(
                 name,
-                SpanKind.CLIENT,
+                _CLIENT,
                 parent,
                 start_ns,
                 end_ns,

@@ -245,3 +245,34 @@ def test_a_request_queued_after_the_workers_last_look_is_not_lost_at_shutdown() 
     provider.shutdown()
     assert _names(exporter.get_finished_spans()) == ["GET /late", "bad"]
     assert [v.route for v in detector.seen] == ["GET /late"]
+
+
+def test_production_mode_finds_errors_on_plain_readable_spans_as_on_sdk_spans() -> None:
+    """Leaf and request spans are plain ReadableSpans, read without their properties, and most carry
+    a shared "unset" status: an error on any of them (or an unset status of its own) is still seen."""
+    from opentelemetry.trace import Status
+
+    from otelperf.instrumentation._leaf import UNSET
+
+    _provider, processor, exporter, _ = _setup(export_share=0.0, detectors=[])
+    statuses = {
+        "shared unset": UNSET,
+        "own unset": Status(StatusCode.UNSET),
+        "ok": Status(StatusCode.OK),
+        "error": Status(StatusCode.ERROR),
+        "error with description": Status(StatusCode.ERROR, "boom"),
+    }
+    for number, (label, status) in enumerate(statuses.items(), start=1):
+        root = SpanContext(
+            number << 64 | 0xFFFF_FFFF_FFFF_FFFF, number, False, TraceFlags(1)
+        )  # outside the share
+        child = SpanContext(root.trace_id, 100 + number, False, TraceFlags(1))
+        processor.on_end(
+            ReadableSpan(label, context=child, parent=root, status=status, start_time=1, end_time=2)
+        )
+        processor.on_end(ReadableSpan(f"GET /{number}", context=root, status=UNSET, start_time=0, end_time=3))
+    processor.force_flush(5000)
+    exported = {s.name for s in exporter.get_finished_spans() if s.parent is not None}
+    assert exported == {"error", "error with description"}
+    assert processor.stats.analyzed == 5
+    processor.shutdown()

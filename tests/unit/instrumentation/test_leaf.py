@@ -86,3 +86,53 @@ def test_an_apps_id_generator_is_asked_for_every_leaf_span_id() -> None:
     for _ in range(2):
         leaf.emit("GET k", SpanKind.INTERNAL, parent, 1, 2, {})
     assert [s.context.span_id for s in exporter.get_finished_spans()] == [42, 43]
+
+
+class _ForeignSpan(NonRecordingSpan):
+    """A Span subclass parent_in() does not know: it must ask get_current_span()."""
+
+
+def test_parent_in_equals_get_current_span_for_every_kind_of_current_span() -> None:
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace import INVALID_SPAN_CONTEXT, get_current_span
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    from otelperf.instrumentation import _leaf
+
+    provider = TracerProvider()
+    sdk_span = provider.get_tracer("t").start_span("s")
+    parent = _parent(True, False)
+    contexts = [
+        otel_context.Context(),  # no current span
+        trace.set_span_in_context(sdk_span),
+        trace.set_span_in_context(NonRecordingSpan(parent)),
+        trace.set_span_in_context(_ForeignSpan(parent)),
+        otel_context.set_value(_SPAN_KEY, "not a span", otel_context.Context()),
+    ]
+    for context in contexts:
+        assert _leaf.parent_in(context) == get_current_span(context).get_span_context()
+    assert _leaf.parent_in(contexts[-1]) == INVALID_SPAN_CONTEXT
+    assert _ForeignSpan not in _leaf._PLAIN_SPAN_TYPES
+    with pytest.raises(TypeError):
+        _leaf.register_plain_span_type(str)
+
+
+def test_request_spans_are_read_as_they_are_and_readable_span_takes_positional_arguments() -> None:
+    from otelperf.instrumentation import _leaf
+    from otelperf.instrumentation._request_span import RequestSpan
+
+    assert RequestSpan in _leaf._PLAIN_SPAN_TYPES
+    # Both fast paths are what the installed SDK gets (the leaf test above compares their output).
+    assert _leaf._POSITIONAL
+
+
+def test_every_processor_gets_leaf_spans_even_one_added_after_the_leaf_spans_were_made() -> None:
+    provider = TracerProvider()
+    first, later = InMemorySpanExporter(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(first))
+    leaf = LeafSpans(provider.get_tracer("t"))
+    leaf.emit("a", SpanKind.INTERNAL, _parent(True, False), 1, 2, {})
+    provider.add_span_processor(SimpleSpanProcessor(later))
+    leaf.emit("b", SpanKind.INTERNAL, _parent(True, False), 3, 4, {})
+    assert [s.name for s in first.get_finished_spans()] == ["a", "b"]
+    assert [s.name for s in later.get_finished_spans()] == ["b"]
