@@ -315,9 +315,14 @@ async def _load(
     return time.perf_counter() - started, errors
 
 
-def load(port: int, path: str, requests: int, concurrency: int) -> tuple[float, list[str]]:
-    """Send exactly ``requests`` GETs over ``concurrency`` keep-alive connections; (seconds, errors)."""
-    return asyncio.run(_load(port, path, requests, concurrency, timeout=max(60.0, requests * 0.2)))
+def load(
+    port: int, path: str, requests: int, concurrency: int, timeout: float | None = None
+) -> tuple[float, list[str]]:
+    """Send exactly ``requests`` GETs over ``concurrency`` keep-alive connections; (seconds, errors).
+    ``timeout`` is for all of them (default: 0.2 s a request, at least 60 s)."""
+    if timeout is None:
+        timeout = max(60.0, requests * 0.2)
+    return asyncio.run(_load(port, path, requests, concurrency, timeout=timeout))
 
 
 # --- arms ----------------------------------------------------------------------------------------
