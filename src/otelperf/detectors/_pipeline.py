@@ -328,11 +328,15 @@ def _split_request(root_id: int, spans: list[ReadableSpan]) -> tuple[list[Readab
     its children; the rare child that outlived its parent is caught by the repeat.
     """
     ids = {root_id}
+    fields = _ctx.readable_span_fields
     for span in reversed(spans):  # the common case: one request per trace, all its spans
-        parent = span.parent
-        if parent is None or parent.is_remote or parent.span_id not in ids:
+        if fields and type(span) is ReadableSpan:
+            parent, context = span._parent, span._context
+        else:
+            parent, context = span.parent, span.context
+        if parent is None or _ctx.is_remote(parent) or _ctx.span_id(parent) not in ids:
             break
-        ids.add(span.context.span_id)  # type: ignore[union-attr]
+        ids.add(_ctx.span_id(context))  # type: ignore[arg-type]
     else:
         return spans, []
     ids = {root_id}

@@ -34,10 +34,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from otelperf import _names
-from otelperf.detectors._api import Finding, Severity, TraceView, duration_ms, hex_span_id
+from otelperf import _spanctx as _ctx
+from otelperf.detectors._api import Finding, Severity, TraceView, hex_span_id
 from otelperf.detectors.breakdown import COMPONENTS, Attribution, Offender, attribute
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ ALL_ROUTES = "*"
 OVERFLOW_ROUTE = "_other"  # metric label of routes beyond max_routes: keeps Prometheus bounded
 MAX_SPAN_IDS = 50
 _STATEMENT_CHARS = 60
+_NO_COMPONENT_BUDGETS: dict[str, float] = {}
 _SERVER = SpanKind.SERVER  # an Enum member read from its class costs ~100 ns on CPython 3.11
 
 
@@ -168,14 +171,19 @@ class LatencyBudgetDetector:
     # --- the detector ---
     def analyze(self, trace: TraceView) -> list[Finding]:
         root = trace.root
-        if root.kind is not _SERVER:
+        if _ctx.readable_span_fields and type(root) is ReadableSpan:  # the fields, not the properties
+            kind, route, start, end = root._kind, root._name, root._start_time, root._end_time
+        else:
+            kind, route, start, end = root.kind, root.name, root.start_time, root.end_time
+        if kind is not _SERVER:
             return []
-        route = trace.route
-        total = duration_ms(root)
-        budget = self.budget_for(route)
+        total = (end - start) / 1e6 if start is not None and end is not None else 0.0
+        budget = self._routes.get(route)  # budget_for(), inline: once per request
+        if budget is None:
+            budget = self._routes.get(ALL_ROUTES)
         breached = budget is not None and total > budget
-        component_budgets = self.component_budgets_for(route)
-        metric_route = self._remember(route, root.end_time or 0, total, breached, budget)
+        component_budgets = self.component_budgets_for(route) if self._components else _NO_COMPONENT_BUDGETS
+        metric_route = self._remember(route, end or 0, total, breached, budget)
 
         if not breached and not component_budgets:
             return []  # within budget: the sweep is only worth its cost for requests that breach
@@ -273,8 +281,10 @@ class LatencyBudgetDetector:
             else:
                 self._windows.move_to_end(route)
             window.budget_ms = budget
-            window.samples.append((end_ns, ms, breached))
-            window.prune(end_ns - self._window_ns)
+            samples = window.samples
+            samples.append((end_ns, ms, breached))
+            if samples[0][0] < end_ns - self._window_ns:  # most requests: nothing to drop
+                window.prune(end_ns - self._window_ns)
             if route in self._metric_routes:
                 return route
             if len(self._metric_routes) < self._max_routes:

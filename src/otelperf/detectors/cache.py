@@ -64,16 +64,6 @@ class _Ratio:
     misses: int = 0
     last_reported: int | None = None
 
-    def add(self, bucket: int, hits: int, misses: int) -> None:
-        # A lookup older than the newest bucket (a request that ended late) joins the newest one.
-        if self.buckets and self.buckets[-1][0] >= bucket:
-            self.buckets[-1][1] += hits
-            self.buckets[-1][2] += misses
-        else:
-            self.buckets.append([bucket, hits, misses])
-        self.hits += hits
-        self.misses += misses
-
     def expire(self, oldest_bucket: int) -> None:
         while self.buckets and self.buckets[0][0] < oldest_bucket:
             _, hits, misses = self.buckets.popleft()
@@ -184,7 +174,11 @@ class CacheDetector:
         for span in trace.spans_of("cache"):
             found = _lookup(span)
             if found is not None:
-                lookups.setdefault(found[0], []).append(found[1])
+                entries = lookups.get(found[0])
+                if entries is None:
+                    lookups[found[0]] = [found[1]]
+                else:
+                    entries.append(found[1])
         if not lookups:
             return []
         findings: list[Finding] = []
@@ -195,8 +189,10 @@ class CacheDetector:
                 finding = self._hit_ratio(trace, name, entries)
                 if finding is not None:
                     findings.append(finding)
-                if any(entry[3] for entry in entries):
-                    findings.extend(self._miss_storms(trace, name, entries))
+                for entry in entries:
+                    if entry[3]:  # a miss: storms are only looked for then
+                        findings.extend(self._miss_storms(trace, name, entries))
+                        break
         return findings
 
     # --- hit ratio ---
@@ -208,8 +204,18 @@ class CacheDetector:
                 return None
             ratio = self._ratios[name] = _Ratio()
         bucket_ns = self._bucket_ns
+        buckets = ratio.buckets
         for _, end, hits, misses in entries:
-            ratio.add(end // bucket_ns, hits, misses)
+            # A lookup older than the newest bucket (a request that ended late) joins the newest.
+            bucket = end // bucket_ns
+            if buckets and buckets[-1][0] >= bucket:
+                newest = buckets[-1]
+                newest[1] += hits
+                newest[2] += misses
+            else:
+                buckets.append([bucket, hits, misses])
+            ratio.hits += hits
+            ratio.misses += misses
         now = entries[-1][1]
         oldest = (now - self._window_ns) // bucket_ns + 1
         if ratio.buckets[0][0] < oldest:  # most requests: nothing has expired since the last

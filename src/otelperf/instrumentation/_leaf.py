@@ -26,13 +26,13 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.context import get_current as _get_current_context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -44,6 +44,7 @@ from opentelemetry.trace import (
 )
 
 from otelperf import _spanctx as _ctx
+from otelperf._context import get_current as _get_current_context
 
 UNSET = Status(StatusCode.UNSET)  # shared by every span otelperf writes without an error
 _UNSET = UNSET
@@ -84,9 +85,12 @@ def parent_in(context: Context | None) -> SpanContext:
     """``get_current_span(context).get_span_context()``: the current span's when ``context`` is None."""
     if context is None:
         context = _get_current_context()
-    span = context.get(_SPAN_KEY) if _SPAN_KEY is not None else None
-    if type(span) in _PLAIN_SPAN_TYPES:
-        return span.get_span_context()  # type: ignore[no-any-return,attr-defined]
+    if _SPAN_KEY is not None:
+        span = context.get(_SPAN_KEY)
+        if span is None:  # no current span: what get_current_span() gives then
+            return INVALID_SPAN_CONTEXT
+        if type(span) in _PLAIN_SPAN_TYPES:
+            return span.get_span_context()  # type: ignore[no-any-return,attr-defined]
     return get_current_span(context).get_span_context()
 
 
@@ -109,6 +113,52 @@ def _positional_readable_span() -> bool:
 
 
 _POSITIONAL = _positional_readable_span()
+
+
+def readable_span(  # noqa: PLR0917 - ReadableSpan's own arguments, in its order
+    name: str,
+    context: SpanContext,
+    parent: SpanContext | None,
+    resource: Any,
+    attributes: Any,
+    events: Sequence[Event],
+    links: Sequence[Any],
+    kind: SpanKind,
+    status: Status,
+    start_time: int,
+    end_time: int,
+    scope: Any,
+) -> ReadableSpan:
+    """A finished ReadableSpan, built with positional arguments when the SDK's signature allows."""
+    if _POSITIONAL:
+        return ReadableSpan(
+            name, context, parent, resource, attributes, events, links, kind, None, status, start_time,
+            end_time, scope,
+        )  # fmt: skip
+    return ReadableSpan(
+        name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=attributes,
+        events=events,
+        links=links,
+        kind=kind,
+        status=status,
+        start_time=start_time,
+        end_time=end_time,
+        instrumentation_scope=scope,
+    )
+
+
+def hand_to(processor: Any, span: ReadableSpan) -> None:
+    """``processor.on_end(span)``; the SDK's SynchronousMultiSpanProcessor's loop done inline (its
+    tuple is read each time: processors can be added while spans are written)."""
+    if type(processor) is SynchronousMultiSpanProcessor:
+        for each in processor._span_processors:
+            each.on_end(span)
+    else:
+        processor.on_end(span)
 
 
 def _child_flags(parent: SpanContext) -> TraceFlags:
@@ -187,29 +237,19 @@ class LeafSpans:
                     trace_state=_ctx.trace_state(parent),
                 )
         status = _ERROR if error else _UNSET
-        if _POSITIONAL:
+        if _POSITIONAL:  # readable_span() and hand_to(), inline: this runs once per statement and lookup
             span = ReadableSpan(
                 name, context, parent, self._resource, attributes, events, (), kind, None, status, start_ns,
                 end_ns, self._scope,
             )  # fmt: skip
         else:
-            span = ReadableSpan(
-                name,
-                context=context,
-                parent=parent,
-                resource=self._resource,
-                attributes=attributes,
-                events=events,
-                kind=kind,
-                status=status,
-                start_time=start_ns,
-                end_time=end_ns,
-                instrumentation_scope=self._scope,
-            )
+            span = readable_span(
+                name, context, parent, self._resource, attributes, events, (), kind, status, start_ns, end_ns,
+                self._scope,
+            )  # fmt: skip
         processor = self._processor
-        if self._multi:  # the provider's own fan-out, inline: read each time, as processors can be added
+        if self._multi:
             for each in processor._span_processors:  # type: ignore[union-attr]
                 each.on_end(span)
         else:
-            assert processor is not None
-            processor.on_end(span)
+            hand_to(processor, span)

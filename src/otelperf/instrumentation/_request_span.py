@@ -26,7 +26,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, StaticSampler
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
@@ -267,22 +267,21 @@ class RequestSpan(trace.Span):
                 return
             self._end = end_time if end_time is not None else time.time_ns()
         owner = self._owner
-        span = ReadableSpan(
+        span = _leaf.readable_span(
             self._name,
-            context=self._context,
-            parent=self._parent,
-            resource=owner._resource,
-            attributes=self._attributes,
-            events=self._events,
-            links=self._links,
-            kind=self._kind,
-            status=self._status,
-            start_time=self._start,
-            end_time=self._end,
-            instrumentation_scope=owner._scope,
+            self._context,
+            self._parent,
+            owner._resource,
+            self._attributes,
+            self._events,
+            self._links,
+            self._kind,
+            self._status,
+            self._start,
+            self._end,
+            owner._scope,
         )
-        assert owner._processor is not None
-        owner._processor.on_end(span)
+        _leaf.hand_to(owner._processor, span)
 
     def __repr__(self) -> str:
         return f"RequestSpan(name={self._name!r}, context={self._context!r})"

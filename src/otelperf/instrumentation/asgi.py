@@ -37,7 +37,7 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from otelperf import _internal, _names
+from otelperf import _context, _internal, _names
 from otelperf._fast_metrics import FastHistogram
 from otelperf.instrumentation._asgi_request import (
     effective_path,
@@ -204,7 +204,7 @@ class OtelperfASGIMiddleware:
             await self.app(scope, receive, send)
             return
         state = _state if self._auto else _explicit_state()
-        if state is None or otel_context.get_value(_SUPPRESS_KEY):
+        if state is None or _context.get_current().get(_SUPPRESS_KEY):
             await self.app(scope, receive, send)
             return
 

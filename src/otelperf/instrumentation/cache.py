@@ -52,7 +52,7 @@ from opentelemetry.trace import (
     get_current_span,
 )
 
-from otelperf import _names, _setup
+from otelperf import _context, _names, _setup
 from otelperf import _spanctx as _ctx
 from otelperf._internal import swallow
 from otelperf.instrumentation._leaf import LeafSpans, parent_in
@@ -80,7 +80,7 @@ _SUPPRESS_KEY_PLAIN = "suppress_instrumentation"  # the legacy plain-string key,
 
 def instrumentation_suppressed() -> bool:
     """True inside ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` (or an equivalent)."""
-    current = otel_context.get_current()  # what get_value reads, fetched once for both keys
+    current = _context.get_current()  # what get_value reads, fetched once for both keys
     return bool(current.get(_SUPPRESS_KEY) or current.get(_SUPPRESS_KEY_PLAIN))
 
 
@@ -317,7 +317,7 @@ def _loads_on_miss(cache: Any) -> bool:
 
 
 _current_runtime = _setup.current
-_get_current_context = otel_context.get_current
+_get_current_context = _context.get_current
 _INTERNAL = SpanKind.INTERNAL  # an Enum member read from its class costs ~100 ns on CPython 3.11
 _time_ns = time.time_ns
 
@@ -407,8 +407,12 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
             _names.COMPONENT: _names.COMPONENT_CACHE,
         }
         # A hit's leaf-span attributes are the same every time: one dict, shared, never changed.
-        self._self_hit_attributes = {**lookup, _names.CACHE_HIT: True}
-        self._self_miss_attributes = {**lookup, _names.CACHE_HIT: False}
+        self._self_lookup = (
+            name,
+            self._self_get_span,
+            {**lookup, _names.CACHE_HIT: True},
+            {**lookup, _names.CACHE_HIT: False},
+        )
 
     @property
     def otelperf_cache_name(self) -> str:
@@ -441,15 +445,19 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
     ) -> None:
         """Write a finished lookup's leaf span and count it; never raises."""
         try:
+            # One read of the proxy's own state (each attribute read on a wrapt proxy is slow).
+            name, span_name, hit_attributes, miss_attributes = self._self_lookup
             if hit:
-                attributes = self._self_hit_attributes  # shared by every hit: never changed
+                attributes = hit_attributes  # shared by every hit: never changed
             else:
-                attributes = dict(self._self_miss_attributes)
+                attributes = dict(miss_attributes)
                 attributes[_names.CACHE_KEY_HASH] = key_hash(key)
-            leaf.emit(self._self_get_span, _INTERNAL, parent, start_ns, _time_ns(), attributes)
+            leaf.emit(span_name, _INTERNAL, parent, start_ns, _time_ns(), attributes)
             meter = runtime.meter
             if meter is not None:
-                stats_for(meter).record(self._self_otelperf_cache_name, 1 if hit else 0, 0 if hit else 1)
+                last = _last_stats  # stats_for(), inline for the meter it served last
+                stats = last[1] if last is not None and last[0] is meter else stats_for(meter)
+                stats.record(name, 1 if hit else 0, 0 if hit else 1)
         except Exception as error:
             swallow("cache.finish", error)
 

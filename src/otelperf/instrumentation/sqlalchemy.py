@@ -40,12 +40,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import wrapt
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram
 from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from otelperf import _internal, _names
+from otelperf import _context, _internal, _names
 from otelperf import _spanctx as _ctx
 from otelperf._fast_metrics import FastHistogram
 from otelperf._sql import MAX_CACHED_LENGTH, operation_and_collection, sanitize
@@ -360,7 +360,7 @@ def _make_hooks(
                 if on_engine is not None and url is not None:
                     on_engine(dialect, url)
             operation, collection = operation_and_collection(statement, mysql=info.mysql)
-            return (info, operation, collection, statement, get_current(), time_ns(), perf_counter())
+            return (info, operation, collection, statement, _context.get_current(), time_ns(), perf_counter())
         except Exception as exc:
             _report_internal_error("sqlalchemy.execute", exc)
             return None
