@@ -134,7 +134,7 @@ class DetectorSpanProcessor(SpanProcessor):
                 if buffered is not None:
                     # Another request of this trace may still be open in this process (a service
                     # calling itself): take only this request's spans, leave the rest buffered.
-                    buffered, others = _split_request(ctx.span_id, buffered)
+                    buffered, others = _split_request(_ctx.span_id(ctx), buffered)
                     if others:
                         self._traces[trace_id] = others
             request = [span] if not buffered else [*buffered, span]

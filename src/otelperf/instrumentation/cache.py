@@ -329,6 +329,56 @@ def _active_runtime() -> _setup.Runtime | None:
     return runtime
 
 
+# --- the dict-like cache's lookups under a sampled parent: module functions, as a method looked up
+# on a wrapt proxy costs more than the call itself -------------------------------------------------
+
+_Lookup = tuple[str, str, dict[str, Any], dict[str, Any]]  # name, span name, hit and miss attributes
+
+
+def _leaf_parent(runtime: _setup.Runtime) -> tuple[LeafSpans, SpanContext] | bool:
+    """Where a lookup's span goes: ``(leaf spans, parent)`` for a leaf span under a sampled parent
+    (the usual case, written in one step), True for a span through the API (a root operation, an
+    unsampled parent, a tracer that is not the SDK's), False for none at all (instrumentation
+    suppressed). One read of the current context for all of it."""
+    current = _get_current_context()
+    if current.get(_SUPPRESS_KEY) or current.get(_SUPPRESS_KEY_PLAIN):
+        return False
+    tracer = runtime.tracer
+    last = _last_leaf  # _leaf_spans(), inline
+    leaf = last[1] if last is not None and last[0] is tracer else _leaf_spans(tracer)  # type: ignore[arg-type]
+    parent = parent_in(current)
+    if leaf.enabled and _ctx.is_valid(parent) and _ctx.trace_flags(parent) & TraceFlags.SAMPLED:
+        return leaf, parent
+    return True
+
+
+def _lookup_done(  # noqa: PLR0917 - the hot path's own helper, positional for speed
+    lookup: _Lookup,
+    runtime: _setup.Runtime,
+    leaf: LeafSpans,
+    parent: SpanContext,
+    start_ns: int,
+    hit: bool,
+    key: Any,
+) -> None:
+    """Write a finished lookup's leaf span and count it; never raises."""
+    try:
+        name, span_name, hit_attributes, miss_attributes = lookup
+        if hit:
+            attributes = hit_attributes  # shared by every hit: never changed
+        else:
+            attributes = dict(miss_attributes)
+            attributes[_names.CACHE_KEY_HASH] = key_hash(key)
+        leaf.emit(span_name, _INTERNAL, parent, start_ns, _time_ns(), attributes)
+        meter = runtime.meter
+        if meter is not None:
+            last = _last_stats  # stats_for(), inline for the meter it served last
+            stats = last[1] if last is not None and last[0] is meter else stats_for(meter)
+            stats.record(name, 1 if hit else 0, 0 if hit else 1)
+    except Exception as error:
+        swallow("cache.finish", error)
+
+
 # --- functools.lru_cache / functools.cache -----------------------------------------------------------
 
 
@@ -419,48 +469,6 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         name: str = self._self_otelperf_cache_name
         return name
 
-    def _leaf_parent(self, runtime: _setup.Runtime) -> tuple[LeafSpans, SpanContext] | bool:
-        """Where a lookup's span goes: ``(leaf spans, parent)`` for a leaf span under a sampled
-        parent (the usual case, written in one step), True for a span through the API (a root
-        operation, an unsampled parent, a tracer that is not the SDK's), False for none at all
-        (instrumentation suppressed). One read of the current context for all of it."""
-        current = _get_current_context()
-        if current.get(_SUPPRESS_KEY) or current.get(_SUPPRESS_KEY_PLAIN):
-            return False
-        assert runtime.tracer is not None
-        leaf = _leaf_spans(runtime.tracer)
-        parent = parent_in(current)
-        if leaf.enabled and _ctx.is_valid(parent) and _ctx.trace_flags(parent) & TraceFlags.SAMPLED:
-            return leaf, parent
-        return True
-
-    def _lookup_done(  # noqa: PLR0917 - the hot path's own helper, positional for speed
-        self,
-        runtime: _setup.Runtime,
-        leaf: LeafSpans,
-        parent: SpanContext,
-        start_ns: int,
-        hit: bool,
-        key: Any,
-    ) -> None:
-        """Write a finished lookup's leaf span and count it; never raises."""
-        try:
-            # One read of the proxy's own state (each attribute read on a wrapt proxy is slow).
-            name, span_name, hit_attributes, miss_attributes = self._self_lookup
-            if hit:
-                attributes = hit_attributes  # shared by every hit: never changed
-            else:
-                attributes = dict(miss_attributes)
-                attributes[_names.CACHE_KEY_HASH] = key_hash(key)
-            leaf.emit(span_name, _INTERNAL, parent, start_ns, _time_ns(), attributes)
-            meter = runtime.meter
-            if meter is not None:
-                last = _last_stats  # stats_for(), inline for the meter it served last
-                stats = last[1] if last is not None and last[0] is meter else stats_for(meter)
-                stats.record(name, 1 if hit else 0, 0 if hit else 1)
-        except Exception as error:
-            swallow("cache.finish", error)
-
     def _lookup_failed(
         self, runtime: _setup.Runtime, leaf: LeafSpans, parent: SpanContext, start_ns: int, exc: BaseException
     ) -> None:
@@ -472,7 +480,7 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         runtime = _current_runtime()
         if runtime is None or runtime.tracer is None or not self._self_leaf_getitem:
             return self._getitem_api(key)
-        target = self._leaf_parent(runtime)
+        target = _leaf_parent(runtime)
         if target is False:
             return self.__wrapped__[key]
         if target is True:
@@ -482,19 +490,19 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         try:
             value = self.__wrapped__[key]
         except KeyError:
-            self._lookup_done(runtime, leaf, parent, start_ns, False, key)
+            _lookup_done(self._self_lookup, runtime, leaf, parent, start_ns, False, key)
             raise
         except BaseException as exc:
             self._lookup_failed(runtime, leaf, parent, start_ns, exc)
             raise
-        self._lookup_done(runtime, leaf, parent, start_ns, True, key)
+        _lookup_done(self._self_lookup, runtime, leaf, parent, start_ns, True, key)
         return value
 
     def get(self, key: Any, default: Any = None) -> Any:
         runtime = _current_runtime()
         if runtime is None or runtime.tracer is None:
             return self.__wrapped__.get(key, default)
-        target = self._leaf_parent(runtime)
+        target = _leaf_parent(runtime)
         if target is False:
             return self.__wrapped__.get(key, default)
         if target is True:
@@ -507,7 +515,7 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
             self._lookup_failed(runtime, leaf, parent, start_ns, exc)
             raise
         hit = value is not _MISSING
-        self._lookup_done(runtime, leaf, parent, start_ns, hit, key)
+        _lookup_done(self._self_lookup, runtime, leaf, parent, start_ns, hit, key)
         return value if hit else default
 
     # The API path: a span made current while the lookup runs (see the module docstring).
