@@ -83,6 +83,7 @@ class DetectorSpanProcessor(SpanProcessor):
         self._detectors = list(detectors)
         self._sink = sink
         self._export_share = export_share
+        self._share_limit = export_share * _TRACE_ID_LIMIT  # trace ids whose low 64 bits are under it
         self._max_traces = max_traces
         self._max_spans = max_spans_per_trace
         self._queue_size = queue_size
@@ -196,7 +197,9 @@ class DetectorSpanProcessor(SpanProcessor):
         findings: list[Finding] = []
         for detector in self._detectors:
             try:
-                findings.extend(detector.analyze(view))
+                found = detector.analyze(view)
+                if found:
+                    findings.extend(found)
             except Exception as exc:
                 self.stats.detector_errors += 1
                 _internal.record_internal_error(f"detector {getattr(detector, 'name', detector)!r}", exc)
@@ -214,7 +217,7 @@ class DetectorSpanProcessor(SpanProcessor):
         ctx = root._context if fields and type(root) is ReadableSpan else root.context
         # The low 64 bits of a W3C trace id are random: the same rule as TraceIdRatioBased, so
         # every service using the same share keeps the same traces. Checked first: it is cheaper.
-        if ctx is not None and (_ctx.trace_id(ctx) & _TRACE_ID_LIMIT) < self._export_share * _TRACE_ID_LIMIT:
+        if ctx is not None and (_ctx.trace_id(ctx) & _TRACE_ID_LIMIT) < self._share_limit:
             return True
         for span in spans:
             status = span._status if fields and type(span) is ReadableSpan else span.status

@@ -170,8 +170,11 @@ class CacheDetector:
         self.evicted_keys = 0
 
     def analyze(self, trace: TraceView) -> list[Finding]:
+        cache_spans = trace.spans_of("cache")
+        if not cache_spans:
+            return []
         lookups: dict[str, list[_Entry]] = {}
-        for span in trace.spans_of("cache"):
+        for span in cache_spans:
             found = _lookup(span)
             if found is not None:
                 entries = lookups.get(found[0])
