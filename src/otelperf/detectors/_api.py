@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from otelperf import _names
+from otelperf import _spanctx as _ctx
 
 Severity = Literal["warning", "critical"]
 Component = Literal["db", "cache", "http", "app"]
@@ -78,18 +79,20 @@ def component_of(span: ReadableSpan) -> Component:
     """Which part of the stack a span's time belongs to: db, cache, http (outgoing) or app."""
     attributes = attributes_of(span)
     component = attributes.get(_names.COMPONENT)
-    if component == "db":
-        return "db"
-    if component == "cache":
-        return "cache"
-    if component == "http":
-        return "http"
+    if type(component) is str and component in _NAMED_COMPONENTS:
+        return component  # type: ignore[return-value]
+    return _unnamed_component(span, attributes)
+
+
+def _unnamed_component(span: ReadableSpan, attributes: Mapping[str, Any]) -> Component:
+    """component_of() for a span whose attributes do not name its component (not otelperf's)."""
     if attributes.get(_names.CACHE_NAME) is not None:
         return "cache"
     system = attributes.get(_names.DB_SYSTEM_NAME)
     if system is not None:
         return "cache" if system == "redis" else "db"
-    if span.kind is _CLIENT and attributes.get(_names.HTTP_REQUEST_METHOD) is not None:
+    kind = span._kind if _ctx.readable_span_fields and type(span) is ReadableSpan else span.kind
+    if kind is _CLIENT and attributes.get(_names.HTTP_REQUEST_METHOD) is not None:
         return "http"
     return "app"
 
@@ -137,8 +140,15 @@ class TraceView:
             for s in self.spans:
                 # otelperf's own spans name their component: read it here, without a call.
                 attributes = getattr(s, "_attributes", None)
-                named = attributes.get(_names.COMPONENT) if type(attributes) is dict else None
-                index.setdefault(named if named in _NAMED_COMPONENTS else component_of(s), []).append(s)
+                if type(attributes) is not dict:
+                    attributes = attributes_of(s)
+                named = attributes.get(_names.COMPONENT)
+                found: Component = (
+                    named  # type: ignore[assignment]
+                    if type(named) is str and named in _NAMED_COMPONENTS
+                    else _unnamed_component(s, attributes)
+                )
+                index.setdefault(found, []).append(s)
             self._components = index
         return index.get(component, ())
 
