@@ -28,7 +28,6 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan, SynchronousMultiSpanProcessor
-from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import (
@@ -67,15 +66,33 @@ except ImportError:  # pragma: no cover - an API that moved it: get_current_span
     _SPAN_KEY = None
 
 # Span classes get_current_span() accepts as they are (it checks isinstance(span, Span), an ABC
-# check that is a Python call on every statement and lookup): the SDK's, the API's non-recording
-# span, and otelperf's request span (added by _request_span at import).
+# check that is a Python call on every statement and lookup) and whose get_span_context() returns
+# their ``_context`` attribute, read here without the call: the SDK's, the API's non-recording span
+# (each checked on a probe at import) and otelperf's request span (registered by _request_span).
+
+
+def _keeps_context(span_type: Any, make: Any) -> bool:
+    try:
+        probe_context = SpanContext(0x1, 0x2, is_remote=False)
+        probe = make(probe_context)
+        return type(probe) is span_type and probe._context is probe.get_span_context() is probe_context
+    except Exception:
+        return False
+
+
 _PLAIN_SPAN_TYPES: set[type] = {
-    t for t in (SdkSpan, getattr(sdk_trace, "_Span", None), NonRecordingSpan) if isinstance(t, type)
+    span_type
+    for span_type, make in (
+        (NonRecordingSpan, NonRecordingSpan),
+        (getattr(sdk_trace, "_Span", None), lambda ctx: sdk_trace._Span("probe", ctx)),
+    )
+    if isinstance(span_type, type) and _keeps_context(span_type, make)
 }
 
 
 def register_plain_span_type(span_type: type) -> None:
-    """Let :func:`parent_in` take spans of ``span_type`` (a subclass of ``trace.Span``) as they are."""
+    """Let :func:`parent_in` read the context of spans of ``span_type`` (a subclass of ``trace.Span``
+    whose ``get_span_context()`` returns its ``_context`` attribute) without calling it."""
     if not issubclass(span_type, trace.Span):
         raise TypeError(f"{span_type.__name__} is not a trace.Span")
     _PLAIN_SPAN_TYPES.add(span_type)
@@ -90,7 +107,7 @@ def parent_in(context: Context | None) -> SpanContext:
         if span is None:  # no current span: what get_current_span() gives then
             return INVALID_SPAN_CONTEXT
         if type(span) in _PLAIN_SPAN_TYPES:
-            return span.get_span_context()  # type: ignore[no-any-return,attr-defined]
+            return span._context  # type: ignore[no-any-return,attr-defined]
     return get_current_span(context).get_span_context()
 
 
@@ -220,15 +237,15 @@ class LeafSpans:
         context: SpanContext | None = None,
     ) -> None:
         if context is None:  # context_for(), inline: this runs once per statement
-            flags = _SAMPLED_RANDOM if _ctx.trace_flags(parent) & _RANDOM else _SAMPLED
             if self._fast_ids:
                 # What RandomIdGenerator and SpanContext() would do, without their Python calls:
-                # a non-zero random 64-bit id, and a context valid as its parent is.
+                # a non-zero random 64-bit id, and a context valid as its parent is. The parent is
+                # read by index: _fast_ids holds only with SpanContext's checked tuple layout.
                 span_id = _getrandbits(64) or self.new_span_id()
-                context = _new_context(
-                    (_ctx.trace_id(parent), span_id, False, flags, _ctx.trace_state(parent), True)
-                )
+                flags = _SAMPLED_RANDOM if parent[3] & _RANDOM else _SAMPLED
+                context = _new_context((parent[0], span_id, False, flags, parent[4], True))
             else:
+                flags = _SAMPLED_RANDOM if _ctx.trace_flags(parent) & _RANDOM else _SAMPLED
                 context = SpanContext(
                     _ctx.trace_id(parent),
                     self.new_span_id(),

@@ -246,3 +246,13 @@ class _FixedIds(RandomIdGenerator):
     def generate_trace_id(self) -> int:
         self._next += 1
         return self._next << 64 | 0x5555
+
+
+def test_parent_in_reads_a_request_spans_context_as_get_span_context_gives_it() -> None:
+    from otelperf.instrumentation._leaf import parent_in
+
+    spans, _ = _setup()
+    span = spans.start("GET", trace.set_span_in_context(_remote(True)), SpanKind.SERVER, None)
+    assert type(span) is RequestSpan
+    context = trace.set_span_in_context(span)
+    assert parent_in(context) is span.get_span_context() is trace.get_current_span(context).get_span_context()
