@@ -33,12 +33,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
+from otelperf import _spanctx as _ctx
 from otelperf.detectors._api import Finding, TraceView, attributes_of, duration_ms, hex_span_id
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ MISS_STORM = "cache_miss_storm"
 UNNAMED_CACHE = "unnamed"
 MAX_SPAN_IDS = 50
 MAX_KEYS_PER_SPAN = 32
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
 REDIS_CACHE = "redis"  # the cache name of Redis reads (instrumentation/redis.py)
 _BUCKETS = 60
 
@@ -81,12 +84,13 @@ def _lookup(span: ReadableSpan) -> tuple[str, _Entry] | None:
     """The cache name and (span, end time, hits, misses) of a cache lookup span (one of
     ``TraceView.spans_of("cache")``), or None for a cache span that is no lookup (a write, a
     delete) or has not ended."""
-    attributes = attributes_of(span)
+    if _ctx.readable_span_fields and type(span) is ReadableSpan:  # the fields, not the properties
+        attributes: Mapping[str, Any] = span._attributes or _NO_ATTRIBUTES
+        end = span._end_time
+    else:
+        attributes, end = attributes_of(span), span.end_time
     hit = attributes.get(_names.CACHE_HIT)
-    if hit is not True and hit is not False:
-        return None
-    end = span.end_time
-    if end is None:
+    if (hit is not True and hit is not False) or end is None:
         return None
     name = attributes.get(_names.CACHE_NAME)
     if type(name) is not str or not name:
