@@ -411,8 +411,17 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not pid_alive(pid):
-                self._reap(pid)  # our own child: collect the zombie
-                return True
+                proc = _CHILDREN.get(pid)
+                if proc is None:
+                    return True
+                # Our own child: collect it. A multi-threaded process shows as a zombie as soon as
+                # its main thread is gone, but can be collected only once every thread has exited;
+                # until then its /proc entry stays (a busy machine widens that window).
+                with suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=max(0.05, deadline - time.monotonic()))
+                    _CHILDREN.pop(pid, None)
+                    return True
+                continue
             time.sleep(0.05)
         return False
 
