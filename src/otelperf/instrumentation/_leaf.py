@@ -46,7 +46,6 @@ from otelperf import _spanctx as _ctx
 from otelperf._context import get_current as _get_current_context
 
 UNSET = Status(StatusCode.UNSET)  # shared by every span otelperf writes without an error
-_UNSET = UNSET
 _ERROR = Status(StatusCode.ERROR)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A child carries W3C level-2 "random trace id" when its parent does, as the SDK's spans do.
@@ -253,7 +252,7 @@ class LeafSpans:
                     trace_flags=flags,
                     trace_state=_ctx.trace_state(parent),
                 )
-        status = _ERROR if error else _UNSET
+        status = _ERROR if error else UNSET
         if _POSITIONAL:  # readable_span() and hand_to(), inline: this runs once per statement and lookup
             span = ReadableSpan(
                 name, context, parent, self._resource, attributes, events, (), kind, None, status, start_ns,
