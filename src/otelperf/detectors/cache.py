@@ -33,8 +33,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -60,16 +60,23 @@ REDIS_CACHE = "redis"  # the cache name of Redis reads (instrumentation/redis.py
 _BUCKETS = 60
 
 
-@dataclass
 class _Ratio:
-    buckets: deque[list[int]] = field(default_factory=deque)  # [bucket index, hits, misses]
-    hits: int = 0
-    misses: int = 0
-    last_reported: int | None = None
+    """One cache's lookups over the window, in buckets of [bucket index, hits, misses]."""
+
+    __slots__ = ("buckets", "hits", "last_reported", "misses", "newest")
+
+    def __init__(self) -> None:
+        self.newest = [-1, 0, 0]  # the last bucket (a placeholder before the first lookup)
+        self.buckets: deque[list[int]] = deque((self.newest,))
+        self.hits = 0
+        self.misses = 0
+        self.last_reported: int | None = None
 
     def expire(self, oldest_bucket: int) -> None:
-        while self.buckets and self.buckets[0][0] < oldest_bucket:
-            _, hits, misses = self.buckets.popleft()
+        # The newest bucket holds the lookup that asks, so it is never old enough to leave.
+        buckets = self.buckets
+        while len(buckets) > 1 and buckets[0][0] < oldest_bucket:
+            _, hits, misses = buckets.popleft()
             self.hits -= hits
             self.misses -= misses
 
@@ -80,34 +87,63 @@ class _Storm:
     last_reported: int | None = None
 
 
-def _lookup(span: ReadableSpan) -> tuple[str, _Entry] | None:
-    """The cache name and (span, end time, hits, misses) of a cache lookup span (one of
-    ``TraceView.spans_of("cache")``), or None for a cache span that is no lookup (a write, a
-    delete) or has not ended."""
-    if _ctx.readable_span_fields and type(span) is ReadableSpan:  # the fields, not the properties
-        attributes: Mapping[str, Any] = span._attributes or _NO_ATTRIBUTES
-        end = span._end_time
-    else:
-        attributes, end = attributes_of(span), span.end_time
-    hit = attributes.get(_names.CACHE_HIT)
-    if (hit is not True and hit is not False) or end is None:
-        return None
-    name = attributes.get(_names.CACHE_NAME)
-    if type(name) is not str or not name:
-        name = str(name or UNNAMED_CACHE)
-    hits, misses = attributes.get(_names.CACHE_HITS), attributes.get(_names.CACHE_MISSES)
-    if (hits is not None or misses is not None) and (
-        isinstance(hits, int) and isinstance(misses, int) and hits >= 0 and misses >= 0
-    ):
-        return name, (span, end, hits, misses)  # a multi-key read (MGET, a pipeline)
-    return name, ((span, end, 1, 0) if hit else (span, end, 0, 1))
-
-
 _Entry = tuple[ReadableSpan, int, int, int]  # a lookup span, its end time, hits, misses
 
 
 def _end_of_entry(entry: _Entry) -> int:
     return entry[1]
+
+
+_Tally = list[Any]  # one request's lookups of one cache: [hits, misses, last end time, entries]
+_HITS, _MISSES, _LAST_END, _ENTRIES = range(4)
+_ONE_HIT = (1, 0)
+_ONE_MISS = (0, 1)
+# Attribute names read for every lookup: module names, one load each.
+_HIT, _NAME = _names.CACHE_HIT, _names.CACHE_NAME
+_HITS_KEY, _MISSES_KEY = _names.CACHE_HITS, _names.CACHE_MISSES
+
+
+def _counts(attributes: Mapping[str, Any], hit: bool) -> tuple[int, int]:
+    """(hits, misses) of one lookup: a multi-key read (MGET, a pipeline) counts its keys."""
+    hits, misses = attributes.get(_HITS_KEY), attributes.get(_MISSES_KEY)
+    if (hits is not None or misses is not None) and (
+        isinstance(hits, int) and isinstance(misses, int) and hits >= 0 and misses >= 0
+    ):
+        return hits, misses
+    return _ONE_HIT if hit else _ONE_MISS
+
+
+def _tally(cache_spans: Sequence[ReadableSpan]) -> dict[str, _Tally]:
+    """The lookups among ``TraceView.spans_of("cache")`` by cache name. A cache span that is no
+    lookup (a write, a delete: no boolean ``otelperf.cache.hit``) or has not ended is left out."""
+    tallies: dict[str, _Tally] = {}
+    fields = _ctx.readable_span_fields
+    for span in cache_spans:
+        if fields and type(span) is ReadableSpan:  # the fields, not the properties
+            attributes: Mapping[str, Any] = span._attributes or _NO_ATTRIBUTES
+            end = span._end_time
+        else:
+            attributes, end = attributes_of(span), span.end_time
+        hit = attributes.get(_HIT)
+        if (hit is not True and hit is not False) or end is None:
+            continue
+        name = attributes.get(_NAME)
+        if type(name) is not str or not name:
+            name = str(name or UNNAMED_CACHE)
+        if _HITS_KEY in attributes or _MISSES_KEY in attributes:
+            hits, misses = _counts(attributes, hit)
+        else:
+            hits, misses = _ONE_HIT if hit else _ONE_MISS
+        tally = tallies.get(name)
+        if tally is None:  # a list, not an object: built for every request that reads a cache
+            tallies[name] = [hits, misses, end, [(span, end, hits, misses)]]
+        else:
+            tally[_HITS] += hits
+            tally[_MISSES] += misses
+            if end > tally[_LAST_END]:  # noqa: PLR1730 - max() is a call
+                tally[_LAST_END] = end
+            tally[_ENTRIES].append((span, end, hits, misses))
+    return tallies
 
 
 def _missed_keys(span: ReadableSpan) -> list[str | None]:
@@ -177,56 +213,58 @@ class CacheDetector:
         cache_spans = trace.spans_of("cache")
         if not cache_spans:
             return []
-        lookups: dict[str, list[_Entry]] = {}
-        for span in cache_spans:
-            found = _lookup(span)
-            if found is not None:
-                entries = lookups.get(found[0])
-                if entries is None:
-                    lookups[found[0]] = [found[1]]
-                else:
-                    entries.append(found[1])
-        if not lookups:
+        tallies = _tally(cache_spans)
+        if not tallies:
             return []
         findings: list[Finding] = []
         with self._lock:
-            for name, entries in lookups.items():
-                if len(entries) > 1:
-                    entries.sort(key=_end_of_entry)
-                finding = self._hit_ratio(trace, name, entries)
-                if finding is not None:
-                    findings.append(finding)
-                for entry in entries:
-                    if entry[3]:  # a miss: storms are only looked for then
-                        findings.extend(self._miss_storms(trace, name, entries))
-                        break
+            for name, tally in tallies.items():
+                hits, misses, now, entries = tally
+                ratio = self._ratios.get(name)
+                if ratio is None:
+                    ratio = self._new_ratio(name)
+                # One request's lookups of a cache are counted in the bucket of its last one; a
+                # request that ended after a newer bucket began (it ran late) joins the newest.
+                if ratio is not None:
+                    bucket = now // self._bucket_ns
+                    newest = ratio.newest
+                    if newest[0] >= bucket:
+                        newest[1] += hits
+                        newest[2] += misses
+                    else:  # once per bucket: what left the window goes
+                        ratio.newest = newest = [bucket, hits, misses]
+                        ratio.buckets.append(newest)
+                        ratio.expire((now - self._window_ns) // self._bucket_ns + 1)
+                    ratio.hits += hits
+                    ratio.misses += misses
+                    lookups = ratio.hits + ratio.misses
+                    # Most requests: a ratio at or over the threshold, or too few lookups yet.
+                    if lookups >= self.min_lookups and ratio.hits < self.min_hit_ratio * lookups:
+                        if len(entries) > 1:
+                            entries.sort(key=_end_of_entry)
+                        finding = self._hit_ratio(trace, name, ratio, now, entries)
+                        if finding is not None:
+                            findings.append(finding)
+                if misses:  # storms are only looked for then
+                    if len(entries) > 1:
+                        entries.sort(key=_end_of_entry)
+                    findings.extend(self._miss_storms(trace, name, entries))
         return findings
 
+    def _new_ratio(self, name: str) -> _Ratio | None:
+        if len(self._ratios) >= self._max_caches:
+            self.overflow_caches += 1
+            return None
+        ratio = self._ratios[name] = _Ratio()
+        return ratio
+
     # --- hit ratio ---
-    def _hit_ratio(self, trace: TraceView, name: str, entries: list[_Entry]) -> Finding | None:
-        ratio = self._ratios.get(name)
-        if ratio is None:
-            if len(self._ratios) >= self._max_caches:
-                self.overflow_caches += 1
-                return None
-            ratio = self._ratios[name] = _Ratio()
-        bucket_ns = self._bucket_ns
-        buckets = ratio.buckets
-        for _, end, hits, misses in entries:
-            # A lookup older than the newest bucket (a request that ended late) joins the newest.
-            bucket = end // bucket_ns
-            if buckets and buckets[-1][0] >= bucket:
-                newest = buckets[-1]
-                newest[1] += hits
-                newest[2] += misses
-            else:
-                buckets.append([bucket, hits, misses])
-            ratio.hits += hits
-            ratio.misses += misses
-        now = entries[-1][1]
-        oldest = (now - self._window_ns) // bucket_ns + 1
-        if ratio.buckets[0][0] < oldest:  # most requests: nothing has expired since the last
-            ratio.expire(oldest)
+    def _hit_ratio(
+        self, trace: TraceView, name: str, ratio: _Ratio, now: int, entries: list[_Entry]
+    ) -> Finding | None:
+        """The low-hit-ratio finding, when the ratio over the window (expired up to ``now``) is low
+        and was not reported within the window; ``entries`` in end order."""
+        ratio.expire((now - self._window_ns) // self._bucket_ns + 1)
         lookups = ratio.hits + ratio.misses
         if lookups < self.min_lookups or lookups == 0:
             return None

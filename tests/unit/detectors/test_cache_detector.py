@@ -85,6 +85,25 @@ def test_old_lookups_leave_the_window() -> None:
     assert (finding.details["hits"], finding.details["misses"]) == (6, 19)
 
 
+def test_a_late_request_joins_the_newest_bucket_and_leaves_the_window_with_it() -> None:
+    det = detector()
+    assert run(det, request(*lookups(10, 10), at_ms=50 * SECOND)) == []
+    # Ended before the request above (it ran late): counted with it, in the newest bucket.
+    assert run(det, request(*lookups(9, 0), at_ms=10 * SECOND)) == []
+    assert run(det, request(*lookups(1, 0), at_ms=105 * SECOND)) == []  # 10 hits, 10 misses
+    # 60 s after their bucket both requests have left the window, together: the 10 hits and the
+    # 9 late misses are gone, the miss at 105 s is still in.
+    [finding] = run(det, request(*lookups(19, 0), at_ms=112 * SECOND))
+    assert (finding.details["hits"], finding.details["misses"]) == (0, 20)
+
+
+def test_hits_alone_report_a_ratio_that_misses_made_low() -> None:
+    det = detector()
+    assert run(det, request(*lookups(15, 0))) == []  # under min_lookups
+    [finding] = run(det, request(*lookups(5, 5), at_ms=SECOND))  # 20 lookups, 25% hits
+    assert (finding.details["hits"], finding.details["misses"]) == (5, 15)
+
+
 def test_multi_key_reads_count_each_key() -> None:
     mget = S(
         "MGET",
