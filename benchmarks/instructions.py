@@ -185,6 +185,12 @@ def measure(
     return Run(int(found.group(1)), warmup + requests, exported["traces"] if exported else 0)
 
 
+def keep_output(work: Path, keep: Path, arm: str, route: str, requests: int) -> Path:
+    name = f"{arm}{route.replace('/', '_')}_{requests}"
+    keep.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(work / name / "callgrind.out", keep / f"{name}.callgrind.out"))
+
+
 def check_exports(arm: str, route: str, run: Run) -> str | None:
     """Whether the detectors decided as at real speed: production mode exports a share of this app's
     traces (it has no finding at real speed), full export every one. None when it did, else why not."""
@@ -218,6 +224,12 @@ def main() -> int:
         help="multiply the detectors' time thresholds by this (callgrind runs requests ~50x slower)",
     )
     parser.add_argument("--warmup", type=int, default=50, help="requests per route before counting")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="copy each run's callgrind output into this folder (for callgrind_annotate: where it went)",
+    )
     args = parser.parse_args()
     routes = [r for r in args.routes.split(",") if r]
     arms = [a for a in args.arms.split(",") if a]
@@ -263,6 +275,9 @@ def main() -> int:
                             clock_scale=args.clock_scale,
                         )
                         problem = check_exports(arm, route, run)
+                        if args.keep is not None:
+                            kept = keep_output(work, args.keep, arm, route, count)
+                            overhead.log(f"{route} {arm}: callgrind output kept in {kept}")
                         overhead.log(
                             f"{route} {arm}: {run.instructions / count / 1e3:.1f}k instructions/request, "
                             f"{run.exported} of {run.sent} traces exported"
