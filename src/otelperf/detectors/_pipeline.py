@@ -149,23 +149,24 @@ class DetectorSpanProcessor(SpanProcessor):
                 self._wake.set()
             return
         evicted: list[ReadableSpan] | None = None
-        overflow = False
         with self._lock:
-            spans = self._traces.get(trace_id)
-            if spans is None:
-                if len(self._traces) >= self._max_traces:
-                    _, evicted = self._traces.popitem(last=False)
-                self._traces[trace_id] = [span]
-            elif len(spans) >= self._max_spans:
-                overflow = True
-            else:
+            traces = self._traces
+            spans = traces.get(trace_id)
+            if spans is None:  # the request's first span to end
+                if len(traces) >= self._max_traces:
+                    _, evicted = traces.popitem(last=False)
+                traces[trace_id] = [span]
+                if evicted is None:
+                    return
+            elif len(spans) < self._max_spans:
                 spans.append(span)
+                return
         if evicted is not None:
             self.stats.evicted_traces += 1
             self._pass_on(evicted)
-        if overflow:
-            self.stats.overflow_spans += 1
-            self._inner.on_end(span)
+            return
+        self.stats.overflow_spans += 1
+        self._inner.on_end(span)
 
     # --- the detector thread ---
     def _run(self) -> None:
