@@ -55,7 +55,7 @@ from opentelemetry.trace import (
 from otelperf import _context, _names, _setup
 from otelperf import _spanctx as _ctx
 from otelperf._internal import swallow
-from otelperf.instrumentation._leaf import LeafSpans, parent_in
+from otelperf.instrumentation._leaf import _PLAIN_SPAN_TYPES, _SPAN_KEY, LeafSpans, parent_in
 
 __all__ = [
     "MAX_CACHE_NAMES",
@@ -317,6 +317,8 @@ def _loads_on_miss(cache: Any) -> bool:
 
 
 _current_runtime = _setup.current
+_SAMPLED = TraceFlags.SAMPLED
+_TUPLE_LAYOUT = _ctx.uses_tuple_layout  # SpanContext's fields by index (checked at import)
 _get_current_context = _context.get_current
 _INTERNAL = SpanKind.INTERNAL  # an Enum member read from its class costs ~100 ns on CPython 3.11
 _time_ns = time.time_ns
@@ -346,8 +348,15 @@ def _leaf_parent(runtime: _setup.Runtime) -> tuple[LeafSpans, SpanContext] | boo
     tracer = runtime.tracer
     last = _last_leaf  # _leaf_spans(), inline
     leaf = last[1] if last is not None and last[0] is tracer else _leaf_spans(tracer)  # type: ignore[arg-type]
-    parent = parent_in(current)
-    if leaf.enabled and _ctx.is_valid(parent) and _ctx.trace_flags(parent) & TraceFlags.SAMPLED:
+    if _SPAN_KEY is not None:  # parent_in(current), inline for the span types it reads directly
+        span = current.get(_SPAN_KEY)
+        parent = span._context if type(span) in _PLAIN_SPAN_TYPES else parent_in(current)  # type: ignore[attr-defined]
+    else:  # pragma: no cover - an API without the key
+        parent = parent_in(current)
+    if _TUPLE_LAYOUT:  # is_valid and trace_flags, read by index
+        if leaf.enabled and parent[5] and parent[3] & _SAMPLED:
+            return leaf, parent
+    elif leaf.enabled and _ctx.is_valid(parent) and _ctx.trace_flags(parent) & _SAMPLED:
         return leaf, parent
     return True
 
@@ -374,7 +383,12 @@ def _lookup_done(  # noqa: PLR0917 - the hot path's own helper, positional for s
         if meter is not None:
             last = _last_stats  # stats_for(), inline for the meter it served last
             stats = last[1] if last is not None and last[0] is meter else stats_for(meter)
-            stats.record(name, 1 if hit else 0, 0 if hit else 1)
+            with stats._lock:  # record(), inline for a name it has counted before
+                counts = stats._counts.get(name)
+                if counts is not None:
+                    counts[0 if hit else 1] += 1
+            if counts is None:
+                stats.record(name, 1 if hit else 0, 0 if hit else 1)
     except Exception as error:
         swallow("cache.finish", error)
 
@@ -477,7 +491,7 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         _finish(runtime, pending, name=self._self_otelperf_cache_name, operation="get", hit=None, exc=exc)
 
     def __getitem__(self, key: Any) -> Any:
-        runtime = _current_runtime()
+        runtime = _setup._runtime  # _setup.current(), without the call
         if runtime is None or runtime.tracer is None or not self._self_leaf_getitem:
             return self._getitem_api(key)
         target = _leaf_parent(runtime)
@@ -499,7 +513,7 @@ class InstrumentedCache(wrapt.ObjectProxy[Any]):
         return value
 
     def get(self, key: Any, default: Any = None) -> Any:
-        runtime = _current_runtime()
+        runtime = _setup._runtime  # _setup.current(), without the call
         if runtime is None or runtime.tracer is None:
             return self.__wrapped__.get(key, default)
         target = _leaf_parent(runtime)
