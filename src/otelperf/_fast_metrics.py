@@ -10,7 +10,9 @@ Its points reach every exporter through the SDK's own readers: :func:`attach` wr
 reader's collect callback so that a collection returns the SDK's metrics *plus* ours, in the same
 resource and instrumentation scope, as explicit-bucket histograms with the same data model the SDK
 would have produced (cumulative, or delta when the reader prefers it; min/max; one exemplar per
-bucket, the latest measurement made under a sampled span, as the SDK's aligned reservoir keeps).
+bucket, the latest measurement made under a sampled span, as the SDK's aligned reservoir keeps;
+in production mode only under a span of a trace in the export share, so that an exemplar leads
+to a trace that was exported, see :mod:`otelperf._share`).
 Cardinality is bounded per histogram; attribute sets past the limit go to one overflow series
 (``otel.metric.overflow=true``), as in the SDK.
 """
@@ -44,6 +46,7 @@ from opentelemetry.trace import SpanContext
 
 from otelperf import _spanctx as _ctx
 from otelperf._internal import record_internal_error
+from otelperf._share import LOW_64_BITS, share_limit
 
 DEFAULT_CARDINALITY_LIMIT = 2000
 _SAMPLED = 0x01  # the W3C "sampled" trace flag
@@ -75,8 +78,12 @@ class FastHistogram(Histogram):
         description: str,
         boundaries: Sequence[float],
         limit: int = DEFAULT_CARDINALITY_LIMIT,
+        *,
+        exemplar_share: float = 1.0,
     ) -> None:
         self.name = name
+        # Exemplars only from traces in the export share (None: from every sampled trace).
+        self._exemplar_limit = share_limit(exemplar_share) if exemplar_share < 1.0 else None
         self.unit = unit
         self.description = description
         self.boundaries = tuple(float(b) for b in boundaries)
@@ -127,12 +134,15 @@ class FastHistogram(Histogram):
                 if amount > series.max:  # noqa: PLR1730
                     series.max = amount
                 if span_context is not None and _ctx.trace_flags(span_context) & _SAMPLED:
-                    series.exemplars[index] = (
-                        amount,
-                        time.time_ns(),
-                        _ctx.trace_id(span_context),
-                        _ctx.span_id(span_context),
-                    )
+                    trace_id = _ctx.trace_id(span_context)
+                    share = self._exemplar_limit  # _share.in_share(), inline
+                    if share is None or (trace_id & LOW_64_BITS) < share:
+                        series.exemplars[index] = (
+                            amount,
+                            time.time_ns(),
+                            trace_id,
+                            _ctx.span_id(span_context),
+                        )
         except Exception as exc:  # a non-number: never the app's problem
             record_internal_error("metrics.histogram", exc)
 
@@ -211,9 +221,12 @@ class FastHistogram(Histogram):
 class FastMetrics:
     """The fast histograms of one MeterProvider, and the hook that adds them to its collections."""
 
-    def __init__(self, resource: Resource, scope: InstrumentationScope) -> None:
+    def __init__(
+        self, resource: Resource, scope: InstrumentationScope, *, exemplar_share: float = 1.0
+    ) -> None:
         self._resource = resource
         self._scope = scope
+        self._exemplar_share = exemplar_share  # production mode's export share (see FastHistogram)
         self._histograms: dict[str, FastHistogram] = {}
         self._lock = threading.Lock()
 
@@ -224,7 +237,13 @@ class FastMetrics:
             existing = self._histograms.get(name)
             if existing is not None:
                 return existing  # same name, same instrument: as the SDK does for duplicates
-            hist = FastHistogram(name, unit, description, boundaries or _SDK_DEFAULT_BOUNDARIES)
+            hist = FastHistogram(
+                name,
+                unit,
+                description,
+                boundaries or _SDK_DEFAULT_BOUNDARIES,
+                exemplar_share=self._exemplar_share,
+            )
             self._histograms[name] = hist
             return hist
 

@@ -231,7 +231,12 @@ def start(
     runtime.tracer = tracer_provider.get_tracer(_names.INSTRUMENTATION_SCOPE, __version__)
     # Histograms on the request path are aggregated by otelperf (10x cheaper than the SDK's) and
     # added to every reader's collections, so exporters see one set of metrics.
-    fast = FastMetrics(resource, InstrumentationScope(_names.INSTRUMENTATION_SCOPE, __version__))
+    # In production mode their exemplars come from exported traces only (the export share).
+    fast = FastMetrics(
+        resource,
+        InstrumentationScope(_names.INSTRUMENTATION_SCOPE, __version__),
+        exemplar_share=settings.export_share if runtime.detector_processor is not None else 1.0,
+    )
     for reader in metric_readers:
         fast.attach(reader)
     runtime.meter = FastMeter(meter_provider.get_meter(_names.INSTRUMENTATION_SCOPE, __version__), fast)

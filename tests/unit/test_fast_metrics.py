@@ -21,10 +21,12 @@ VALUES = [0.001, 0.005, 0.0051, 0.02, 0.02, 0.3, 0.9, 1.0, 7.5, 0.0]
 ATTRS = [{"http.route": "/a", "http.response.status_code": 200}, {"http.route": "/b"}]
 
 
-def _fast_provider(reader: InMemoryMetricReader, limit: int | None = None) -> tuple[FastMeter, MeterProvider]:
+def _fast_provider(
+    reader: InMemoryMetricReader, limit: int | None = None, exemplar_share: float = 1.0
+) -> tuple[FastMeter, MeterProvider]:
     resource = Resource.create({"service.name": "fast"})
     provider = MeterProvider(resource=resource, metric_readers=[reader])
-    fast = FastMetrics(resource, InstrumentationScope(SCOPE, "1"))
+    fast = FastMetrics(resource, InstrumentationScope(SCOPE, "1"), exemplar_share=exemplar_share)
     fast.attach(reader)
     meter = FastMeter(provider.get_meter(SCOPE, "1"), fast)
     return meter, provider
@@ -108,6 +110,25 @@ def test_exemplar_per_bucket_from_sampled_spans_only() -> None:
     assert point.count == 3
     (exemplar,) = point.exemplars
     assert (exemplar.trace_id, exemplar.span_id, exemplar.value) == (ctx.trace_id, ctx.span_id, 0.02)
+
+
+def test_in_production_mode_exemplars_come_only_from_traces_in_the_export_share() -> None:
+    """An exemplar must lead to a trace that was exported: in production mode, one in the share."""
+    from otelperf._share import in_share, share_limit
+
+    reader = InMemoryMetricReader()
+    meter, _ = _fast_provider(reader, exemplar_share=0.25)
+    hist = meter.create_histogram("e", unit="s", explicit_bucket_boundaries_advisory=BOUNDS)
+    low = 1 << 64
+    inside = SpanContext(7 * low + 3, 0x11, is_remote=False, trace_flags=TraceFlags(1))  # low bits: 3
+    outside = SpanContext(7 * low + (low - 5), 0x22, is_remote=False, trace_flags=TraceFlags(1))
+    assert in_share(inside.trace_id, share_limit(0.25)) and not in_share(outside.trace_id, share_limit(0.25))
+    hist.record(0.02, context=trace.set_span_in_context(NonRecordingSpan(inside)))  # bucket (0.01, 0.025]
+    hist.record(0.3, context=trace.set_span_in_context(NonRecordingSpan(outside)))  # bucket (0.1, 0.5]
+    hist.record(0.021, context=trace.set_span_in_context(NonRecordingSpan(outside)))  # same bucket as 0.02
+    (point,) = _points(reader, "e")
+    assert point.count == 3
+    assert [(e.trace_id, e.span_id, e.value) for e in point.exemplars] == [(inside.trace_id, 0x11, 0.02)]
 
 
 def test_delta_reader_gets_only_what_is_new() -> None:

@@ -163,3 +163,26 @@ def test_shutdown_is_bounded_by_default_timeout(blackhole: str) -> None:
 
 def test_shutdown_without_init_is_a_no_op() -> None:
     assert otelperf.shutdown() is True
+
+
+@pytest.mark.parametrize(("detectors", "expected_share"), [(("n_plus_one",), 0.25), ((), None)])
+def test_histogram_exemplars_follow_the_export_share_the_pipeline_applies(
+    detectors: tuple[str, ...], expected_share: float | None
+) -> None:
+    from otelperf._share import share_limit
+
+    runtime = otelperf.init(
+        service_name="share",
+        instrument="none",
+        endpoint=f"http://127.0.0.1:{_closed_port()}",
+        export_share=0.25,
+        detectors=detectors,
+    )
+    assert runtime.meter is not None
+    histogram = runtime.meter.create_histogram("otelperf.test.duration", unit="s")
+    if expected_share is None:  # no pipeline, so every trace is exported: exemplars from all
+        assert runtime.detector_processor is None
+        assert histogram._exemplar_limit is None  # type: ignore[attr-defined]
+    else:
+        assert runtime.detector_processor is not None
+        assert histogram._exemplar_limit == runtime.detector_processor._share_limit == share_limit(0.25)  # type: ignore[attr-defined]

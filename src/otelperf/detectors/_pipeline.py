@@ -36,6 +36,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from otelperf import _internal, _names
 from otelperf import _spanctx as _ctx
+from otelperf._share import LOW_64_BITS, share_limit
 from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
 from otelperf.detectors._findings import FindingsSink
 from otelperf.instrumentation import _leaf
@@ -44,7 +45,6 @@ logger = logging.getLogger("otelperf.detectors")
 
 WAKE_INTERVAL_S = 0.2
 WAKE_BATCH = 256
-_TRACE_ID_LIMIT = (1 << 64) - 1
 _ERROR = StatusCode.ERROR  # an Enum member read from its class costs ~100 ns on CPython 3.11
 # Shared "unset" statuses: the SDK's default, and those of otelperf's leaf and request spans.
 _SDK_DEFAULT_STATUS = getattr(
@@ -83,7 +83,7 @@ class DetectorSpanProcessor(SpanProcessor):
         self._detectors = list(detectors)
         self._sink = sink
         self._export_share = export_share
-        self._share_limit = export_share * _TRACE_ID_LIMIT  # trace ids whose low 64 bits are under it
+        self._share_limit = share_limit(export_share)
         self._max_traces = max_traces
         self._max_spans = max_spans_per_trace
         self._queue_size = queue_size
@@ -216,9 +216,8 @@ class DetectorSpanProcessor(SpanProcessor):
     def _keep(self, root: ReadableSpan, spans: list[ReadableSpan]) -> bool:
         fields = _ctx.readable_span_fields
         ctx = root._context if fields and type(root) is ReadableSpan else root.context
-        # The low 64 bits of a W3C trace id are random: the same rule as TraceIdRatioBased, so
-        # every service using the same share keeps the same traces. Checked first: it is cheaper.
-        if ctx is not None and (_ctx.trace_id(ctx) & _TRACE_ID_LIMIT) < self._share_limit:
+        # In the share by trace id (otelperf._share: in_share(), inline). Checked first: it is cheaper.
+        if ctx is not None and (_ctx.trace_id(ctx) & LOW_64_BITS) < self._share_limit:
             return True
         for span in spans:
             status = span._status if fields and type(span) is ReadableSpan else span.status
