@@ -27,12 +27,15 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, StaticSampler
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 from otelperf import _spanctx as _ctx
 from otelperf.instrumentation import _leaf
+from otelperf.instrumentation._leaf import _getrandbits, _new_context
 
 _UNSET = _leaf.UNSET  # the shared "unset" status the detector pipeline knows without reading it
 _OK = StatusCode.OK  # an Enum member read from its class costs ~100 ns on CPython 3.11
@@ -98,6 +101,9 @@ class RequestSpans:
         self._rule = _plain_rule(self._sampler)
         is_random = getattr(self._ids, "is_trace_id_random", None)
         self._random_ids = bool(is_random()) if callable(is_random) else False
+        # With the SDK's RandomIdGenerator and SpanContext's known layout, ids and context are made
+        # as they would make them, without their Python calls (as for leaf spans).
+        self._fast_ids = type(self._ids) is RandomIdGenerator and _ctx.uses_tuple_layout
         self.enabled = None not in (self._processor, self._resource, self._ids, self._sampler, self._limits)
 
     def start(
@@ -107,7 +113,12 @@ class RequestSpans:
         assert self._ids is not None and self._sampler is not None
         parent_ctx = _leaf.parent_in(parent)
         valid_parent = _ctx.is_valid(parent_ctx)
-        trace_id = _ctx.trace_id(parent_ctx) if valid_parent else self._ids.generate_trace_id()
+        if valid_parent:
+            trace_id = _ctx.trace_id(parent_ctx)
+        elif self._fast_ids:  # RandomIdGenerator.generate_trace_id(), inline
+            trace_id = _getrandbits(128) or self._ids.generate_trace_id()
+        else:
+            trace_id = self._ids.generate_trace_id()
         parent_flags = _ctx.trace_flags(parent_ctx) if valid_parent else 0
         rule = self._rule
         if rule is not None:
@@ -124,15 +135,21 @@ class RequestSpans:
             trace_state = result.trace_state
             if recording and result.attributes:  # a sampler may add attributes
                 attributes = {**(attributes or {}), **result.attributes}
-        context = SpanContext(
-            trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=_FLAGS[
-                sampled, bool(parent_flags & TraceFlags.RANDOM_TRACE_ID) if valid_parent else self._random_ids
-            ],
-            trace_state=trace_state,
-        )
+        flags = _FLAGS[
+            sampled, bool(parent_flags & TraceFlags.RANDOM_TRACE_ID) if valid_parent else self._random_ids
+        ]
+        if self._fast_ids:  # what SpanContext() builds from ids it finds valid (these are)
+            span_id = _getrandbits(64) or self._ids.generate_span_id()
+            state = trace_state if trace_state is not None else DEFAULT_TRACE_STATE
+            context = _new_context((trace_id, span_id, False, flags, state, True))
+        else:
+            context = SpanContext(
+                trace_id,
+                self._ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=flags,
+                trace_state=trace_state,
+            )
         if not recording:
             return NonRecordingSpan(context)
         return RequestSpan(

@@ -256,3 +256,36 @@ def test_parent_in_reads_a_request_spans_context_as_get_span_context_gives_it() 
     assert type(span) is RequestSpan
     context = trace.set_span_in_context(span)
     assert parent_in(context) is span.get_span_context() is trace.get_current_span(context).get_span_context()
+
+
+@pytest.mark.parametrize("parent", ["root", "remote sampled", "remote with trace state"])
+def test_ids_and_context_made_inline_are_the_id_generators_and_span_contexts(parent: str) -> None:
+    import random
+
+    spans, _ = _setup()
+    assert spans._fast_ids  # the SDK's default generator: the inline path
+    state = TraceState([("vendor", "v1")])
+    parents = {
+        "root": Context(),
+        "remote sampled": trace.set_span_in_context(_remote(True)),
+        "remote with trace state": trace.set_span_in_context(
+            NonRecordingSpan(SpanContext(0xABC, 0xDEF, True, TraceFlags(TraceFlags.SAMPLED), state))
+        ),
+    }
+    random.seed(20261127)
+    span = spans.start("GET", parents[parent], SpanKind.SERVER, None)
+    random.seed(20261127)  # the same draws, through the SDK's generator and constructor
+    ids = RandomIdGenerator()
+    remote = trace.get_current_span(parents[parent]).get_span_context()
+    trace_id = remote.trace_id if remote.is_valid else ids.generate_trace_id()
+    expected = SpanContext(
+        trace_id,
+        ids.generate_span_id(),
+        is_remote=False,
+        trace_flags=span.get_span_context().trace_flags,
+        trace_state=remote.trace_state if remote.is_valid else None,
+    )
+    got = span.get_span_context()
+    assert type(got) is SpanContext
+    assert tuple(got) == tuple(expected)
+    assert got.is_valid and got.trace_state == (state if parent.endswith("state") else TraceState())
