@@ -363,6 +363,11 @@ def _finish(
     state.fast_duration.record_keyed(elapsed, series[1], series[0], span.get_span_context())
 
 
+# Route templates of unmounted apps by id(route): (route, its FastAPI route context, the app's
+# root path, the template). The route is kept alive by its entry, so its id stays its own.
+_templates: dict[int, tuple[Any, Any, str, str | None]] = {}
+
+
 def _route_template(
     req: _Request, scope: Scope, route_prefix: Callable[[_Request, Any, Scope], str]
 ) -> str | None:
@@ -371,6 +376,23 @@ def _route_template(
         return None
     if isinstance(route, str):
         return route
+    base = req.base_root_path
+    if scope.get("root_path", "") != base:  # under a mount: its prefix is part of the template
+        return _template_of(req, route, scope, route_prefix)
+    fastapi_scope = scope.get("fastapi")
+    context = fastapi_scope.get("effective_route_context") if type(fastapi_scope) is dict else None
+    cached = _templates.get(id(route))
+    if cached is not None and cached[0] is route and cached[1] is context and cached[2] == base:
+        return cached[3]
+    template = _template_of(req, route, scope, route_prefix)
+    if len(_templates) < _MAX_CACHED_ROUTES:
+        _templates[id(route)] = (route, context, base, template)
+    return template
+
+
+def _template_of(
+    req: _Request, route: Any, scope: Scope, route_prefix: Callable[[_Request, Any, Scope], str]
+) -> str | None:
     if is_mount(route):
         # The request matched a mount but nothing inside it (or the mount is a plain ASGI app).
         path = getattr(route, "path", None)

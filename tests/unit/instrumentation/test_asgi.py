@@ -163,6 +163,23 @@ async def test_span_is_named_by_route_template(otelperf_capture: Capture, path: 
     assert route == (name.split(" ", 1)[1] if " " in name else None)
 
 
+async def test_route_templates_stay_right_when_requests_repeat(otelperf_capture: Capture) -> None:
+    """Templates of unmounted routes are remembered per route: every route, asked twice in turn."""
+    app = make_app()
+    expected = {
+        "/items/7": "GET /items/{item_id}",
+        "/api/v1/orders/3": "GET /api/v1/orders/{order_id}",
+        "/sub/deep/x": "GET /sub/deep/{name}",
+        "/tenants/acme/files/9": "GET /tenants/{tenant}/files/{fid}",
+        "/tenants/other/files/1": "GET /tenants/{tenant}/files/{fid}",
+        "/nope/123": "GET",
+    }
+    for _ in range(2):
+        for path in expected:
+            await call(app, "GET", path)
+    assert [s.name for s in otelperf_capture.spans] == [*expected.values()] * 2
+
+
 async def test_404_keeps_status_and_no_route(otelperf_capture: Capture) -> None:
     response = await call(make_app(), "GET", "/missing/42")
     assert response.status_code == 404
