@@ -145,6 +145,30 @@ def test_a_service_calling_itself_analyzes_each_request_with_its_own_spans(pipel
     assert outer.get_span_context().trace_id == detector.seen[-1].root.context.trace_id
 
 
+def test_requests_of_plain_spans_sharing_a_trace_are_split_as_sdk_spans_are(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """The same split for leaf and request spans (plain ReadableSpans, read by index): an inner
+    request ends while the outer one's statements wait in the same trace's buffer."""
+    _provider, processor, _exporter, detector = pipeline
+    trace_id, sampled = 0xABCDEF, TraceFlags(TraceFlags.SAMPLED)
+
+    def ctx(span_id: int, remote: bool = False) -> SpanContext:
+        return SpanContext(trace_id, span_id, is_remote=remote, trace_flags=sampled)
+
+    def end(name: str, span_id: int, parent: SpanContext | None) -> None:
+        processor.on_end(ReadableSpan(name, context=ctx(span_id), parent=parent, start_time=1, end_time=2))
+
+    end("SELECT products", 0x11, ctx(0x1))  # the outer request's statement
+    end("SELECT stock", 0x21, ctx(0x2))  # the inner request's, under its server span 0x2
+    end("GET /internal/stock", 0x2, ctx(0x12, remote=True))  # inner root: its caller is remote
+    end("GET stock", 0x12, ctx(0x1))  # the outer request's client span
+    end("GET /outer", 0x1, None)
+    processor.force_flush(5000)
+    assert [(v.root.name, _names(list(v.spans))) for v in detector.seen] == [
+        ("GET /internal/stock", ["GET /internal/stock", "SELECT stock"]),
+        ("GET /outer", ["GET /outer", "GET stock", "SELECT products"]),
+    ]
+
+
 def test_bounded_open_traces_pass_the_oldest_on_unanalyzed() -> None:
     provider, processor, exporter, _ = _setup(max_traces=2)
     tracer = provider.get_tracer("t")
