@@ -121,15 +121,21 @@ class DetectorSpanProcessor(SpanProcessor):
         self._inner.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if type(span) is ReadableSpan and _ctx.readable_span_fields:  # leaf and request spans
+        if _BY_INDEX and type(span) is ReadableSpan:  # leaf and request spans: fields, tuples by index
             ctx, parent = span._context, span._parent
+            if ctx is None or self._shutdown:
+                self._inner.on_end(span)
+                return
+            trace_id = ctx[0]
+            local_root = parent is None or parent[2]
         else:
             ctx, parent = span.context, span.parent
-        if ctx is None or self._shutdown:
-            self._inner.on_end(span)
-            return
-        trace_id = _ctx.trace_id(ctx)
-        if parent is None or _ctx.is_remote(parent):
+            if ctx is None or self._shutdown:
+                self._inner.on_end(span)
+                return
+            trace_id = ctx.trace_id
+            local_root = parent is None or parent.is_remote
+        if local_root:
             with self._lock:
                 buffered = self._traces.pop(trace_id, None)
                 others: list[ReadableSpan] = []
