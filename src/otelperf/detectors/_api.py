@@ -158,7 +158,8 @@ class TraceView:
 
 
 class Detector(Protocol):
-    """Reads a finished request; returns what it found. Runs on the detector thread, never the app's."""
+    """Reads a finished request; returns what it found. Runs on the detector thread, never the app's,
+    and on one thread at a time (the pipeline sees to it): its own state needs no lock for that."""
 
     name: str
 

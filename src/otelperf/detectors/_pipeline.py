@@ -45,6 +45,7 @@ logger = logging.getLogger("otelperf.detectors")
 
 WAKE_INTERVAL_S = 0.2
 WAKE_BATCH = 256
+SHUTDOWN_WAIT_S = 5.0  # for the detector thread to finish what is queued, then to exit
 _ERROR = StatusCode.ERROR  # an Enum member read from its class costs ~100 ns on CPython 3.11
 _BY_INDEX = _ctx.readable_span_fields and _ctx.uses_tuple_layout  # both checked at import
 # Shared "unset" statuses: the SDK's default, and those of otelperf's leaf and request spans.
@@ -253,15 +254,20 @@ class DetectorSpanProcessor(SpanProcessor):
     def shutdown(self) -> None:
         if self._shutdown:
             return
-        self._wait_drained(5.0)
+        self._wait_drained(SHUTDOWN_WAIT_S)
         self._shutdown = True
         self._stopping = True
         self._wake.set()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=SHUTDOWN_WAIT_S)
         # A request that ended while shutdown began can land in the queue after the worker's last
-        # look at it: analyze what is left here, so nothing is lost.
+        # look at it: analyze what is left here, so nothing is lost. Detectors run on one thread at
+        # a time: should the worker still be busy (stuck past the timeout), pass them on unanalyzed.
+        worker_done = not self._worker.is_alive()
         while self._ready:
             root, spans = self._ready.popleft()
+            if not worker_done:
+                self._pass_on(spans)
+                continue
             try:
                 self._analyze(root, spans)
             except Exception as exc:

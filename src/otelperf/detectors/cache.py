@@ -31,7 +31,6 @@ overflows are counted.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -203,7 +202,6 @@ class CacheDetector:
         self._storm_cooldown_ns = int(storm_cooldown_s * 1e9)
         self._max_caches = max_caches
         self._max_keys = max_keys
-        self._lock = threading.Lock()
         self._ratios: dict[str, _Ratio] = {}
         self._storms: OrderedDict[tuple[str, str | None], _Storm] = OrderedDict()
         self.overflow_caches = 0
@@ -217,38 +215,38 @@ class CacheDetector:
         if not tallies:
             return []
         findings: list[Finding] = []
-        with self._lock:
-            for name, tally in tallies.items():
-                hits, misses, now, entries = tally
-                ratio = self._ratios.get(name)
-                if ratio is None:
-                    ratio = self._new_ratio(name)
-                # One request's lookups of a cache are counted in the bucket of its last one; a
-                # request that ended after a newer bucket began (it ran late) joins the newest.
-                if ratio is not None:
-                    bucket = now // self._bucket_ns
-                    newest = ratio.newest
-                    if newest[0] >= bucket:
-                        newest[1] += hits
-                        newest[2] += misses
-                    else:  # once per bucket: what left the window goes
-                        ratio.newest = newest = [bucket, hits, misses]
-                        ratio.buckets.append(newest)
-                        ratio.expire((now - self._window_ns) // self._bucket_ns + 1)
-                    ratio.hits += hits
-                    ratio.misses += misses
-                    lookups = ratio.hits + ratio.misses
-                    # Most requests: a ratio at or over the threshold, or too few lookups yet.
-                    if lookups >= self.min_lookups and ratio.hits < self.min_hit_ratio * lookups:
-                        if len(entries) > 1:
-                            entries.sort(key=_end_of_entry)
-                        finding = self._hit_ratio(trace, name, ratio, now, entries)
-                        if finding is not None:
-                            findings.append(finding)
-                if misses:  # storms are only looked for then
+        # Detectors run on one thread at a time (see Detector): this state takes no lock.
+        for name, tally in tallies.items():
+            hits, misses, now, entries = tally
+            ratio = self._ratios.get(name)
+            if ratio is None:
+                ratio = self._new_ratio(name)
+            # One request's lookups of a cache are counted in the bucket of its last one; a
+            # request that ended after a newer bucket began (it ran late) joins the newest.
+            if ratio is not None:
+                bucket = now // self._bucket_ns
+                newest = ratio.newest
+                if newest[0] >= bucket:
+                    newest[1] += hits
+                    newest[2] += misses
+                else:  # once per bucket: what left the window goes
+                    ratio.newest = newest = [bucket, hits, misses]
+                    ratio.buckets.append(newest)
+                    ratio.expire((now - self._window_ns) // self._bucket_ns + 1)
+                ratio.hits += hits
+                ratio.misses += misses
+                lookups = ratio.hits + ratio.misses
+                # Most requests: a ratio at or over the threshold, or too few lookups yet.
+                if lookups >= self.min_lookups and ratio.hits < self.min_hit_ratio * lookups:
                     if len(entries) > 1:
                         entries.sort(key=_end_of_entry)
-                    findings.extend(self._miss_storms(trace, name, entries))
+                    finding = self._hit_ratio(trace, name, ratio, now, entries)
+                    if finding is not None:
+                        findings.append(finding)
+            if misses:  # storms are only looked for then
+                if len(entries) > 1:
+                    entries.sort(key=_end_of_entry)
+                findings.extend(self._miss_storms(trace, name, entries))
         return findings
 
     def _new_ratio(self, name: str) -> _Ratio | None:

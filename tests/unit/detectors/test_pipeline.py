@@ -300,3 +300,38 @@ def test_production_mode_finds_errors_on_plain_readable_spans_as_on_sdk_spans() 
     assert exported == {"error", "error with description"}
     assert processor.stats.analyzed == 5
     processor.shutdown()
+
+
+def test_shutdown_never_runs_detectors_beside_a_worker_still_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detectors run on one thread at a time: when the worker is stuck past the shutdown wait,
+    what is still queued is passed on unanalyzed rather than analyzed beside it."""
+    import threading
+
+    from otelperf.detectors import _pipeline
+
+    monkeypatch.setattr(_pipeline, "SHUTDOWN_WAIT_S", 0.2)
+    release, inside = threading.Event(), threading.Event()
+    threads: list[str] = []
+
+    class Stuck:
+        name = "stuck"
+
+        def analyze(self, view: TraceView) -> list[Finding]:
+            threads.append(threading.current_thread().name)
+            inside.set()
+            release.wait(10)
+            return []
+
+    provider, processor, exporter, _ = _setup(detectors=[Stuck()])
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /first"):
+        pass
+    processor._wake.set()
+    assert inside.wait(5)  # the worker is inside the first request's analysis, stuck
+    with tracer.start_as_current_span("GET /second"):
+        pass
+    processor.shutdown()
+    assert _names(exporter.get_finished_spans()) == ["GET /second"]  # passed on, not lost
+    assert threads == ["otelperf-detectors"]  # the second request never reached a detector
+    release.set()
+    processor._worker.join(5)
