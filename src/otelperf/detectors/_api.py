@@ -85,19 +85,25 @@ def component_of(span: ReadableSpan) -> Component:
 
 
 def _unnamed_component(span: ReadableSpan, attributes: Mapping[str, Any]) -> Component:
-    """component_of() for a span whose attributes do not name its component (not otelperf's)."""
+    """component_of() for a span whose attributes do not name its component (not otelperf's).
+
+    A SERVER span is the app's: it is a request being handled (every request's root), whatever
+    its attributes say; its children carry the time of the database, caches and calls."""
+    kind = span._kind if _ctx.readable_span_fields and type(span) is ReadableSpan else span.kind
+    if kind is _SERVER:
+        return "app"
     if attributes.get(_names.CACHE_NAME) is not None:
         return "cache"
     system = attributes.get(_names.DB_SYSTEM_NAME)
     if system is not None:
         return "cache" if system == "redis" else "db"
-    kind = span._kind if _ctx.readable_span_fields and type(span) is ReadableSpan else span.kind
     if kind is _CLIENT and attributes.get(_names.HTTP_REQUEST_METHOD) is not None:
         return "http"
     return "app"
 
 
 _CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11
+_SERVER = SpanKind.SERVER
 _NAMED_COMPONENTS = frozenset(("db", "cache", "http"))  # what component_of() takes from the attribute
 
 

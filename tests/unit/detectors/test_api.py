@@ -33,6 +33,8 @@ def test_the_index_puts_each_span_where_component_of_says_plain_and_sdk_spans_al
         (SpanKind.CLIENT, {"db.system.name": "postgresql"}, "db"),
         (SpanKind.CLIENT, {"http.request.method": "GET"}, "http"),
         (SpanKind.SERVER, {"http.request.method": "GET"}, "app"),
+        (SpanKind.SERVER, {"db.system.name": "postgresql", "otelperf.cache.name": "c"}, "app"),  # a request
+        (SpanKind.SERVER, {"otelperf.component": "db"}, "db"),  # named by otelperf: as named
         (SpanKind.INTERNAL, {}, "app"),
     ]
     plain = [_plain(10 + i, kind, attributes) for i, (kind, attributes, _) in enumerate(cases)]
