@@ -6,10 +6,11 @@ of known trace ids over OTLP/HTTP while the test:
 
 (a) kills Jaeger (SIGKILL) for 10 s and starts it again: the collector's sending queue holds the
     spans meanwhile and delivers them, so every produced trace is in Jaeger, complete;
-(b) stops Jaeger, then restarts the collector (SIGTERM, ~8 s down) while the queue holds spans,
-    then starts Jaeger: what the collector had accepted but not sent survives in its file queue
-    (collector-config/otelcol.yaml, file_storage) and reaches Jaeger; the producer retries while
-    the collector is away, so again every produced trace is in Jaeger.
+(b) stops Jaeger, then stops the collector (SIGTERM, and in a second run SIGKILL, as a crash)
+    while its queue holds spans, starts it again ~8 s later, then starts Jaeger: what the
+    collector had accepted but not sent survives in its file queue (collector-config/otelcol.yaml,
+    file_storage) and reaches Jaeger; the producer retries while the collector is away, so again
+    every produced trace is in Jaeger.
 
 The collector's own metrics (:8888: queue size, enqueue/send failures) are sampled throughout and
 shown when a span is missing. These tests restart stack components: they run last in the session
@@ -369,43 +370,47 @@ def test_jaeger_killed_under_load_loses_no_span(backend: Stack, tmp_path: Path, 
     )
 
 
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_collector_restarted_while_its_queue_holds_spans_loses_none(
-    backend: Stack, tmp_path: Path, say: Say
+    backend: Stack, tmp_path: Path, say: Say, how: str
 ) -> None:
+    """SIGTERM: a clean stop. SIGKILL: a crash; the queue is written before the collector answers
+    the app, so a crash loses nothing it acknowledged either."""
     began = time.monotonic()
+    tag = f"b {how}"
     queue_file = COLLECTOR.data_dir(backend.state_dir) / QUEUE_FILE
     with CollectorWatch(queue_file) as watch:
-        producer = Producer.start(tmp_path, "b", duration=22)
+        producer = Producer.start(tmp_path, f"b-{how.lower()}", duration=22)
         try:
-            say(f"(b) producing {RATE:.0f} spans/s for 22 s as {producer.service}")
+            say(f"({tag}) producing {RATE:.0f} spans/s for 22 s as {producer.service}")
             time.sleep(3)
-            say("(b) " + backend.stop("jaeger"))
+            say(f"({tag}) " + backend.stop("jaeger"))
             time.sleep(5)
             before = watch.sample()
-            say(f"(b) before the collector stops: {before.describe() if before else 'unreachable'}")
-            say("(b) " + backend.stop("collector"))  # SIGTERM: a clean shutdown
+            say(f"({tag}) before the collector stops: {before.describe() if before else 'unreachable'}")
+            say(f"({tag}) " + backend.stop("collector", kill=how == "SIGKILL"))
             time.sleep(8)
             backend.start("collector", timeout=60)
             time.sleep(1)
             after = watch.sample()
-            say(f"(b) collector back (Jaeger still down): {after.describe() if after else 'unreachable'}")
+            say(f"({tag}) collector back (Jaeger still down): {after.describe() if after else 'unreachable'}")
             time.sleep(2)
             backend.start("jaeger", timeout=60)
-            say(f"(b) Jaeger back; {len(producer.accepted())} traces accepted so far")
+            say(f"({tag}) Jaeger back; {len(producer.accepted())} traces accepted so far")
             summary = producer.finish(timeout=90)
         finally:
             producer.stop()
-        say(f"(b) producer done: {summary}")
+        say(f"({tag}) producer done: {summary}")
         restored = after.queue_size if after and after.queue_size is not None else 0
         held = before.queue_size if before and before.queue_size is not None else 0
         extra = f"queue before the collector stopped: {held} bytes; after it started again: {restored} bytes"
-        arrival = check_delivery("b", producer, summary, watch, say, extra=extra)
+        arrival = check_delivery(tag, producer, summary, watch, say, extra=extra)
     # Not vacuous: the collector stopped with spans in its queue. Jaeger was down from before that
     # until after the new collector started, and the producer never sends an accepted span again,
     # so those spans can only have reached Jaeger from the queue on disk.
     assert held > 0, extra + "\n" + watch.report()
     say(
-        f"(b) PASSED: {summary['produced_spans']:.0f} spans produced, {arrival.arrived_spans} in Jaeger; "
+        f"({tag}) PASSED: {summary['produced_spans']:.0f} spans produced, {arrival.arrived_spans} in Jaeger; "
         f"queue {held} bytes at the stop, {restored} bytes in the restarted collector's queue; "
         f"{time.monotonic() - began:.0f} s"
     )
