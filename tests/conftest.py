@@ -38,10 +38,18 @@ def redis_url() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the end-to-end tests last, after tests/integration/test_stack.py.
+    """Run the end-to-end tests last, after tests/integration/test_stack.py, and the delivery tests
+    last of all.
 
     test_stack.py starts and stops its own stack on the fixed ports; the e2e session fixture starts
     the stack once and leaves it up for the rest of the session, so it must come after them.
+    test_e2e_delivery.py restarts Jaeger and the collector (which empties an in-memory Jaeger and
+    resets the collector's counters), so nothing may read the backend after it.
     """
     del config
-    items.sort(key=lambda item: item.path.parent.name == "e2e" and item.path.parent.parent.name == "tests")
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        e2e = item.path.parent.name == "e2e" and item.path.parent.parent.name == "tests"
+        return e2e, e2e and item.path.name == "test_e2e_delivery.py"
+
+    items.sort(key=order)

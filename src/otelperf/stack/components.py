@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
+# collector-config/otelcol.yaml reads the file_storage directory (the Jaeger exporter's queue) from it.
+COLLECTOR_STORAGE_ENV = "OTELCOL_STORAGE_DIR"
 INSTALL_HINT = "install it with `scripts/install_stack.sh` (or `make setup`)"
 
 
@@ -197,7 +199,9 @@ def child_environ(
     component: Component, environ: Mapping[str, str], state_dir: Path, jaeger_storage: str
 ) -> dict[str, str]:
     """The process's environment: the caller's, with every address the configs read pinned to
-    loopback (a stray OTELCOL_LISTEN_HOST=0.0.0.0 from a compose shell must not expose the stack)."""
+    loopback (a stray OTELCOL_LISTEN_HOST=0.0.0.0 from a compose shell must not expose the stack),
+    and the collector's persistent sending queue in the state directory (kept across `down`/`up`
+    and restarts, so spans not yet in Jaeger are sent by the next collector; `down --purge` drops it)."""
     env = dict(environ)
     env.update(
         {
@@ -207,6 +211,8 @@ def child_environ(
             "PROMETHEUS_URL": f"http://{HOST}:9090",
         }
     )
+    if component is COLLECTOR:
+        env[COLLECTOR_STORAGE_ENV] = str(component.data_dir(state_dir))
     if component is JAEGER and jaeger_storage == "badger":
         env["JAEGER_BADGER_DIR"] = str(component.data_dir(state_dir))
     return env

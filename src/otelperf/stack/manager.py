@@ -16,14 +16,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from otelperf.stack import components as comp
 from otelperf.stack.components import Component, StackError
 from otelperf.stack.metrics import SpanFlow, span_flow
 from otelperf.stack.ports import Holder, conflict_message, find_holder, port_in_use
+from otelperf.stack.results import URLS, ComponentStatus, StackStatus, UpResult
 from otelperf.stack.state import (
     ProcessRecord,
     StateDir,
@@ -35,12 +34,9 @@ from otelperf.stack.state import (
     tail_lines,
 )
 
-URLS = {
-    "Jaeger UI/API": "http://127.0.0.1:16686",
-    "Prometheus": "http://127.0.0.1:9090",
-    "OTLP/gRPC": "http://127.0.0.1:4317",
-    "OTLP/HTTP": "http://127.0.0.1:4318",
-}
+# Re-exported: callers import them from here (`otelperf.stack` re-exports them again).
+__all__ = ["URLS", "ComponentStatus", "Stack", "StackStatus", "UpResult", "probe", "resolve_config_dir"]
+
 COLLECTOR_METRICS_URL = "http://127.0.0.1:8888/metrics"
 _CONFIG_MARKER = Path("collector-config") / "otelcol.yaml"
 _LOG_TAIL = 30
@@ -102,61 +98,6 @@ def _port_conflicts(components: list[Component]) -> list[str]:
             line += " (also ports " + ", ".join(str(p.number) for p in ports[1:]) + ")"
         lines.append(line)
     return lines
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    title: str
-    running: bool
-    healthy: bool
-    pid: int | None
-    ports: tuple[comp.Port, ...]
-    health_url: str
-    log: Path
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "running": self.running,
-            "healthy": self.healthy,
-            "pid": self.pid,
-            "ports": [{"port": p.number, "label": p.label} for p in self.ports],
-            "health_url": self.health_url,
-            "log": str(self.log),
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True)
-class StackStatus:
-    components: list[ComponentStatus]
-    telemetry: SpanFlow | None
-    telemetry_error: str | None = None
-
-    @property
-    def all_up(self) -> bool:
-        return all(c.running and c.healthy for c in self.components)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "all_up": self.all_up,
-            "components": [c.to_dict() for c in self.components],
-            "telemetry": self.telemetry.to_dict() if self.telemetry else None,
-            "telemetry_error": self.telemetry_error,
-            "urls": URLS,
-        }
-
-
-@dataclass
-class UpResult:
-    started: list[str] = field(default_factory=list)
-    already_running: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    urls: dict[str, str] = field(default_factory=lambda: dict(URLS))
 
 
 def _no_progress(message: str) -> None:
@@ -353,6 +294,55 @@ class Stack:
         tail = "\n".join("    " + line for line in tail_lines(log, _LOG_TAIL))
         return f"{component.title} {what}; last lines of {log}:\n{tail}"
 
+    # -- one component ------------------------------------------------------------------------
+
+    def start(self, component: str, timeout: float = 60.0) -> bool:
+        """Start one component if it is not running and wait until it is healthy; True when this
+        call started it. The others are left as they are (a collector started before Jaeger just
+        queues its spans).
+
+        >>> stack.start("jaeger")           # doctest: +SKIP
+        True
+        """
+        target = self._component(component)
+        with self._lock():
+            if self._running(target):
+                return False
+            binary, config = self._prepare([target])[target.name]
+            self.progress(f"starting {target.title} ({binary})")
+            self._spawn(target, binary, config)
+            try:
+                self._wait_healthy(target, time.monotonic() + timeout, timeout)
+            except BaseException:
+                self._stop(target, 10.0)
+                raise
+        return True
+
+    def stop(self, component: str, timeout: float = 10.0, *, kill: bool = False) -> str:
+        """Stop one component: SIGTERM (a clean shutdown: the collector keeps its queue on disk),
+        SIGKILL after ``timeout`` s; ``kill=True`` sends SIGKILL at once, as a crash would. Returns
+        what was done; the others keep running.
+
+        >>> stack.stop("jaeger", kill=True)  # doctest: +SKIP
+        'jaeger: killed (SIGKILL) pid 4242 in 0.1 s'
+        """
+        target = self._component(component)
+        with self._lock():
+            return self._stop(target, timeout, kill=kill)
+
+    def restart(self, component: str, timeout: float = 60.0, *, kill: bool = False) -> str:
+        """``stop`` then ``start`` (healthy again within ``timeout`` s); returns what ``stop`` did."""
+        message = self.stop(component, kill=kill)
+        self.start(component, timeout)
+        return message
+
+    @staticmethod
+    def _component(name: str) -> Component:
+        try:
+            return comp.BY_NAME[name]
+        except KeyError:
+            raise StackError(f"unknown component {name!r}: one of {', '.join(comp.BY_NAME)}") from None
+
     # -- down ---------------------------------------------------------------------------------
 
     def down(self, timeout: float = 10.0, purge: bool = False) -> list[str]:
@@ -376,7 +366,7 @@ class Stack:
                 )
         return messages
 
-    def _stop(self, component: Component, timeout: float) -> str:
+    def _stop(self, component: Component, timeout: float, *, kill: bool = False) -> str:
         record = self.state.read(component.name)
         if record is None:
             return f"{component.name}: not running"
@@ -388,9 +378,11 @@ class Stack:
             self.state.remove(component.name)
             return f"{component.name}: pid {record.pid} is no longer the process we started; left alone"
         began = time.monotonic()
-        self._signal(record.pid, signal.SIGTERM)
-        how = "stopped"
-        if not self._wait_exit(record.pid, timeout):
+        self._signal(record.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        how = "killed (SIGKILL)" if kill else "stopped"
+        if kill and not self._wait_exit(record.pid, 5.0):
+            raise StackError(f"{component.title} (pid {record.pid}) survived SIGKILL")
+        if not kill and not self._wait_exit(record.pid, timeout):
             self._signal(record.pid, signal.SIGKILL)
             how = f"killed (did not stop within {timeout:.0f} s of SIGTERM)"
             if not self._wait_exit(record.pid, 5.0):

@@ -4,7 +4,8 @@ Layout (default ~/.cache/otelperf/state/stack)::
 
     run/<component>.json     pid, argv, start time (to recognise our own process later)
     logs/<component>.log     stdout+stderr; the previous run's log is kept as <component>.log.1
-    data/<component>/        Prometheus TSDB, Jaeger Badger files, Alertmanager silences
+    data/<component>/        Prometheus TSDB, Jaeger Badger files, Alertmanager silences, the
+                             collector's persistent sending queue (spans not yet in Jaeger)
 """
 
 from __future__ import annotations

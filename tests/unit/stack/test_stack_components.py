@@ -167,6 +167,14 @@ def test_child_environment_pins_every_address_to_loopback(tmp_path: Path) -> Non
     assert "JAEGER_BADGER_DIR" not in env
 
 
+def test_the_collector_queue_lives_in_the_state_dir_whatever_the_environment_says(tmp_path: Path) -> None:
+    env = child_environ(COLLECTOR, {"OTELCOL_STORAGE_DIR": "/elsewhere"}, tmp_path, "memory")
+    assert env["OTELCOL_STORAGE_DIR"] == str(tmp_path / "data" / "collector")
+    assert "OTELCOL_STORAGE_DIR" not in child_environ(JAEGER, {}, tmp_path, "memory")
+    config = (REPO / "collector-config/otelcol.yaml").read_text()
+    assert "directory: ${env:OTELCOL_STORAGE_DIR:-/var/tmp/otelperf-otelcol-queue}" in config
+
+
 def test_badger_storage_keeps_jaeger_data_in_the_state_dir(tmp_path: Path) -> None:
     env = child_environ(JAEGER, {}, tmp_path, "badger")
     assert env["JAEGER_BADGER_DIR"] == str(tmp_path / "data" / "jaeger")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import stat
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -132,3 +136,98 @@ def test_down_forgets_a_process_that_already_exited(tmp_path: Path) -> None:
 def test_unknown_jaeger_storage_is_refused_at_once(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="unknown Jaeger storage"):
         Stack(REPO, tmp_path, jaeger_storage="elasticsearch")
+
+
+# -- one component: stop / kill / start (the e2e delivery test restarts the real ones) -------------
+
+
+@pytest.fixture
+def fake_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Starts a stand-in for a stack process (optionally one that ignores SIGTERM) and records it
+    under the given component name, as `up` would."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(stack: Stack, component: str, *, ignore_term: bool = False) -> subprocess.Popen[bytes]:
+        script = tmp_path / f"fake-{component}"
+        trap = "trap '' TERM\n" if ignore_term else ""
+        script.write_text(f"#!/bin/sh\n{trap}while :; do sleep 0.05; done\n")
+        script.chmod(0o755)
+        proc = subprocess.Popen([str(script)], start_new_session=True)
+        started.append(proc)
+        # /proc shows an empty command line for a moment while the kernel is still inside exec.
+        for _ in range(200):
+            if read_cmdline(proc.pid):
+                break
+            time.sleep(0.01)
+        stack.state.write(
+            ProcessRecord(component, proc.pid, [str(script)], start_ticks(proc.pid), time.time())
+        )
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def test_stop_one_component_leaves_the_others_running(
+    tmp_path: Path, fake_process: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    stack = Stack(REPO, tmp_path / "state")
+    alertmanager = fake_process(stack, "alertmanager")
+    other = fake_process(stack, "prometheus")
+    message = stack.stop("alertmanager")
+    assert re.fullmatch(rf"alertmanager: stopped pid {alertmanager.pid} in [\d.]+ s", message), message
+    assert alertmanager.wait(timeout=5) == -signal.SIGTERM
+    assert stack.state.recorded() == ["prometheus"]
+    assert other.poll() is None
+    assert stack.stop("alertmanager") == "alertmanager: not running"
+
+
+def test_kill_is_sigkill_at_once_even_for_a_process_that_ignores_sigterm(
+    tmp_path: Path, fake_process: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    stack = Stack(REPO, tmp_path / "state")
+    proc = fake_process(stack, "alertmanager", ignore_term=True)
+    message = stack.stop("alertmanager", timeout=60, kill=True)
+    assert re.fullmatch(rf"alertmanager: killed \(SIGKILL\) pid {proc.pid} in [\d.]+ s", message), message
+    assert proc.wait(timeout=5) == -signal.SIGKILL
+    assert stack.state.recorded() == []
+
+
+def test_a_stop_that_sigterm_does_not_end_falls_back_to_sigkill(
+    tmp_path: Path, fake_process: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    stack = Stack(REPO, tmp_path / "state")
+    proc = fake_process(stack, "alertmanager", ignore_term=True)
+    message = stack.stop("alertmanager", timeout=0.3)
+    assert message.startswith(f"alertmanager: killed (did not stop within 0 s of SIGTERM) pid {proc.pid}")
+    assert proc.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_start_leaves_a_running_component_alone(
+    tmp_path: Path, fake_process: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    stack = Stack(REPO, tmp_path / "state")
+    proc = fake_process(stack, "collector")
+    assert stack.start("collector") is False
+    record = stack.state.read("collector")
+    assert record is not None and record.pid == proc.pid
+    assert proc.poll() is None
+
+
+def test_start_without_a_binary_says_how_to_install_it_and_records_nothing(tmp_path: Path) -> None:
+    env = {"OTELPERF_CACHE": str(tmp_path / "cache"), "PATH": str(tmp_path / "empty")}
+    stack = Stack(REPO, tmp_path / "state", environ=env)
+    with pytest.raises(StackError, match=r"^Jaeger binary not found .*install it with"):
+        stack.start("jaeger")
+    assert stack.state.recorded() == []
+
+
+def test_an_unknown_component_is_refused(tmp_path: Path) -> None:
+    stack = Stack(REPO, tmp_path / "state")
+    expected = "unknown component 'grafana': one of jaeger, prometheus, collector, alertmanager"
+    for call in (stack.stop, stack.start, stack.restart):
+        with pytest.raises(StackError, match=re.escape(expected)):
+            call("grafana")

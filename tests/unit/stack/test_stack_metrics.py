@@ -45,7 +45,44 @@ def test_span_flow_from_collector_metrics() -> None:
     assert flow.describe() == (
         "flowing, with losses: 10 spans accepted, 1 refused, 9 sent to Jaeger, 1 failed"
     )
-    assert flow.to_dict() == {"accepted": 10, "refused": 1, "sent": 9, "send_failed": 1, "flowing": True}
+    assert flow.to_dict() == {
+        "accepted": 10,
+        "refused": 1,
+        "sent": 9,
+        "send_failed": 1,
+        "enqueue_failed": 0,
+        "queue_size": None,
+        "queue_capacity": None,
+        "flowing": True,
+    }
+
+
+# What collector-config/otelcol.yaml's Jaeger exporter reports (0.145, sizer: bytes) while Jaeger is
+# down: the queue holds spans, and once full it refuses new ones.
+QUEUE_METRICS = """\
+otelcol_receiver_accepted_spans_total{receiver="otlp",transport="http"} 5000
+otelcol_exporter_sent_spans_total{exporter="otlp_grpc/jaeger"} 1000
+otelcol_exporter_send_failed_spans_total{exporter="otlp_grpc/jaeger"} 0
+otelcol_exporter_enqueue_failed_spans_total{exporter="otlp_grpc/jaeger"} 250
+otelcol_exporter_queue_capacity{data_type="traces",exporter="otlp_grpc/jaeger"} 2.68435456e+08
+otelcol_exporter_queue_size{data_type="traces",exporter="otlp_grpc/jaeger"} 1.34217728e+08
+"""
+
+
+def test_the_sending_queue_and_what_a_full_queue_refused_are_shown() -> None:
+    flow = span_flow(QUEUE_METRICS)
+    assert (flow.enqueue_failed, flow.queue_size, flow.queue_capacity) == (250, 134217728, 268435456)
+    assert flow.describe() == (
+        "flowing, with losses: 5000 spans accepted, 0 refused, 1000 sent to Jaeger, 0 failed, "
+        "250 refused by a full queue; queue 134217728 of 268435456 (50.0% full)"
+    )
+
+
+def test_an_empty_queue_is_shown_and_a_collector_without_one_shows_none() -> None:
+    empty = QUEUE_METRICS.replace("1.34217728e+08", "0").replace("} 250", "} 0")
+    assert span_flow(empty).describe().endswith("0 failed; queue 0 of 268435456 (0.0% full)")
+    assert span_flow(empty).describe().startswith("flowing: ")
+    assert "queue" not in span_flow(COLLECTOR_METRICS).describe()
 
 
 def test_a_fresh_collector_reports_no_spans_yet() -> None:
