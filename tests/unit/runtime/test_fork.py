@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -101,3 +105,86 @@ def test_multiprocessing_fork_child_is_flushed_at_exit(fresh_globals: None, sink
     [child_span] = [s for s in spans if s.name == "mp-child-work"]
     assert child_span.resource["process.pid"] == child_pid
     assert child_span.resource["service.instance.id"] != _instance_id(parent_runtime)
+
+
+def _fork_and_report(child: Callable[[], dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """Run ``child`` in a forked process (killed by SIGALRM after 20 s); return its pid and report."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.alarm(20)  # a deadlock in the child fails the test instead of hanging it
+            os.close(read_end)
+            os.write(write_end, json.dumps(child()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        report = json.loads(pipe.read() or "{}")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child failed or hung"
+    return pid, report
+
+
+def test_an_app_instrumented_in_the_parent_is_traced_by_the_child_as_the_child(
+    fresh_globals: None, sink: OTLPSink
+) -> None:
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    otelperf.init(service_name="forking", instrument="fastapi", endpoint=sink.endpoint, schedule_delay="20ms")
+
+    def child() -> dict[str, Any]:
+        with TestClient(app) as client:
+            status = client.get("/items/1").status_code
+        return {"status": status, "flushed": otelperf.shutdown(timeout=5)}
+
+    child_pid, report = _fork_and_report(child)
+    assert report == {"status": 200, "flushed": True}
+    with TestClient(app) as client:  # the parent's instrumentation is untouched by the fork
+        assert client.get("/items/2").status_code == 200
+    otelperf.shutdown(timeout=5)
+
+    spans = sink.wait_for_spans(lambda s: len([x for x in s if x.kind == "SERVER"]) >= 2)
+    servers = sorted(
+        (s.attributes.get("url.path"), s.resource["process.pid"]) for s in spans if s.kind == "SERVER"
+    )
+    assert servers == [("/items/1", child_pid), ("/items/2", os.getpid())]  # one span per request
+
+
+def test_fork_while_another_thread_holds_otelperfs_lock(fresh_globals: None, sink: OTLPSink) -> None:
+    _start(sink)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _setup._lock:
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert holding.wait(10)
+    try:
+
+        def child() -> dict[str, Any]:
+            with trace.get_tracer("app").start_as_current_span("child-under-held-lock"):
+                pass
+            flushed = otelperf.shutdown(timeout=5)
+            again = otelperf.init(service_name="forking", instrument="none", endpoint=sink.endpoint)
+            return {"flushed": flushed, "restarted": again.enabled, "stopped": otelperf.shutdown(timeout=5)}
+
+        child_pid, report = _fork_and_report(child)
+    finally:
+        release.set()
+        holder.join(10)
+    assert report == {"flushed": True, "restarted": True, "stopped": True}
+    [span] = sink.wait_for_spans(lambda s: len(s) >= 1)
+    assert (span.name, span.resource["process.pid"]) == ("child-under-held-lock", child_pid)
