@@ -11,11 +11,12 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 import otelperf
 from otelperf import _setup
@@ -188,3 +189,33 @@ def test_fork_while_another_thread_holds_otelperfs_lock(fresh_globals: None, sin
     assert report == {"flushed": True, "restarted": True, "stopped": True}
     [span] = sink.wait_for_spans(lambda s: len(s) >= 1)
     assert (span.name, span.resource["process.pid"]) == ("child-under-held-lock", child_pid)
+
+
+def test_the_child_never_sends_the_parents_metrics(fresh_globals: None, sink: OTLPSink) -> None:
+    otelperf.init(
+        service_name="forking", instrument="none", endpoint=sink.endpoint, metric_export_interval="100ms"
+    )
+    metrics.get_meter("app").create_counter("app.parent.requests").add(1)
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.alarm(20)
+            os.close(go_write)
+            os.read(go_read, 1)  # the parent has stopped and the sink is empty
+            time.sleep(1.0)  # ten of the parent's export intervals
+            otelperf.shutdown(timeout=5)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(go_read)
+    otelperf.shutdown(timeout=5)  # the parent's last metrics, before the sink is emptied
+    assert any(m.name == "app.parent.requests" for m in sink.metrics)
+    sink.reset()
+    os.write(go_write, b"g")
+    os.close(go_write)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    senders = {m.resource["process.pid"] for m in sink.metrics}
+    assert os.getpid() not in senders, "the child sent the parent's metrics under the parent's resource"
