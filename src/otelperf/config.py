@@ -14,6 +14,7 @@ falls back to its default, because a typo in an environment variable must not ta
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import urllib.parse
@@ -119,8 +120,8 @@ def _parse_bool(raw: Any) -> bool:
 
 
 def _parse_duration(raw: Any, bare_unit_s: float, accepted: str) -> float:
-    """A duration in seconds: a bare number is in ``bare_unit_s``; a string may carry a unit
-    ('250ms', '5s', '1m')."""
+    """A non-negative duration in seconds: a bare number is in ``bare_unit_s``; a string may carry
+    a unit ('250ms', '5s', '1m')."""
     if isinstance(raw, bool):
         raise ValueError(accepted)
     if isinstance(raw, int | float):
@@ -136,32 +137,39 @@ def _parse_duration(raw: Any, bare_unit_s: float, accepted: str) -> float:
             value = float(text) * scale
         except (ValueError, OverflowError):
             raise ValueError(accepted) from None
-    return value  # negative, huge, NaN or infinite: rejected by its BOUNDS
+    # Here for settings without BOUNDS; the ones with bounds get their range checked as well.
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(accepted)
+    return value
 
 
 def _parse_seconds(raw: Any) -> float:
     """Seconds as a number, or a string with a unit: '250ms', '5s', '1m'."""
-    return _parse_duration(raw, 1.0, "a duration such as 5, '5s' or '250ms'")
+    return _parse_duration(raw, 1.0, "a non-negative duration such as 5, '5s' or '250ms'")
 
 
 def _parse_millis_env(raw: Any) -> float:
     """OTEL_* timeouts and intervals are numbers of milliseconds by the spec."""
     try:
-        return float(str(raw).strip()) / 1000.0
+        value = float(str(raw).strip())
     except ValueError:
-        raise ValueError("a number of milliseconds") from None
+        raise ValueError("a non-negative number of milliseconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("a non-negative number of milliseconds")
+    return value / 1000.0
 
 
-def _parse_int(raw: Any) -> int:
-    """A whole number; its range is checked against :data:`BOUNDS`."""
+def _parse_positive_int(raw: Any) -> int:
+    """A whole number above 0 (settings with BOUNDS get their range checked as well)."""
     if isinstance(raw, bool):
-        raise ValueError("a whole number")
-    if isinstance(raw, int):
-        return raw
+        raise ValueError("a positive whole number")
     try:
-        return int(str(raw).strip())
+        value = raw if isinstance(raw, int) else int(str(raw).strip())
     except ValueError:  # also Python's limit on the digits of an int
-        raise ValueError("a whole number") from None
+        raise ValueError("a positive whole number") from None
+    if value <= 0:
+        raise ValueError("a positive whole number")
+    return value
 
 
 def _parse_protocol(raw: Any) -> str:
@@ -195,12 +203,16 @@ def _parse_sampler(raw: Any) -> str:
 
 
 def _parse_ratio(raw: Any) -> float:
+    accepted = "a number from 0 to 1"
     if isinstance(raw, bool):
-        raise ValueError("a number")
+        raise ValueError(accepted)
     try:
-        return float(str(raw).strip())
+        value = float(str(raw).strip())
     except ValueError:
-        raise ValueError("a number") from None
+        raise ValueError(accepted) from None
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise ValueError(accepted)
+    return value
 
 
 def _parse_kv_list(raw: Any) -> dict[str, str]:
@@ -276,7 +288,7 @@ def _parse_detectors(raw: Any) -> tuple[str, ...]:
 
 def _parse_millis(raw: Any) -> float:
     """Milliseconds as a number, or a string with a unit: 250, '250ms', '1.5s', '2m'."""
-    return 1000.0 * _parse_duration(raw, 0.001, "a duration such as 250, '250ms' or '1s'")
+    return 1000.0 * _parse_duration(raw, 0.001, "a non-negative duration such as 250, '250ms' or '1s'")
 
 
 def _parse_budgets(raw: Any) -> dict[str, float]:
@@ -326,7 +338,7 @@ class Bounds:
     """The accepted range of a numeric setting (seconds for ``unit="s"``, milliseconds for ``"ms"``).
 
     >>> BOUNDS["schedule_delay"].describe()
-    'from 1 ms to 60 s'
+    'from 1 ms to 1 min'
     """
 
     low: float
@@ -404,6 +416,8 @@ def accepted_values(name: str, parse_message: str | None = None) -> str:
     each = "each value " if name == "budgets" else ""
     if parse_message is None:
         return f"{each or bounds.kind() + ' '}{bounds.describe()}"
+    if bounds.describe() in parse_message:
+        return parse_message
     return f"{parse_message}, {each}{bounds.describe()}"
 
 
@@ -459,12 +473,12 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
         _parse_bool,
         _parse_semconv_opt_in,
     ),
-    ("max_queue_size", "OTELPERF_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE", _parse_int, None),
+    ("max_queue_size", "OTELPERF_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE", _parse_positive_int, None),
     (
         "max_export_batch_size",
         "OTELPERF_MAX_EXPORT_BATCH_SIZE",
         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-        _parse_int,
+        _parse_positive_int,
         None,
     ),
     (
@@ -485,7 +499,7 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("slow_query_ms", "OTELPERF_SLOW_QUERY_MS", None, _parse_millis, None),
     ("slow_query_critical_ms", "OTELPERF_SLOW_QUERY_CRITICAL_MS", None, _parse_millis, None),
     ("explain", "OTELPERF_EXPLAIN", None, _parse_bool, None),
-    ("n_plus_one_min_count", "OTELPERF_N_PLUS_ONE_MIN_COUNT", None, _parse_int, None),
+    ("n_plus_one_min_count", "OTELPERF_N_PLUS_ONE_MIN_COUNT", None, _parse_positive_int, None),
     ("n_plus_one_min_ms", "OTELPERF_N_PLUS_ONE_MIN_MS", None, _parse_millis, None),
     ("budgets", "OTELPERF_BUDGETS", None, _parse_budgets, None),
     ("budgets_file", "OTELPERF_BUDGETS_FILE", None, _parse_str, None),

@@ -78,21 +78,25 @@ def test_durations_accept_units() -> None:
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "a URL such as",
         ),
-        ({"OTELPERF_SHUTDOWN_TIMEOUT": "-1"}, "OTELPERF_SHUTDOWN_TIMEOUT", "a duration from 0 to 10 min"),
+        (
+            {"OTELPERF_SHUTDOWN_TIMEOUT": "-1"},
+            "OTELPERF_SHUTDOWN_TIMEOUT",
+            "non-negative duration such as 5, '5s' or '250ms', from 0 to 10 min",
+        ),
         (
             {"OTEL_EXPORTER_OTLP_TIMEOUT": "-5"},
             "OTEL_EXPORTER_OTLP_TIMEOUT",
-            "a duration from 100 ms to 5 min",
+            "non-negative number of milliseconds, from 100 ms to 5 min",
         ),
         (
             {"OTEL_BSP_MAX_QUEUE_SIZE": "lots"},
             "OTEL_BSP_MAX_QUEUE_SIZE",
-            "a whole number, from 1 to 1,000,000",
+            "positive whole number, from 1 to 1,000,000",
         ),
         (
             {"OTELPERF_MAX_EXPORT_BATCH_SIZE": "0"},
             "OTELPERF_MAX_EXPORT_BATCH_SIZE",
-            "a whole number from 1 to 1,000,000",
+            "positive whole number, from 1 to 1,000,000",
         ),
         ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER", "parentbased_always_on"),
         ({"OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG", "a number from 0 to 1"),
@@ -235,3 +239,21 @@ def test_an_unreadable_budgets_file_is_a_warning(tmp_path: object, caplog: pytes
         s = resolve_settings(environ={"OTELPERF_BUDGETS_FILE": str(tmp_path)})  # a directory
     assert s.budgets == {}
     assert "invalid budgets file" in caplog.text
+
+
+def test_every_numeric_setting_has_bounds() -> None:
+    """A new number in _SPEC needs its range in BOUNDS (and so in docs/configuration.md)."""
+    from otelperf import config
+
+    numeric = {
+        config._parse_positive_int,
+        config._parse_seconds,
+        config._parse_millis,
+        config._parse_millis_env,
+        config._parse_ratio,
+        config._parse_budgets,
+    }
+    for name, _, _, parse, std_parse in config._SPEC:
+        if parse in numeric or std_parse in numeric:
+            assert name in config.BOUNDS, f"{name} is a number without BOUNDS"
+    assert set(config.BOUNDS) <= set(config.SETTING_NAMES)
