@@ -3,8 +3,13 @@
 ``init()`` is idempotent and thread-safe: a second call (or a concurrent one, or one under
 ``opentelemetry-instrument``) returns the running pipeline instead of building another, so every
 operation still yields exactly one span. Providers are handed to the instrumentation explicitly;
-the global providers are set as a convenience for the application's own spans when nobody else
-set them first.
+for the application's own spans and metrics the API's global providers are set, when nobody else
+set them first, to otelperf's forwarding providers (``_runtime/global_providers.py``), which follow
+``init(); shutdown(); init()`` and forks (``_runtime/fork.py``).
+
+Neither ``init()`` nor ``shutdown()`` raises into the application outside strict mode: settings are
+range-checked by :mod:`otelperf.config`, and a pipeline that still cannot be built leaves one
+warning and a disabled runtime.
 """
 
 from __future__ import annotations
@@ -12,13 +17,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import metrics, trace
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -35,11 +40,12 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 
-from otelperf import _names, _sigterm
+from otelperf import _internal, _names, _sigterm
 from otelperf._export import ExportHealth, GuardedMetricExporter, GuardedSpanExporter
 from otelperf._fast_metrics import FastMeter, FastMetrics
+from otelperf._runtime import exit_logging, fork, global_providers
 from otelperf._version import __version__
-from otelperf.config import Settings, resolve_settings
+from otelperf.config import BOUNDS, ConfigError, Settings, resolve_settings
 from otelperf.detectors._findings import FindingsSink
 from otelperf.detectors._pipeline import DetectorSpanProcessor
 from otelperf.instrumentation._base import (
@@ -101,6 +107,9 @@ def build_resource(settings: Settings) -> Resource:
     if settings.environment:
         attributes["deployment.environment.name"] = settings.environment
     attributes["process.pid"] = os.getpid()
+    # One id per process (semconv service.instance.id), so replicas and forked workers of a service
+    # are told apart; a forked child gets its own (fork.py). The user's own value wins.
+    attributes.setdefault("service.instance.id", fork.process_instance_id())
     attributes["otelperf.version"] = __version__
     # Resource.create adds telemetry.sdk.* and the host/process detectors; ours win on merge.
     return Resource.create({}).merge(Resource(attributes))
@@ -253,12 +262,10 @@ def start(
 
 
 def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        trace.set_tracer_provider(tracer_provider)
-    else:
-        logger.info("a global TracerProvider was already set; otelperf's spans use otelperf's own provider")
-    if type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
-        metrics.set_meter_provider(meter_provider)
+    # The API's globals are set once per process, to forwarding providers; each runtime that starts
+    # becomes what they forward to (see _runtime/global_providers.py).
+    global_providers.activate(tracer_provider, meter_provider)
+    global_providers.install_globals()
 
 
 def init(**kwargs: Any) -> Runtime:
@@ -274,14 +281,32 @@ def init(**kwargs: Any) -> Runtime:
                         "(call otelperf.shutdown() first to change them)"
                     )
             return _runtime
-        settings = resolve_settings(**kwargs)
-        _runtime = start(settings)
+        settings = resolve_settings(**kwargs)  # ConfigError only in strict mode
+        # Before the first pipeline exists: the child's hook must run before those of its parts.
+        fork.register()
+        _runtime = start_or_disable(settings)
         if not _atexit_registered:
             _register_exit_flush()
             _atexit_registered = True
         if settings.flush_on_sigterm and _runtime.enabled:
             _sigterm.install(shutdown, settings.shutdown_timeout + 1.0)
         return _runtime
+
+
+def start_or_disable(settings: Settings) -> Runtime:
+    """:func:`start`, or a disabled runtime and one warning when the pipeline cannot be built."""
+    try:
+        return start(settings)
+    except ImportError as exc:  # an extra the settings need is not installed: configuration, not a bug
+        if settings.strict:
+            raise ConfigError(str(exc)) from exc
+        logger.warning("otelperf could not start (%s); the application runs without telemetry", exc)
+    except Exception as exc:
+        if settings.strict:
+            raise
+        # A bug of otelperf's: one warning in production, re-raised under pytest.
+        _internal.swallow("init", exc)
+    return Runtime(settings=settings)
 
 
 def current() -> Runtime | None:
@@ -296,14 +321,37 @@ def install(runtime: Runtime | None) -> None:
 
 
 def shutdown(timeout: float | None = None) -> bool:
-    """Flush and stop; return True when everything finished within ``timeout`` seconds."""
+    """Flush and stop; return True when everything finished within ``timeout`` seconds.
+
+    Never raises: a timeout that is negative, NaN or larger than the ``shutdown_timeout`` bound
+    (600 s) is clamped, since ``Thread.join`` overflows on huge ones.
+    """
     global _runtime
-    with _lock:
-        runtime, _runtime = _runtime, None
-    if runtime is None:
-        return True
-    _sigterm.uninstall()
-    return stop(runtime, runtime.settings.shutdown_timeout if timeout is None else timeout)
+    try:
+        with _lock:
+            runtime, _runtime = _runtime, None
+        if runtime is None:
+            return True
+        if runtime.tracer_provider is not None:
+            global_providers.deactivate(runtime.tracer_provider)
+        _sigterm.uninstall()
+        return stop(runtime, bounded_timeout(timeout, runtime.settings.shutdown_timeout))
+    except Exception as exc:
+        _internal.swallow("shutdown", exc)
+        return False
+
+
+def bounded_timeout(timeout: float | None, default: float) -> float:
+    """``timeout`` (seconds) within the bounds of the ``shutdown_timeout`` setting; ``default`` for
+    None or a value that is not a number."""
+    bounds = BOUNDS["shutdown_timeout"]
+    try:
+        value = float(default if timeout is None else timeout)
+    except (TypeError, ValueError, OverflowError):
+        value = default
+    if math.isnan(value):
+        value = default
+    return float(min(max(value, bounds.low), bounds.high))
 
 
 def stop(runtime: Runtime, timeout: float) -> bool:
@@ -344,8 +392,26 @@ def _register_exit_flush() -> None:
     import multiprocessing.util
 
     multiprocessing.util.Finalize(None, _shutdown_at_exit, exitpriority=100)
+    # A child that multiprocessing forks clears the finalizers it inherited, then runs these.
+    multiprocessing.util.register_after_fork(_EXIT_FLUSH_OWNER, _register_child_exit_flush)
+
+
+class _ExitFlushOwner:
+    """What multiprocessing's after-fork registry holds (weakly) for the exit flush."""
+
+
+_EXIT_FLUSH_OWNER = _ExitFlushOwner()
+
+
+def _register_child_exit_flush(_: object) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _shutdown_at_exit, exitpriority=100)
 
 
 def _shutdown_at_exit() -> None:
+    # The interpreter is ending: the streams a logging handler writes to may be closed already
+    # (pytest's capture, a closed stderr), and the telemetry threads may still log after this.
+    exit_logging.guard_closed_streams()
     with contextlib.suppress(Exception):
         shutdown()

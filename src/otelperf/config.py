@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -134,9 +135,10 @@ def _parse_duration(raw: Any, bare_unit_s: float, accepted: str) -> float:
                 break
         try:
             value = float(text) * scale
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(accepted) from None
-    if value < 0 or not math.isfinite(value):
+    # Here for settings without BOUNDS; the ones with bounds get their range checked as well.
+    if not math.isfinite(value) or value < 0:
         raise ValueError(accepted)
     return value
 
@@ -147,22 +149,25 @@ def _parse_seconds(raw: Any) -> float:
 
 
 def _parse_millis_env(raw: Any) -> float:
-    """OTEL_* timeouts are integers in milliseconds by the spec."""
+    """OTEL_* timeouts and intervals are numbers of milliseconds by the spec."""
     try:
         value = float(str(raw).strip())
     except ValueError:
         raise ValueError("a non-negative number of milliseconds") from None
-    if value < 0:
+    if not math.isfinite(value) or value < 0:
         raise ValueError("a non-negative number of milliseconds")
     return value / 1000.0
 
 
 def _parse_positive_int(raw: Any) -> int:
+    """A whole number above 0 (settings with BOUNDS get their range checked as well)."""
+    if isinstance(raw, bool):
+        raise ValueError("a positive whole number")
     try:
-        value = int(str(raw).strip()) if not isinstance(raw, int) or isinstance(raw, bool) else raw
-    except ValueError:
+        value = raw if isinstance(raw, int) else int(str(raw).strip())
+    except ValueError:  # also Python's limit on the digits of an int
         raise ValueError("a positive whole number") from None
-    if isinstance(value, bool) or value <= 0:
+    if value <= 0:
         raise ValueError("a positive whole number")
     return value
 
@@ -198,12 +203,15 @@ def _parse_sampler(raw: Any) -> str:
 
 
 def _parse_ratio(raw: Any) -> float:
+    accepted = "a number from 0 to 1"
+    if isinstance(raw, bool):
+        raise ValueError(accepted)
     try:
         value = float(str(raw).strip())
     except ValueError:
-        raise ValueError("a number between 0 and 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("a number between 0 and 1")
+        raise ValueError(accepted) from None
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise ValueError(accepted)
     return value
 
 
@@ -220,6 +228,29 @@ def _parse_kv_list(raw: Any) -> dict[str, str]:
             raise ValueError("comma-separated key=value pairs, e.g. 'team=shop,region=eu'")
         out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
     return out
+
+
+# RFC 9110 token: what an HTTP header name may contain.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # printable Latin-1, as HTTP/1.1 sends it
+
+
+def _parse_headers(raw: Any) -> dict[str, str]:
+    """Export headers, 'k=v,k2=v2': names must be HTTP tokens and values printable Latin-1, or every
+    export would fail on them later."""
+    accepted = "comma-separated name=value pairs of HTTP headers, e.g. 'authorization=Bearer%20abc'"
+    headers = _parse_kv_list(raw)
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(accepted)
+    return headers
+
+
+def _parse_header_names(raw: Any) -> tuple[str, ...]:
+    names = _parse_names(raw)
+    if any(not _TOKEN.fullmatch(n) for n in names):
+        raise ValueError("a comma-separated list of HTTP header names, e.g. 'x-request-id,user-agent'")
+    return names
 
 
 def _parse_names(raw: Any) -> tuple[str, ...]:
@@ -299,6 +330,97 @@ def _parse_str(raw: Any) -> str:
     return text
 
 
+# --- bounds: the accepted range of every numeric setting, in its resolved unit ---
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The accepted range of a numeric setting (seconds for ``unit="s"``, milliseconds for ``"ms"``).
+
+    >>> BOUNDS["schedule_delay"].describe()
+    'from 1 ms to 1 min'
+    """
+
+    low: float
+    high: float
+    unit: str = ""  # "s", "ms", or "" for counts and fractions
+    low_exclusive: bool = False  # "more than low": 0 would switch the feature into nonsense
+
+    def contains(self, value: float) -> bool:
+        # NaN compares false with everything, so it fails here; infinities are above any `high`.
+        if self.low_exclusive:
+            return self.low < value <= self.high
+        return self.low <= value <= self.high
+
+    def kind(self) -> str:
+        if self.unit:
+            return "a duration"
+        return "a whole number" if isinstance(self.low, int) else "a number"
+
+    def describe(self) -> str:
+        low, high = self._show(self.low), self._show(self.high)
+        if self.low_exclusive:
+            return f"more than {low} and at most {high}"
+        return f"from {low} to {high}"
+
+    def _show(self, value: float) -> str:
+        if value == 0:
+            return "0"
+        if not self.unit:
+            return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+        seconds = value / 1000.0 if self.unit == "ms" else value
+        for size, name in ((3600.0, "h"), (60.0, "min"), (1.0, "s")):
+            if seconds >= size and seconds % size == 0:
+                return f"{seconds / size:g} {name}"
+        if seconds >= 1.0:
+            return f"{seconds:g} s"
+        return f"{seconds * 1000.0:g} ms"
+
+
+_HOUR_MS = 3_600_000.0
+# Keyed by setting name (not a column of _SPEC): a setting without an entry has no numeric range.
+# Each bound keeps the value usable by what consumes it: the SDK refuses a zero interval, the
+# standard library's waits overflow on huge timeouts, a queue of 10**20 would be allocated lazily
+# until memory runs out.
+BOUNDS: dict[str, Bounds] = {
+    "export_timeout": Bounds(0.1, 300.0, "s"),
+    "shutdown_timeout": Bounds(0.0, 600.0, "s"),
+    "sampler_arg": Bounds(0.0, 1.0),
+    "max_queue_size": Bounds(1, 1_000_000),
+    "max_export_batch_size": Bounds(1, 1_000_000),  # and at most max_queue_size
+    "schedule_delay": Bounds(0.001, 60.0, "s"),
+    "metric_export_interval": Bounds(0.1, 86_400.0, "s"),
+    "slow_query_ms": Bounds(0.0, _HOUR_MS, "ms", low_exclusive=True),
+    "slow_query_critical_ms": Bounds(0.0, _HOUR_MS, "ms", low_exclusive=True),
+    "n_plus_one_min_count": Bounds(2, 10_000),
+    "n_plus_one_min_ms": Bounds(0.0, _HOUR_MS, "ms"),
+    "budgets": Bounds(0.0, _HOUR_MS, "ms", low_exclusive=True),  # each route's budget
+    "export_share": Bounds(0.0, 1.0),
+}
+
+
+def _in_bounds(name: str, value: Any) -> bool:
+    bounds = BOUNDS.get(name)
+    if bounds is None:
+        return True
+    if isinstance(value, Mapping):
+        return all(bounds.contains(v) for v in value.values())
+    return bool(bounds.contains(value))
+
+
+def accepted_values(name: str, parse_message: str | None = None) -> str:
+    """What ``name`` accepts, as warnings and docs/configuration.md say it."""
+    bounds = BOUNDS.get(name)
+    if bounds is None:
+        return parse_message or ""
+    each = "each value " if name == "budgets" else ""
+    if parse_message is None:
+        return f"{each or bounds.kind() + ' '}{bounds.describe()}"
+    if bounds.describe() in parse_message:
+        return parse_message
+    return f"{parse_message}, {each}{bounds.describe()}"
+
+
 # (setting, OTELPERF_* variable, standard OTEL_* variable or None, parser for OTELPERF/kwarg,
 #  parser for the OTEL_* variable when its format differs)
 _Parser = Callable[[Any], Any]
@@ -323,7 +445,7 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
         None,
     ),
     ("protocol", "OTELPERF_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", _parse_protocol, None),
-    ("headers", "OTELPERF_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", _parse_kv_list, None),
+    ("headers", "OTELPERF_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", _parse_headers, None),
     (
         "export_timeout",
         "OTELPERF_EXPORT_TIMEOUT",
@@ -340,7 +462,7 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
         "capture_request_headers",
         "OTELPERF_CAPTURE_REQUEST_HEADERS",
         "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
-        _parse_names,
+        _parse_header_names,
         None,
     ),
     ("asgi_message_spans", "OTELPERF_ASGI_MESSAGE_SPANS", None, _parse_bool, None),
@@ -422,13 +544,20 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **kwargs: Any) ->
             candidates.append((std_var, env[std_var], std_parse or parse))
         for source, raw, parser in candidates[:1]:
             try:
-                values[name] = parser(raw)
+                value = parser(raw)
+                if not _in_bounds(name, value):
+                    raise ValueError(None)
+                values[name] = value
                 sources[name] = source
-            except ValueError as exc:
+            except (ValueError, TypeError, OverflowError) as exc:
                 default = getattr(defaults, name)
                 shown = _describe(name, source)
-                problems.append(f"invalid {shown}={raw!r}: expected {exc}; using the default {default!r}")
+                expected = accepted_values(name, exc.args[0] if exc.args and exc.args[0] else None)
+                problems.append(
+                    f"invalid {shown}={raw!r}: expected {expected}; using the default {default!r}"
+                )
         sources.setdefault(name, "default")
+    _limit_batch_to_queue(defaults, values, sources, problems)
 
     if sources["budgets"] == "default":
         _budgets_from_file(values, sources, problems)
@@ -455,12 +584,34 @@ def _budgets_from_file(values: dict[str, Any], sources: dict[str, str], problems
         return
     try:
         budgets = load_budgets(wanted)
-    except BudgetError as exc:
+        from_file = budgets.latency_budgets_ms()
+    except (BudgetError, OSError, ValueError) as exc:  # unreadable, a directory, an odd path...
         problems.append(f"invalid budgets file: {exc}; using no latency budgets")
         return
     if budgets.source is not None:
-        values["budgets"] = budgets.latency_budgets_ms()
+        if not _in_bounds("budgets", from_file):
+            problems.append(
+                f"invalid budgets file {budgets.source}: expected {accepted_values('budgets')}; "
+                "using no latency budgets"
+            )
+            return
+        values["budgets"] = from_file
         sources["budgets"] = f"file {budgets.source}"
+
+
+def _limit_batch_to_queue(
+    defaults: Settings, values: dict[str, Any], sources: dict[str, str], problems: list[str]
+) -> None:
+    """A batch cannot be larger than the queue it is taken from (the SDK raises on that)."""
+    queue = values.get("max_queue_size", defaults.max_queue_size)
+    batch = values.get("max_export_batch_size", defaults.max_export_batch_size)
+    if batch <= queue:
+        return
+    values["max_export_batch_size"] = queue
+    source = sources.get("max_export_batch_size", "default")
+    if source != "default":  # asked for explicitly: say so; a default batch just follows the queue
+        shown = _describe("max_export_batch_size", source)
+        problems.append(f"{shown}={batch} is larger than max_queue_size={queue}; using {queue}")
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:

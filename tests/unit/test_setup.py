@@ -186,3 +186,123 @@ def test_histogram_exemplars_follow_the_export_share_the_pipeline_applies(
     else:
         assert runtime.detector_processor is not None
         assert histogram._exemplar_limit == runtime.detector_processor._share_limit == share_limit(0.25)  # type: ignore[attr-defined]
+
+
+# --- issue 12: settings that pass validation must not crash init() or shutdown() ---
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
+        ("OTELPERF_SCHEDULE_DELAY", "0s"),
+        ("OTELPERF_MAX_QUEUE_SIZE", "99999999999999999999"),
+        ("OTELPERF_SHUTDOWN_TIMEOUT", "1e12"),
+        ("OTELPERF_EXPORT_TIMEOUT", "0"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "nan"),
+        ("OTELPERF_METRIC_EXPORT_INTERVAL", "inf"),
+    ],
+)
+def test_out_of_range_settings_warn_and_the_pipeline_runs(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with caplog.at_level(logging.WARNING, logger="otelperf.config"):
+        runtime = otelperf.init(
+            service_name="bounds", instrument="none", endpoint=f"http://127.0.0.1:{_closed_port()}"
+        )
+    assert runtime.enabled
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "otelperf.config"]
+    assert f"{variable}={value!r}" in warning and "using the default" in warning
+    assert runtime.tracer is not None
+    with runtime.tracer.start_as_current_span("still-works"):
+        pass
+    assert isinstance(otelperf.shutdown(timeout=2), bool)
+
+
+@pytest.mark.parametrize("timeout", [1e12, float("inf"), float("nan"), -1.0, 0.0, 10**400])
+def test_shutdown_never_raises_whatever_the_timeout(timeout: float) -> None:
+    otelperf.init(
+        service_name="timeouts",
+        instrument="none",
+        endpoint=f"http://127.0.0.1:{_closed_port()}",
+        export_timeout=0.2,
+    )
+    assert isinstance(otelperf.shutdown(timeout=timeout), bool)
+    assert _setup.current() is None
+
+
+def test_bounded_timeout_clamps_to_the_shutdown_timeout_bounds() -> None:
+    assert _setup.bounded_timeout(None, 5.0) == 5.0
+    assert _setup.bounded_timeout(1e12, 5.0) == 600.0
+    assert _setup.bounded_timeout(float("nan"), 5.0) == 5.0
+    assert _setup.bounded_timeout(-3, 5.0) == 0.0
+    assert _setup.bounded_timeout("soon", 5.0) == 5.0  # type: ignore[arg-type]
+
+
+def _broken_start(settings: object, **kwargs: object) -> _setup.Runtime:
+    raise RuntimeError("boom while building the pipeline")
+
+
+def test_a_pipeline_that_cannot_be_built_leaves_a_disabled_runtime_and_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otelperf import _internal
+
+    monkeypatch.setattr(_setup, "start", _broken_start)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # production: the guard logs instead of raising
+    with caplog.at_level(logging.WARNING, logger="otelperf"):
+        runtime = otelperf.init(service_name="broken", instrument="none")
+    assert runtime.enabled is False
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "boom while building the pipeline" in warnings[0], warnings
+    assert [where for where, _ in _internal.take_internal_errors()] == ["init"]
+    assert otelperf.shutdown() is True
+
+
+def test_a_pipeline_bug_is_raised_under_pytest_and_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otelperf import _internal
+
+    monkeypatch.setattr(_setup, "start", _broken_start)
+    with pytest.raises(RuntimeError, match="boom"):
+        otelperf.init(service_name="broken", instrument="none")
+    _internal.take_internal_errors()
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    with pytest.raises(RuntimeError, match="boom"):
+        otelperf.init(service_name="broken", instrument="none", strict=True)
+    assert _setup.current() is None
+
+
+def test_a_missing_extra_is_configuration_not_a_bug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_grpc(settings: object) -> object:
+        raise ImportError("OTLP over gRPC needs: pip install 'otelperf[grpc]'")
+
+    monkeypatch.setattr(_setup, "_span_exporter", no_grpc)
+    with caplog.at_level(logging.WARNING, logger="otelperf"):
+        runtime = otelperf.init(service_name="no-grpc", instrument="none", protocol="grpc")
+    assert runtime.enabled is False  # even under pytest: not raised
+    assert any("pip install 'otelperf[grpc]'" in r.getMessage() for r in caplog.records)
+    otelperf.shutdown()
+    with pytest.raises(otelperf.ConfigError, match="otelperf\\[grpc\\]"):
+        otelperf.init(service_name="no-grpc", instrument="none", protocol="grpc", strict=True)
+
+
+def test_service_instance_id_is_one_uuid_per_process_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    first = otelperf.init(service_name="ids", instrument="none")
+    assert first.tracer_provider is not None
+    generated = str(first.tracer_provider.resource.attributes["service.instance.id"])
+    assert str(uuid.UUID(generated)) == generated
+    otelperf.shutdown(timeout=2)
+    again = otelperf.init(service_name="ids", instrument="none")
+    assert again.tracer_provider is not None
+    assert again.tracer_provider.resource.attributes["service.instance.id"] == generated
+    otelperf.shutdown(timeout=2)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=pod-7")
+    mine = otelperf.init(service_name="ids", instrument="none")
+    assert mine.tracer_provider is not None
+    assert mine.tracer_provider.resource.attributes["service.instance.id"] == "pod-7"
