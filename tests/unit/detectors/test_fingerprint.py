@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otelperf._sql import sanitize
+from otelperf.redaction.sql import sanitize
 from otelperf.detectors.fingerprint import fingerprint, normalize, statement_fingerprint
 
 

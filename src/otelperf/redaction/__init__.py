@@ -1,0 +1,1 @@
+"""Everything otelperf does so that secrets never leave the process."""
