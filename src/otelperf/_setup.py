@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 
-from otelperf import _names, _sigterm
+from otelperf import _names, _sigterm, redaction
 from otelperf._export import ExportHealth, GuardedMetricExporter, GuardedSpanExporter
 from otelperf._fast_metrics import FastMeter, FastMetrics
 from otelperf._version import __version__
@@ -275,6 +275,7 @@ def init(**kwargs: Any) -> Runtime:
                     )
             return _runtime
         settings = resolve_settings(**kwargs)
+        redaction.configure(settings)  # process-wide, before anything is instrumented
         _runtime = start(settings)
         if not _atexit_registered:
             _register_exit_flush()
