@@ -307,7 +307,7 @@ def _parse_query_param_names(raw: Any) -> tuple[str, ...]:
     if names and names[0].startswith("=") and names[0] != "=":
         names[:1] = ["=", names[0][1:].strip()]
     for index, name in enumerate(names):
-        if (name == "=" and index != 0) or any(c.isspace() or c in "&#?" for c in name):
+        if (name.startswith("=") and index != 0) or any(c.isspace() or c in "&#?" for c in name):
             raise ValueError(accepted)
         if name in ("-", "*"):
             raise ValueError(accepted)

@@ -64,7 +64,9 @@ _LITERAL_RE = re.compile(
 )
 # Where SQLAlchemy's "[SQL: ...]" block ends: before its parameters, its link, a blank line or the end.
 _SQL_BLOCK_END_RE = re.compile(r"\](?=\s*\n\s*\[parameters:|\s*\n\s*\(Background|\s*\n\s*\n|\s*\Z)")
-_PARAMETERS_RE = re.compile(r"\[parameters: .*?(?:\]\s*(?=\n\s*\(Background|\n\s*\n|\Z)|\Z)", re.DOTALL)
+_PARAMETERS_RE = re.compile(
+    r"\n?[ \t]*\[parameters: .*?(?:\]\s*(?=\n\s*\(Background|\n\s*\n|\Z)|\Z)", re.DOTALL
+)
 _DB_DETAIL_LINE_RE = re.compile(r"^[ \t]*(?:DETAIL|CONTEXT|Failing row contains)\b[^\n]*\n?", re.MULTILINE)
 _PG_LINE_RE = re.compile(r"^([ \t]*LINE \d+: )([^\n]*)$", re.MULTILINE)
 _REDIS_ARGS_RE = re.compile(r",? with args beginning with:[^\n]*")
@@ -93,10 +95,14 @@ def _redact_pairs(text: str) -> str:
         value = _VALUE_RE.match(text, match.end())
         if value is None:
             continue
-        quote = value.group()[-1] if value.group()[-1:] in ("'", '"') else ""
+        found = value.group()
+        quote = found[-1] if found[-1:] in ("'", '"') and found[:1] == found[-1:] else ""
+        end = value.end()
+        if not quote:
+            end -= len(found) - len(found.rstrip(".:"))  # the sentence's full stop is not the secret
         out.append(text[position : match.end()])
-        out.append(quote + REDACTED + quote if quote and value.group()[:1] == quote else REDACTED)
-        position = value.end()
+        out.append(quote + REDACTED + quote)
+        position = end
     if not out:
         return text
     out.append(text[position:])
