@@ -19,6 +19,7 @@ puts this in front of any ``SpanExporter``:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from otelperf import _names
 from otelperf.redaction import exceptions as _exceptions
-from otelperf.redaction.text import mask_literals, scrub_error_text, scrub_stacktrace
+from otelperf.redaction.text import mask_message, scrub_error_text, scrub_stacktrace
 
 __all__ = ["ScrubbingSpanExporter", "needs_scrub", "scrub_span"]
 
@@ -57,13 +58,32 @@ def needs_scrub(span: ReadableSpan) -> bool:
     return any(event.name == _EXCEPTION for event in events)
 
 
+# "(psycopg.errors.UniqueViolation) ..." / "(sqlite3.IntegrityError) ...": SQLAlchemy names the
+# driver's class first; a description without an exception event is recognised by it.
+_DRIVER_CLASS_RE = re.compile(r"\(([A-Za-z_][\w]*)\.[\w.]+\)")
+
+
+def _mode_for(type_name: str | None, text: str = "") -> str:
+    """How much of a message to keep: by the exception's family, else the setting."""
+    family = _exceptions.family_of_type_name(type_name) if type_name else "app"
+    if family == "app" and text:
+        found = _DRIVER_CLASS_RE.search(text[:200])
+        if found is not None:
+            family = _exceptions.family_of_type_name(found.group(1))
+    if family in ("sql", "redis"):
+        return "redact"  # their text quotes rows and arguments: literals masked, as at record time
+    if family == "http":
+        return "keep"
+    return _exceptions.exception_messages_mode()
+
+
 def _message(text: str, type_name: str | None) -> str:
+    mode = _mode_for(type_name, text)
     scrubbed = scrub_error_text(text)
-    mode = _exceptions.exception_messages_mode()
-    if mode == "keep" or (type_name is not None and _exceptions.family_of_type_name(type_name) != "app"):
+    if mode == "keep":
         return scrubbed
     if mode == "redact":
-        return mask_literals(scrubbed)
+        return mask_message(scrubbed)
     return type_name or ""
 
 
@@ -77,17 +97,14 @@ def _scrub_event(event: Event) -> Event:
         changed[_names.EXCEPTION_MESSAGE] = _message(message, type_name)
     stacktrace = attributes.get(_names.EXCEPTION_STACKTRACE)
     if isinstance(stacktrace, str):
-        app = type_name is None or _exceptions.family_of_type_name(type_name) == "app"
-        mode = _exceptions.exception_messages_mode() if app else "keep"
+        mode = _mode_for(type_name, message if isinstance(message, str) else "")
         changed[_names.EXCEPTION_STACKTRACE] = scrub_stacktrace(stacktrace, mode)
     return Event(event.name, changed, event.timestamp)
 
 
 def _description(description: str, type_name: str | None) -> str:
     head, sep, _rest = description.partition(": ")
-    if _exceptions.exception_messages_mode() == "drop" and (
-        type_name is None or _exceptions.family_of_type_name(type_name) == "app"
-    ):
+    if _mode_for(type_name, description) == "drop":
         return head if sep else ""
     return _message(description, type_name)
 

@@ -27,7 +27,7 @@ from functools import lru_cache
 from otelperf.redaction import url as _url
 from otelperf.redaction.sql import sanitize
 
-__all__ = ["mask_literals", "redact_text", "scrub_error_text", "scrub_stacktrace"]
+__all__ = ["mask_literals", "mask_message", "redact_text", "scrub_error_text", "scrub_stacktrace"]
 
 REDACTED = _url.REDACTED
 
@@ -41,7 +41,6 @@ _VALUE_RE = re.compile(r"""(?:(?:Bearer|Basic|Token|Digest)\s+)?(?:'[^']*'|"[^"]
 _QUOTED_NAME_BEFORE = (
     "relation",
     "constraint",
-    "column",
     "table",
     "type",
     "index",
@@ -54,12 +53,14 @@ _QUOTED_NAME_BEFORE = (
     "view",
     "trigger",
     "extension",
-    "key",
 )
+# 'column "x" does not exist' and SQLite's 'no such column: x' are what an app gets when it wrote
+# a value in double quotes: the "name" is then the value. Masked, as a value would be.
 _LITERAL_RE = re.compile(
     r"""(?P<email>[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+)"""
     r"""|(?P<single>'[^'\n]*')"""
     r"""|(?P<double>"[^"\n]*")"""
+    r"""|(?P<nosuch>(?<=no such column: )[^\s,;)]+)"""
     r"""|(?P<number>(?<![\w.])\d{4,}(?:\.\d+)?(?![\w]))"""
 )
 # Where SQLAlchemy's "[SQL: ...]" block ends: before its parameters, its link, a blank line or the end.
@@ -77,6 +78,7 @@ _TRACEBACK_HEADERS = (
     "During handling of the above exception, another exception occurred:",
 )
 _MAX_CACHED = 4096
+_SANITIZED_LINES = ("[SQL: ", "(Background on this error")
 
 
 def _redact_url_match(match: re.Match[str]) -> str:
@@ -215,7 +217,19 @@ def scrub_error_text(text: str) -> str:
 
 
 def _is_message_line(line: str) -> bool:
-    return bool(line) and not line[0].isspace() and line not in _TRACEBACK_HEADERS
+    return (
+        bool(line)
+        and not line[0].isspace()
+        and line not in _TRACEBACK_HEADERS
+        and not line.startswith(_SANITIZED_LINES)  # already safe, and its quoted names stay readable
+    )
+
+
+def mask_message(text: str) -> str:
+    """:func:`mask_literals` on every line of an error message but its ``[SQL: ...]`` block."""
+    return "\n".join(
+        mask_literals(line) if not line.startswith(_SANITIZED_LINES) else line for line in text.split("\n")
+    )
 
 
 def scrub_stacktrace(text: str, mode: str) -> str:
