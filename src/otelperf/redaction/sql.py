@@ -129,21 +129,24 @@ _NAME_BEFORE = frozenset({
 _VALUE_LIST_BEFORE = frozenset(("VALUES", "IN"))
 
 
-class _Context:
-    """Where the scan is: the previous token, and which open parentheses hold values."""
+# Words that change the scan's state beyond being "the previous token".
+_STATE_WORDS = frozenset(("SELECT", "WITH", "BETWEEN", "AND"))
 
-    __slots__ = ("between", "prev", "prev_was_value", "row_closed", "stack")
+
+class _Context:
+    """Where the scan is: the previous tokens, and which open parentheses hold values."""
+
+    __slots__ = ("before", "between", "prev", "row_closed", "stack")
 
     def __init__(self) -> None:
         self.prev = ""  # upper-case word, operator, "?" (a literal) or "NAME" (a quoted name)
-        self.prev_was_value = False  # the previous word or name stood where a value goes
+        self.before = ""  # the token before ``prev``: says whether a word stood where a value goes
         self.stack: list[bool] = []  # per open parenthesis: does it hold values?
         self.row_closed = False  # a ")" closing a list of values was the last token(s): VALUES (..), (..)
         self.between = False
 
-    def value_here(self) -> bool:
-        """Whether the next token stands where a value goes."""
-        prev = self.prev
+    def value_after(self, prev: str) -> bool:
+        """Whether a token after ``prev`` stands where a value goes."""
         if prev in _VALUE_BEFORE:
             return True
         if prev == "AND" and self.between:
@@ -152,18 +155,43 @@ class _Context:
             return False
         return prev in ("(", ",") and bool(self.stack) and self.stack[-1]
 
+    def value_here(self) -> bool:
+        """Whether the next token stands where a value goes."""
+        return self.value_after(self.prev)
+
     def feed_code(self, code: str) -> None:
-        for token in _CODE_TOKEN_RE.findall(code):
-            self.feed(token.upper() if token[0].isalpha() or token[0] == "_" else token)
+        # Per token of every statement with a double quote (on a cache miss): plain words, dots
+        # and commas, most of the tokens, are handled inline; the rest goes through feed().
+        prev, before = self.prev, self.before
+        for raw in _CODE_TOKEN_RE.findall(code):
+            token = raw
+            first = token[0]
+            if first.isalpha() or first == "_":
+                token = raw.upper()
+                if token not in _STATE_WORDS:
+                    self.row_closed = False
+                    before, prev = prev, token
+                    continue
+            elif first == ".":
+                self.row_closed = False
+                before, prev = prev, "."
+                continue
+            elif first == ",":
+                before, prev = prev, ","
+                continue
+            self.prev, self.before = prev, before
+            self.feed(token)
+            prev, before = self.prev, self.before
+        self.prev, self.before = prev, before
 
     def feed(self, token: str) -> None:
+        prev = self.prev
         if token == "(":
-            prev = self.prev
             holds_values = (
                 prev in _VALUE_LIST_BEFORE
-                or self.value_here()
+                or self.value_after(prev)
                 or (prev == "," and self.row_closed)
-                or ((prev.isidentifier() or prev == "NAME") and self.prev_was_value)
+                or ((prev.isidentifier() or prev == "NAME") and self.value_after(self.before))
             )
             self.stack.append(holds_values)
             self.row_closed = False
@@ -177,10 +205,8 @@ class _Context:
                 self.between = True
             elif token == "AND" and self.between:
                 self.between = False
-                self.prev, self.prev_was_value = "=", False  # the upper bound is a value too
-                return
-            self.prev_was_value = token.isidentifier() and self.value_here()
-        self.prev = token
+                token = "="  # the upper bound is a value too
+        self.before, self.prev = prev, token
 
 
 def _nested_comment_end(statement: str, start: int) -> int:
