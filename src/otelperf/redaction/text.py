@@ -57,7 +57,8 @@ _QUOTED_NAME_BEFORE = (
 # 'column "x" does not exist' and SQLite's 'no such column: x' are what an app gets when it wrote
 # a value in double quotes: the "name" is then the value. Masked, as a value would be.
 _LITERAL_RE = re.compile(
-    r"""(?P<email>[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+)"""
+    # Bounded parts and a start only where a run begins: linear on any input ("a.a.a...").
+    r"""(?P<email>(?<![\w.+\-])[\w.+\-]{1,64}@[\w\-]{1,63}(?:\.[\w\-]{1,63}){1,8})"""
     r"""|(?P<single>'[^'\n]*')"""
     r"""|(?P<double>"[^"\n]*")"""
     r"""|(?P<nosuch>(?<=no such column: )[^\s,;)]+)"""
@@ -78,6 +79,10 @@ _TRACEBACK_HEADERS = (
     "During handling of the above exception, another exception occurred:",
 )
 _MAX_CACHED = 4096
+# Longer text is cut (and marked) before any pass: bounded work on the exporting thread. Cutting
+# first is safe: a block or literal cut in half is hidden up to the end.
+MAX_TEXT_LENGTH = 32768
+TRUNCATION_MARKER = " ...[truncated]"
 _SANITIZED_LINES = ("[SQL: ", "(Background on this error")
 
 
@@ -124,10 +129,21 @@ def reset_caches() -> None:
     _redact_text_cached.cache_clear()
 
 
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_TEXT_LENGTH:
+        return text
+    cut = text[:MAX_TEXT_LENGTH]
+    for quote in "'\"":
+        if cut.count(quote) % 2:  # a quoted literal cut in half: it goes, not its first half
+            cut = cut[: cut.rfind(quote)]
+    return cut + TRUNCATION_MARKER
+
+
 def redact_text(text: str) -> str:
     """URLs and credential ``key=value`` pairs in ``text`` redacted (see the module docstring)."""
     if not text:
         return text
+    text = _bounded(text)
     if len(text) <= _MAX_CACHED:
         return _redact_text_cached(text)
     return _redact_text(text)
@@ -170,7 +186,7 @@ def mask_literals(text: str) -> str:
     >>> mask_literals("no user 'bob' (id 123456) in relation \\"users\\" for bob@example.com")
     'no user \\'?\\' (id ?) in relation "users" for ?'
     """
-    return _LITERAL_RE.sub(_mask_literal, redact_text(text))
+    return _LITERAL_RE.sub(_mask_literal, redact_text(_bounded(text)))
 
 
 def _sanitize_sql_blocks(text: str) -> str:
@@ -203,6 +219,7 @@ def scrub_error_text(text: str) -> str:
     """
     if not text:
         return text
+    text = _bounded(text)
     if "[parameters:" in text:
         text = _PARAMETERS_RE.sub("", text)
     if "[SQL: " in text:

@@ -95,3 +95,20 @@ def test_scrub_stacktrace_modes() -> None:
     assert CANARY not in dropped
     assert dropped.splitlines()[-1] == "LookupError"
     assert '  File "app.py", line 3, in handler' in dropped
+
+
+def test_long_text_is_cut_and_marked_before_any_pass() -> None:
+    text = "x" * 40_000 + f" password={CANARY}"
+    out = scrub_error_text(text)
+    assert out.endswith(" ...[truncated]")
+    assert CANARY not in out
+    cut_literal = mask_literals("z" * 32_760 + f" '{CANARY}' and more")  # the cut falls inside the quotes
+    assert "cn4ry" not in cut_literal
+    assert cut_literal.endswith("z ...[truncated]")
+
+
+@pytest.mark.parametrize("text", ["a." * 50_000, "x-y.z+" * 20_000, "a@" * 50_000, ("a" * 60 + "@") * 2_000])
+def test_inputs_that_would_make_a_naive_pattern_backtrack_are_handled(text: str) -> None:
+    # Quadratic patterns took tens of seconds on these; the passes are linear (and cut at 32 KB).
+    assert len(mask_literals(text)) <= 32_768 + len(" ...[truncated]")
+    assert len(scrub_stacktrace(text, "redact")) <= 32_768 + len(" ...[truncated]")
