@@ -130,8 +130,10 @@ def reset_caches() -> None:
 
 
 def _bounded(text: str) -> str:
-    if len(text) <= MAX_TEXT_LENGTH:
-        return text
+    if len(text) <= MAX_TEXT_LENGTH or (
+        len(text) <= MAX_TEXT_LENGTH + len(TRUNCATION_MARKER) and text.endswith(TRUNCATION_MARKER)
+    ):
+        return text  # short, or cut already by an earlier pass
     cut = text[:MAX_TEXT_LENGTH]
     for quote in "'\"":
         if cut.count(quote) % 2:  # a quoted literal cut in half: it goes, not its first half

@@ -104,7 +104,8 @@ def test_long_text_is_cut_and_marked_before_any_pass() -> None:
     assert CANARY not in out
     cut_literal = mask_literals("z" * 32_760 + f" '{CANARY}' and more")  # the cut falls inside the quotes
     assert "cn4ry" not in cut_literal
-    assert cut_literal.endswith("z ...[truncated]")
+    assert cut_literal.endswith(" ...[truncated]")
+    assert "'" not in cut_literal  # the half literal went whole
 
 
 @pytest.mark.parametrize("text", ["a." * 50_000, "x-y.z+" * 20_000, "a@" * 50_000, ("a" * 60 + "@") * 2_000])
