@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from otelperf import _names
 from otelperf.redaction.sql import sanitize
-from otelperf.redaction.text import mask_literals, redact_text
+from otelperf.redaction.text import mask_literals, mask_message, redact_text, scrub_error_text
 
 __all__ = [
     "EXCEPTION_MESSAGE_MODES",
@@ -145,7 +145,7 @@ def _redis_message(exc: BaseException) -> str:
     cut = line.find(" with args beginning with")
     if cut >= 0:
         line = line[:cut].rstrip(",")
-    return mask_literals(line)
+    return mask_literals(line, quoted_only=True)  # "connecting to 127.0.0.1:6380" keeps its port
 
 
 def safe_message(exc: BaseException) -> str:
@@ -156,13 +156,15 @@ def safe_message(exc: BaseException) -> str:
     elif family == "redis":
         message = _redis_message(exc)
     elif family == "http":
-        message = redact_text(_text(exc))
+        message = scrub_error_text(_text(exc))
     elif _mode == "drop":
         return type_name(exc)
     elif _mode == "redact":
-        message = mask_literals(_text(exc))
+        message = mask_message(scrub_error_text(_text(exc)))
     else:
-        message = redact_text(_text(exc))
+        # The text pass too: an application error that quotes a database error ("import failed:
+        # {exc}") carries its [parameters: ...] and DETAIL lines along.
+        message = scrub_error_text(_text(exc))
     notes = getattr(exc, "__notes__", None)
     if isinstance(notes, list) and notes and family == "app" and _mode == "keep":
         message += "".join("\n" + redact_text(str(note)) for note in notes[:8])

@@ -182,13 +182,20 @@ def _mask_literal(match: re.Match[str]) -> str:
     return "?"
 
 
-def mask_literals(text: str) -> str:
-    """Quoted strings, numbers of 4+ digits and e-mail addresses in ``text`` become ``?``.
+def _mask_quoted(match: re.Match[str]) -> str:
+    return _mask_literal(match) if match.lastgroup in ("single", "double") else match.group()
+
+
+def mask_literals(text: str, *, quoted_only: bool = False) -> str:
+    """Quoted strings, numbers of 4+ digits and e-mail addresses in ``text`` become ``?`` (only the
+    quoted strings with ``quoted_only``).
 
     >>> mask_literals("no user 'bob' (id 123456) in relation \\"users\\" for bob@example.com")
     'no user \\'?\\' (id ?) in relation "users" for ?'
     """
-    return _LITERAL_RE.sub(_mask_literal, redact_text(_bounded(text)))
+    if quoted_only:
+        return _LITERAL_RE.sub(_mask_quoted, redact_text(text))
+    return _LITERAL_RE.sub(_mask_literal, redact_text(text))
 
 
 def _sanitize_sql_blocks(text: str) -> str:
@@ -217,7 +224,7 @@ def scrub_error_text(text: str) -> str:
 
     >>> scrub_error_text("(psycopg.errors.UniqueViolation) duplicate key\\nDETAIL:  Key (email)=(a@b.c) "
     ...     "already exists.\\n[SQL: INSERT INTO u (email) VALUES ('a@b.c')]\\n[parameters: {'p': 'pw'}]")
-    '(psycopg.errors.UniqueViolation) duplicate key\\n[SQL: INSERT INTO u (email) VALUES (?)]\\n'
+    '(psycopg.errors.UniqueViolation) duplicate key\\n[SQL: INSERT INTO u (email) VALUES (?)]'
     """
     if not text:
         return text

@@ -158,3 +158,18 @@ def test_exception_group_members_are_sanitized() -> None:
     safe = sanitize_exception(group)
     assert CANARY not in safe.stacktrace
     assert "+-- 1: ValueError: secret=REDACTED" in safe.stacktrace
+
+
+def test_an_application_error_quoting_a_database_error_loses_its_parameters() -> None:
+    inner = _integrity_error()
+    wrapped = RuntimeError(f"import failed: {inner}")
+    message = safe_message(wrapped)
+    assert CANARY not in message
+    head = "import failed: (sqlite3.IntegrityError) UNIQUE constraint failed: u.email\n[SQL: "
+    assert message.startswith(head)
+
+
+def test_redis_connection_errors_keep_host_and_port() -> None:
+    cls = type("ConnectionError", (Exception,), {"__module__": "redis.exceptions"})
+    message = "Error 111 connecting to 127.0.0.1:6380. Connection refused."
+    assert safe_message(cls(message)) == message
