@@ -341,3 +341,44 @@ def test_app_spans_through_the_scrubbing_exporter_and_the_real_otlp_exporter() -
     [(_, call)] = spans["call"]["events"]
     assert call["exception.message"] == "https://REDACTED:REDACTED@h.example/x?token=REDACTED"
     assert spans["call"]["description"] == "sync failed: api_key=REDACTED"
+
+
+@pytest.mark.postgres
+async def test_asyncpg_errors_directly_and_through_sqlalchemy(postgres_url: str) -> None:
+    """asyncpg's own errors, and SQLAlchemy's asyncio adapter around them, on the real PostgreSQL."""
+    import asyncpg
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from otelperf.redaction.exceptions import sanitize_exception
+
+    param, detail = (f"cnry{uuid.uuid4().hex[:14]}" for _ in range(2))
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("CREATE TEMP TABLE u (email TEXT UNIQUE, pw TEXT)")
+        await conn.execute("INSERT INTO u VALUES ($1, $2)", detail, param)
+        with pytest.raises(asyncpg.UniqueViolationError) as caught:
+            await conn.execute("INSERT INTO u VALUES ($1, $2)", detail, param)
+    finally:
+        await conn.close()
+    assert detail in str(caught.value.detail)  # the premise: the driver carries the row's value
+    direct = sanitize_exception(caught.value)
+    assert direct.type == "asyncpg.exceptions.UniqueViolationError"
+    assert direct.message == 'duplicate key value violates unique constraint "u_email_key"'
+
+    engine = create_async_engine(postgres_url.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.begin() as aconn:
+            await aconn.execute(text("CREATE TEMP TABLE u (email TEXT UNIQUE, pw TEXT)"))
+            insert = text("INSERT INTO u VALUES (:e, :p)")
+            await aconn.execute(insert, {"e": detail, "p": param})
+            with pytest.raises(Exception, match="UniqueViolation") as wrapped:
+                await aconn.execute(insert, {"e": detail, "p": param})
+    finally:
+        await engine.dispose()
+    through = sanitize_exception(wrapped.value)
+    assert through.type == "sqlalchemy.exc.IntegrityError"
+    assert through.message.endswith("[SQL: INSERT INTO u VALUES ($1, $2)]")
+    assert "asyncpg.exceptions.UniqueViolationError" in through.stacktrace
+    for safe in (direct, through):
+        assert param not in "".join(safe) and detail not in "".join(safe)
