@@ -175,8 +175,8 @@ def _start(state: ClientState, request: Any) -> Call | None:
 
 
 def _exception_event(error: BaseException) -> Event:
-    """The event ``Span.record_exception(error, escaped=True)`` of the SDK adds, attribute for attribute."""
-    # Sanitized (redaction/exceptions.py): the client's message names the URL, credentials and all.
+    """The event ``Span.record_exception(error, escaped=True)`` adds, with sanitized text: the
+    client's message names the URL, credentials and all (redaction/exceptions.py)."""
     return Event(_names.EXCEPTION_EVENT, exception_attributes(error, escaped=True), time.time_ns())
 
 
