@@ -244,9 +244,18 @@ def _scan(statement: str, mysql: bool) -> list[tuple[int, int, str]]:
     context = _Context()
     spans: list[tuple[int, int, str]] = []
     position = 0
+    # Past the last double quote and block comment nothing needs the context: the rest (often
+    # the long part, a VALUES list) is lexed statelessly, as by the fast path.
+    tail = max(statement.rfind('"'), statement.rfind("/*")) + 1
     match = pattern.search(statement)
     while match is not None:
         start, end = match.span()
+        if start >= tail:
+            for rest in pattern.finditer(statement, start):
+                first = statement[rest.start()]
+                if first not in keep:
+                    spans.append((rest.start(), rest.end(), " " if first in _COMMENT_START else "?"))
+            break
         context.feed_code(statement[position:start])
         first = statement[start]
         if statement.startswith("/*", start):
