@@ -238,8 +238,11 @@ def exception_attributes(exc: BaseException, *, escaped: bool) -> dict[str, Any]
 
 
 def status_description(exc: BaseException) -> str:
-    """An ERROR status description: ``"ClassName: safe message"`` (first line)."""
+    """An ERROR status description: ``"ClassName: safe message"`` (first line); the class name
+    alone for an application exception under ``exception_messages="drop"``."""
     try:
+        if _mode == "drop" and _family(exc) == "app":
+            return type(exc).__name__
         return f"{type(exc).__name__}: {_first_line(safe_message(exc))}"
     except Exception:
         return type(exc).__name__

@@ -117,7 +117,7 @@ def test_application_messages_by_mode() -> None:
     assert safe_message(exc) == "ValueError"
     safe = sanitize_exception(exc)
     assert CANARY not in safe.stacktrace
-    assert status_description(exc) == "ValueError: ValueError"
+    assert status_description(exc) == "ValueError"
 
 
 def test_chain_through_context_and_notes() -> None:
