@@ -36,6 +36,9 @@ DB_NAMESPACE = "db.namespace"
 DB_RESPONSE_STATUS_CODE = "db.response.status_code"
 EXCEPTION_EVENT = "exception"  # span event name of the OTel exception semconv
 EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+EXCEPTION_ESCAPED = "exception.escaped"
 
 # --- otelperf's own span attributes -------------------------------------------------------------
 CACHE_NAME = "otelperf.cache.name"

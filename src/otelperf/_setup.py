@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 
-from otelperf import _internal, _names, _sigterm
+from otelperf import _internal, _names, _sigterm, redaction
 from otelperf._export import ExportHealth, GuardedMetricExporter, GuardedSpanExporter
 from otelperf._fast_metrics import FastMeter, FastMetrics
 from otelperf._runtime import exit_logging, fork, global_providers
@@ -282,6 +282,7 @@ def init(**kwargs: Any) -> Runtime:
                     )
             return _runtime
         settings = resolve_settings(**kwargs)  # ConfigError only in strict mode
+        redaction.configure(settings)  # process-wide, before anything is instrumented
         # Before the first pipeline exists: the child's hook must run before those of its parts.
         fork.register()
         _runtime = start_or_disable(settings)

@@ -38,6 +38,7 @@ SAMPLERS = (
 KNOWN_INSTRUMENTATIONS = ("fastapi", "sqlalchemy", "sqlalchemy_pool", "redis", "httpx", "requests")
 KNOWN_DETECTORS = ("slow_query", "n_plus_one", "latency_budget", "cache")
 DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
+EXCEPTION_MESSAGE_MODES = ("keep", "redact", "drop")
 
 
 class ConfigError(ValueError):
@@ -81,6 +82,12 @@ class Settings:
     schedule_delay: float = 1.0
     metric_export_interval: float = 10.0
     strict: bool = False
+    # Redaction (docs/security.md): query parameters whose values are hidden, beyond the defaults
+    # ("=" first replaces them, "-name" exempts, "*suffix" adds a suffix rule)...
+    sensitive_query_params: tuple[str, ...] = ()
+    # ...or an allow-list: when set, only these parameters keep their values (() = none does).
+    query_params_allow: tuple[str, ...] | None = None
+    exception_messages: str = "keep"  # keep | redact | drop: the application's exception messages
     # Where each value came from ("kwarg", "OTELPERF_X", "OTEL_Y" or "default"), for `otelperf doctor`.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -323,6 +330,38 @@ def _parse_budgets(raw: Any) -> dict[str, float]:
         raise ValueError(accepted) from None
 
 
+def _parse_query_param_names(raw: Any) -> tuple[str, ...]:
+    """Query parameter names: 'ticket,*_ref,-page_token', '=token,sig' (replace the defaults)."""
+    accepted = "comma-separated parameter names ('name', '*suffix', '-name'; '=' first replaces the defaults)"
+    items = list(raw) if isinstance(raw, list | tuple | set | frozenset) else str(raw).split(",")
+    names = [str(i).strip() for i in items if str(i).strip()]
+    if names and names[0].startswith("=") and names[0] != "=":
+        names[:1] = ["=", names[0][1:].strip()]
+    for index, name in enumerate(names):
+        if (name.startswith("=") and index != 0) or any(c.isspace() or c in "&#?" for c in name):
+            raise ValueError(accepted)
+        if name in ("-", "*"):
+            raise ValueError(accepted)
+    return tuple(names)
+
+
+def _parse_query_allow(raw: Any) -> tuple[str, ...]:
+    """An allow-list of query parameter names; 'none' keeps no value at all."""
+    if isinstance(raw, str) and raw.strip().lower() == "none":
+        return ()
+    names = _parse_query_param_names(raw)
+    if any(n.startswith(("=", "-", "*")) for n in names):
+        raise ValueError("comma-separated parameter names, or 'none'")
+    return names
+
+
+def _parse_exception_messages(raw: Any) -> str:
+    text = str(raw).strip().lower()
+    if text not in EXCEPTION_MESSAGE_MODES:
+        raise ValueError(" or ".join(repr(m) for m in EXCEPTION_MESSAGE_MODES))
+    return text
+
+
 def _parse_str(raw: Any) -> str:
     text = str(raw).strip()
     if not text:
@@ -506,6 +545,9 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("export_share", "OTELPERF_EXPORT_SHARE", None, _parse_ratio, None),
     ("flush_on_sigterm", "OTELPERF_FLUSH_ON_SIGTERM", None, _parse_bool, None),
     ("strict", "OTELPERF_STRICT", None, _parse_bool, None),
+    ("sensitive_query_params", "OTELPERF_SENSITIVE_QUERY_PARAMS", None, _parse_query_param_names, None),
+    ("query_params_allow", "OTELPERF_QUERY_PARAMS_ALLOW", None, _parse_query_allow, None),
+    ("exception_messages", "OTELPERF_EXCEPTION_MESSAGES", None, _parse_exception_messages, None),
 )
 SETTING_NAMES = tuple(s[0] for s in _SPEC)
 

@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otelperf import _internal, _setup
+from otelperf import _internal, _setup, redaction
 from otelperf._otlp_sink import OTLPSink, SinkMetric, SinkSpan
 from otelperf.config import resolve_settings
 from otelperf.detectors._api import Finding
@@ -117,6 +117,7 @@ def capture(**settings: Any) -> Capture:
         raise RuntimeError("otelperf is already running in this process; otelperf_capture needs it stopped")
     settings.setdefault("service_name", "otelperf-test")
     resolved = resolve_settings(environ={}, **settings)
+    redaction.configure(resolved)  # as otelperf.init() does: the redaction settings are process-wide
     exporter = InMemorySpanExporter()
     reader = InMemoryMetricReader()
     runtime = _setup.start(

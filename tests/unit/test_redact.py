@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from otelperf._redact import SENSITIVE_QUERY_PARAMETERS, _redact_url_cached, redact_query, redact_url
+from otelperf.redaction.url import SENSITIVE_QUERY_PARAMETERS, _redact_url_cached, redact_query, redact_url
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otelperf import _sql
-from otelperf._sql import (
+from otelperf.redaction import sql as _sql
+from otelperf.redaction.sql import (
     MAX_QUERY_TEXT_LENGTH,
     TRUNCATION_MARKER,
     operation_and_collection,

@@ -1,7 +1,7 @@
 """SQL fingerprints: the same query with different values is one query.
 
 :func:`normalize` turns a statement (usually a span's ``db.query.text``, already sanitized by
-:func:`otelperf._sql.sanitize`) into its shape; :func:`fingerprint` names that shape with a short,
+:func:`otelperf.redaction.sql.sanitize`) into its shape; :func:`fingerprint` names that shape with a short,
 stable hex string. Every detector that groups statements uses these two, so a slow query, an
 N+1 and a budget's top offender agree on what "the same statement" is.
 
@@ -24,7 +24,7 @@ import hashlib
 import re
 from functools import lru_cache
 
-from otelperf._sql import MAX_CACHED_LENGTH, sanitize
+from otelperf.redaction.sql import MAX_CACHED_LENGTH, sanitize
 
 __all__ = ["fingerprint", "normalize", "statement_fingerprint"]
 

@@ -14,7 +14,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otelperf import _names
-from otelperf._redact import redact_query
+from otelperf.redaction.url import redact_query
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _W3C_HEADERS = frozenset((b"traceparent", b"tracestate", b"baggage"))

@@ -20,7 +20,6 @@ so what runs inside ``send`` (event hooks, an in-process ASGI app) sees the call
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -28,16 +27,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.metrics import Histogram
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.semconv.attributes.exception_attributes import (
-    EXCEPTION_ESCAPED,
-    EXCEPTION_MESSAGE,
-    EXCEPTION_STACKTRACE,
-)
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _internal, _names
 from otelperf.instrumentation._base import InstrumentContext
 from otelperf.instrumentation._leaf import LeafSpans
+from otelperf.redaction.exceptions import exception_attributes, status_description
 
 _CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11
 
@@ -180,19 +175,9 @@ def _start(state: ClientState, request: Any) -> Call | None:
 
 
 def _exception_event(error: BaseException) -> Event:
-    """The event ``Span.record_exception(error, escaped=True)`` of the SDK adds, attribute for attribute."""
-    cls = type(error)
-    module, qualname = cls.__module__, cls.__qualname__
-    return Event(
-        _names.EXCEPTION_EVENT,
-        {
-            _names.EXCEPTION_TYPE: f"{module}.{qualname}" if module and module != "builtins" else qualname,
-            EXCEPTION_MESSAGE: str(error),
-            EXCEPTION_STACKTRACE: "".join(traceback.format_exception(error)),
-            EXCEPTION_ESCAPED: "True",
-        },
-        time.time_ns(),
-    )
+    """The event ``Span.record_exception(error, escaped=True)`` adds, with sanitized text: the
+    client's message names the URL, credentials and all (redaction/exceptions.py)."""
+    return Event(_names.EXCEPTION_EVENT, exception_attributes(error, escaped=True), time.time_ns())
 
 
 def _finish(call: Call, status: int | None, error: BaseException | None) -> None:
@@ -226,7 +211,7 @@ def _finish(call: Call, status: int | None, error: BaseException | None) -> None
                 time.time_ns(),
                 span_attrs,
                 event,
-                f"{type(error).__name__}: {error}",
+                status_description(error),
             )
         else:
             state.leaf.emit(
@@ -248,8 +233,8 @@ def _finish(call: Call, status: int | None, error: BaseException | None) -> None
                 span.set_attribute(_names.ERROR_TYPE, error_type)
                 description = None
                 if error is not None:
-                    description = f"{type(error).__name__}: {error}"
-                    span.record_exception(error, escaped=True)
+                    description = status_description(error)
+                    span.add_event(_names.EXCEPTION_EVENT, exception_attributes(error, escaped=True))
                 span.set_status(Status(StatusCode.ERROR, description))
         span.end()
     state.duration.record(elapsed, attrs)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +35,7 @@ from opentelemetry.util import types
 from otelperf import _spanctx as _ctx
 from otelperf.instrumentation import _leaf
 from otelperf.instrumentation._leaf import _getrandbits, _new_context
+from otelperf.redaction.exceptions import exception_attributes
 
 _UNSET = _leaf.UNSET  # the shared "unset" status the detector pipeline knows without reading it
 _OK = StatusCode.OK  # an Enum member read from its class costs ~100 ns on CPython 3.11
@@ -266,14 +266,9 @@ class RequestSpan(trace.Span):
         timestamp: int | None = None,
         escaped: bool = False,
     ) -> None:
-        module = type(exception).__module__
-        qualname = type(exception).__qualname__
-        event_attributes: dict[str, Any] = {
-            "exception.type": f"{module}.{qualname}" if module and module != "builtins" else qualname,
-            "exception.message": str(exception),
-            "exception.stacktrace": "".join(traceback.format_exception(exception)),
-            "exception.escaped": str(escaped),
-        }
+        # Sanitized when recorded (redaction/exceptions.py): a message can quote SQL parameters,
+        # a URL's credentials or a row's values.
+        event_attributes: dict[str, Any] = exception_attributes(exception, escaped=escaped)
         if attributes:
             event_attributes.update(attributes)
         self.add_event("exception", event_attributes, timestamp)

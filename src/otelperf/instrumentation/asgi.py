@@ -49,6 +49,7 @@ from otelperf.instrumentation._asgi_request import (
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._leaf import parent_in
 from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
+from otelperf.redaction.exceptions import exception_attributes, status_description
 
 _SERVER = SpanKind.SERVER  # an Enum member read from its class costs ~100 ns on CPython 3.11
 
@@ -339,8 +340,8 @@ def _finish(
         if error_type is not None:
             description = None
             if error is not None:
-                description = f"{type(error).__name__}: {error}"
-                span.record_exception(error, escaped=True)
+                description = status_description(error)  # sanitized: redaction/exceptions.py
+                span.add_event(_names.EXCEPTION_EVENT, exception_attributes(error, escaped=True))
             span.set_status(Status(StatusCode.ERROR, description))
     span.end()
     labels = (req.method, req.scheme, template, status, error_type)

@@ -20,9 +20,9 @@ from typing import Any
 
 import wrapt
 
-from otelperf._redact import redact_url
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._http_client import ClientState, RequestParts, begin, end
+from otelperf.redaction.url import redact_url
 
 __all__ = ["INSTRUMENTOR"]
 

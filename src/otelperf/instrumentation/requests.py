@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import wrapt
 from opentelemetry import context as otel_context
 
-from otelperf._redact import redact_url
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._http_client import ClientState, RequestParts, begin, end
+from otelperf.redaction.url import redact_url
 
 __all__ = ["INSTRUMENTOR"]
 

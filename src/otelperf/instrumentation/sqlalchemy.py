@@ -24,7 +24,7 @@ before the first statement. A ``do_execute`` dialect event handler that runs the
 (returns True) bypasses the dialect method, and that statement gets no span.
 
 ``db.query.text`` (and the legacy ``db.statement``) is the statement with every literal replaced
-by ``?`` (:func:`otelperf._sql.sanitize`), so values inlined into ``text()`` SQL never leave the
+by ``?`` (:func:`otelperf.redaction.sql.sanitize`), so values inlined into ``text()`` SQL never leave the
 process; parameters are never read. Errors carry the exception's type only: database error
 messages often quote the parameters.
 """
@@ -48,10 +48,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from otelperf import _context, _internal, _names
 from otelperf import _spanctx as _ctx
 from otelperf._fast_metrics import FastHistogram
-from otelperf._sql import MAX_CACHED_LENGTH, operation_and_collection, sanitize
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._leaf import LeafSpans, parent_in
 from otelperf.instrumentation.cache import instrumentation_suppressed
+from otelperf.redaction.sql import MAX_CACHED_LENGTH, operation_and_collection, sanitize
 
 _CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otelperf._sql import sanitize
 from otelperf.detectors.fingerprint import fingerprint, normalize, statement_fingerprint
+from otelperf.redaction.sql import sanitize
 
 
 @pytest.mark.parametrize(

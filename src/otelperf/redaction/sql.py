@@ -105,21 +105,182 @@ def _replace_mysql(match: re.Match[str]) -> str:
     return " " if first in _COMMENT_START else "?"
 
 
-def _sanitize_ambiguous(statement: str) -> str:
-    """Hide what either reading hides, for text where a backslash stands before a quote.
+# --- the slow path: nested comments and double quotes in value positions -----------------------
+#
+# PostgreSQL nests block comments (/* a /* b */ still comment */), which no regex can follow, and
+# SQLite (and PostgreSQL, by mistake in an app) reads "..." as a string where a column name would
+# not fit. Both need a scan that keeps state, so statements containing "/*" or a double quote take
+# it; the others (most statements of most apps) keep the single re.sub above. Results are cached
+# per statement either way.
 
-    Whether ``\\'`` escapes the quote depends on the server (MySQL unless NO_BACKSLASH_ESCAPES,
-    PostgreSQL with standard_conforming_strings off) and guessing wrong shows the rest of the
-    string as plain text: ``'it\\'s secret'`` read the standard way leaves ``s secret`` outside
-    any string, and ``'C:\\', 'secret'`` read the MySQL way leaves ``secret`` outside. So both
-    readings run, and a character is shown only when it is outside literals in both.
-    """
+# Tokens of the SQL text between literals: words, two-character operators, single characters.
+_CODE_TOKEN_RE = re.compile(r"[^\W\d][\w$]*|<>|!=|<=|>=|==|\|\||::|[^\s\w]")
+# After these a double-quoted text is a value: comparisons, concatenation and value keywords.
+_VALUE_BEFORE = frozenset({
+    "=", "==", "<>", "!=", "<", ">", "<=", ">=", "||", "LIKE", "ILIKE", "GLOB", "REGEXP", "RLIKE",
+    "MATCH", "BETWEEN", "THEN", "ELSE", "DEFAULT", "ESCAPE", "TO", "IS", "VALUES", "IN",
+})  # fmt: skip
+# After these it names something (a table, a column, an alias, an index...).
+_NAME_BEFORE = frozenset({
+    "FROM", "JOIN", "INTO", "UPDATE", "TABLE", "AS", "ON", "INDEX", "REFERENCES", "BY", "SELECT",
+    "DISTINCT", "SET", "WHERE", "AND", "OR", "NOT", "EXISTS", "USING", "RETURNING", "CONFLICT", ".",
+})  # fmt: skip
+# A "(" after these opens a list of values.
+_VALUE_LIST_BEFORE = frozenset(("VALUES", "IN"))
+
+
+# Words that change the scan's state beyond being "the previous token".
+_STATE_WORDS = frozenset(("SELECT", "WITH", "BETWEEN", "AND"))
+
+
+class _Context:
+    """Where the scan is: the previous tokens, and which open parentheses hold values."""
+
+    __slots__ = ("before", "between", "prev", "row_closed", "stack")
+
+    def __init__(self) -> None:
+        self.prev = ""  # upper-case word, operator, "?" (a literal) or "NAME" (a quoted name)
+        self.before = ""  # the token before ``prev``: says whether a word stood where a value goes
+        self.stack: list[bool] = []  # per open parenthesis: does it hold values?
+        self.row_closed = False  # a ")" closing a list of values was the last token(s): VALUES (..), (..)
+        self.between = False
+
+    def value_after(self, prev: str) -> bool:
+        """Whether a token after ``prev`` stands where a value goes."""
+        if prev in _VALUE_BEFORE:
+            return True
+        if prev == "AND" and self.between:
+            return True
+        if prev in _NAME_BEFORE:
+            return False
+        return prev in ("(", ",") and bool(self.stack) and self.stack[-1]
+
+    def value_here(self) -> bool:
+        """Whether the next token stands where a value goes."""
+        return self.value_after(self.prev)
+
+    def feed_code(self, code: str) -> None:
+        # Per token of every statement with a double quote (on a cache miss): plain words, dots
+        # and commas, most of the tokens, are handled inline; the rest goes through feed().
+        prev, before = self.prev, self.before
+        for raw in _CODE_TOKEN_RE.findall(code):
+            token = raw
+            first = token[0]
+            if first.isalpha() or first == "_":
+                token = raw.upper()
+                if token not in _STATE_WORDS:
+                    self.row_closed = False
+                    before, prev = prev, token
+                    continue
+            elif first == ".":
+                self.row_closed = False
+                before, prev = prev, "."
+                continue
+            elif first == ",":
+                before, prev = prev, ","
+                continue
+            self.prev, self.before = prev, before
+            self.feed(token)
+            prev, before = self.prev, self.before
+        self.prev, self.before = prev, before
+
+    def feed(self, token: str) -> None:
+        prev = self.prev
+        if token == "(":
+            holds_values = (
+                prev in _VALUE_LIST_BEFORE
+                or self.value_after(prev)
+                or (prev == "," and self.row_closed)
+                or ((prev.isidentifier() or prev == "NAME") and self.value_after(self.before))
+            )
+            self.stack.append(holds_values)
+            self.row_closed = False
+        elif token == ")":
+            self.row_closed = bool(self.stack) and self.stack.pop()
+        elif token != ",":
+            self.row_closed = False
+            if token in ("SELECT", "WITH") and self.stack:
+                self.stack[-1] = False  # a subquery: names again
+            if token == "BETWEEN":
+                self.between = True
+            elif token == "AND" and self.between:
+                self.between = False
+                token = "="  # the upper bound is a value too
+        self.before, self.prev = prev, token
+
+
+def _nested_comment_end(statement: str, start: int) -> int:
+    """End of the block comment opened at ``start``, nested ones included (or the end of text)."""
+    depth = 0
+    i = start
+    while True:
+        close = statement.find("*/", i)
+        if close < 0:
+            return len(statement)
+        opening = statement.find("/*", i)
+        if 0 <= opening < close:
+            depth += 1
+            i = opening + 2
+        else:
+            depth -= 1
+            i = close + 2
+            if depth <= 0:
+                return i
+
+
+def _double_quoted_is_value(statement: str, end: int, context: _Context) -> bool:
+    if context.prev == ".":
+        return False
+    rest = statement[end : end + 64].lstrip()
+    if rest.startswith(".") and not rest[1:2].isdigit():
+        return False  # "user".id: a qualified name
+    return context.value_here()
+
+
+def _scan(statement: str, mysql: bool) -> list[tuple[int, int, str]]:
+    """The (start, end, replacement) of every literal and comment, statefully (see above)."""
+    pattern = _MYSQL_RE if mysql else _STANDARD_RE
+    keep = _KEEP_MYSQL if mysql else _KEEP_STANDARD
+    context = _Context()
     spans: list[tuple[int, int, str]] = []
-    for pattern, keep in ((_STANDARD_RE, _KEEP_STANDARD), (_MYSQL_RE, _KEEP_MYSQL)):
-        for match in pattern.finditer(statement):
-            first = statement[match.start()]
-            if first not in keep:
-                spans.append((match.start(), match.end(), " " if first in _COMMENT_START else "?"))
+    position = 0
+    # Past the last double quote and block comment nothing needs the context: the rest (often
+    # the long part, a VALUES list) is lexed statelessly, as by the fast path.
+    tail = max(statement.rfind('"'), statement.rfind("/*")) + 1
+    match = pattern.search(statement)
+    while match is not None:
+        start, end = match.span()
+        if start >= tail:
+            for rest in pattern.finditer(statement, start):
+                first = statement[rest.start()]
+                if first not in keep:
+                    spans.append((rest.start(), rest.end(), " " if first in _COMMENT_START else "?"))
+            break
+        context.feed_code(statement[position:start])
+        first = statement[start]
+        if statement.startswith("/*", start):
+            end = _nested_comment_end(statement, start)
+            spans.append((start, end, " "))
+        elif first in _COMMENT_START:
+            spans.append((start, end, " "))
+        elif first == '"' and first in keep:
+            if _double_quoted_is_value(statement, end, context):
+                spans.append((start, end, "?"))
+                context.feed("?")
+            else:
+                context.feed("NAME")
+        elif first in keep:
+            context.feed("NAME")
+        else:
+            spans.append((start, end, "?"))
+            context.feed("?")
+        position = end
+        match = pattern.search(statement, end)
+    return spans
+
+
+def _assemble(statement: str, spans: list[tuple[int, int, str]]) -> str:
+    """Apply sorted, possibly overlapping spans; an overlap with a literal hides as a literal."""
     merged: list[list[Any]] = []
     for start, end, replacement in sorted(spans):
         if merged and start < merged[-1][1]:
@@ -139,12 +300,69 @@ def _sanitize_ambiguous(statement: str) -> str:
     return " ".join("".join(parts).split())
 
 
+def _sanitize_ambiguous(statement: str) -> str:
+    """Hide what either reading hides, for text where a backslash stands before a quote.
+
+    Whether ``\\'`` escapes the quote depends on the server (MySQL unless NO_BACKSLASH_ESCAPES,
+    PostgreSQL with standard_conforming_strings off) and guessing wrong shows the rest of the
+    string as plain text: ``'it\\'s secret'`` read the standard way leaves ``s secret`` outside
+    any string, and ``'C:\\', 'secret'`` read the MySQL way leaves ``secret`` outside. So both
+    readings run, and a character is shown only when it is outside literals in both.
+    """
+    return _assemble(statement, _scan(statement, mysql=False) + _scan(statement, mysql=True))
+
+
+# --- SET statements: the value of a setting can be a secret (SET app.api_key = abc) ------------
+
+_SET_START_RE = re.compile(r"(?:^|;)\s*SET\s", re.IGNORECASE)
+# Words after which a SET statement without "=" / TO names a value: SET ROLE admin.
+_SET_VALUE_AFTER = frozenset(("ROLE", "AUTHORIZATION", "NAMES", "ZONE", "CHARSET", "SCHEMA"))
+_SET_ASSIGN_RE = re.compile(r"(=|\bTO\b)", re.IGNORECASE)
+
+
+def _mask_set_item(item: str, continued: bool) -> str:
+    """One comma-separated part of a SET statement with its value replaced by ``?``."""
+    found = _SET_ASSIGN_RE.search(item)
+    if found is not None:
+        return item[: found.end()] + " ?"
+    if continued:
+        return " ?"  # SET search_path TO a, b: 'b' continues the value list
+    words = item.split()
+    for index, word in enumerate(words[:-1]):
+        if word.upper() in _SET_VALUE_AFTER:
+            return " ".join([*words[: index + 1], "?"])
+    return item
+
+
+def _mask_set(text: str) -> str:
+    """``SET x = v`` / ``SET x TO v`` / ``SET ROLE v``: the values of SET statements become ``?``."""
+    out: list[str] = []
+    for statement in text.split(";"):
+        if statement.lstrip()[:4].upper() != "SET ":
+            out.append(statement)
+            continue
+        items = statement.split(",")
+        masked = [_mask_set_item(items[0], continued=False)]
+        assigned = _SET_ASSIGN_RE.search(items[0]) is not None
+        for item in items[1:]:
+            pairs = _SET_ASSIGN_RE.search(item) is not None
+            masked.append(_mask_set_item(item, continued=assigned and not pairs))
+        out.append(",".join(masked))
+    return " ".join(";".join(out).split())
+
+
 def _sanitize(statement: str, mysql: bool) -> str:
     if "\\'" in statement or '\\"' in statement:
-        return _sanitize_ambiguous(statement)
-    if mysql:
-        return " ".join(_MYSQL_RE.sub(_replace_mysql, statement).split())
-    return " ".join(_STANDARD_RE.sub(_replace_standard, statement).split())
+        text = _sanitize_ambiguous(statement)
+    elif "/*" in statement or (not mysql and '"' in statement):
+        text = _assemble(statement, _scan(statement, mysql))
+    elif mysql:
+        text = " ".join(_MYSQL_RE.sub(_replace_mysql, statement).split())
+    else:
+        text = " ".join(_STANDARD_RE.sub(_replace_standard, statement).split())
+    if _SET_START_RE.search(text) is not None:
+        text = _mask_set(text)
+    return text
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
