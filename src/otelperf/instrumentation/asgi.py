@@ -39,13 +39,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _context, _internal, _names
 from otelperf._fast_metrics import FastHistogram
-from otelperf.instrumentation._asgi_request import (
-    effective_path,
-    extract_parent,
-    find_prefix,
-    is_mount,
-    request_attributes,
-)
+from otelperf.instrumentation._asgi_request import extract_parent, request_attributes
+from otelperf.instrumentation._asgi_routes import RouteIndex, effective_path, find_prefix, is_mount_or_host
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._leaf import parent_in
 from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
@@ -191,6 +186,7 @@ class OtelperfASGIMiddleware:
         self.app = app
         self._owner: Any = None
         self._prefixes: dict[int, tuple[Any, str]] = {}
+        self._index: RouteIndex | None = None  # the owner's routes by endpoint, made when first needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -366,6 +362,10 @@ def _finish(
 # Route templates of unmounted apps by id(route): (route, its FastAPI route context, the app's
 # root path, the template). The route is kept alive by its entry, so its id stays its own.
 _templates: dict[int, tuple[Any, Any, str, str | None]] = {}
+# Endpoint indexes of routers not under an otelperf wrapper of their app (explicit middleware
+# around a Starlette app that otelperf does not instrument), by id(router).
+_router_indexes: dict[int, tuple[Any, RouteIndex]] = {}
+_MAX_ROUTER_INDEXES = 64
 
 
 def _route_template(
@@ -373,7 +373,7 @@ def _route_template(
 ) -> str | None:
     route = scope.get("route")
     if route is None:
-        return None
+        return _endpoint_template(req, scope)  # a route FastAPI does not own, or older Starlette
     if isinstance(route, str):
         return route
     base = req.base_root_path
@@ -384,6 +384,8 @@ def _route_template(
     cached = _templates.get(id(route))
     if cached is not None and cached[0] is route and cached[1] is context and cached[2] == base:
         return cached[3]
+    if is_mount_or_host(route):  # what it holds may have matched: not one template per route
+        return _endpoint_template(req, scope)
     template = _template_of(req, route, scope, route_prefix)
     if len(_templates) < _MAX_CACHED_ROUTES:
         _templates[id(route)] = (route, context, base, template)
@@ -393,21 +395,41 @@ def _route_template(
 def _template_of(
     req: _Request, route: Any, scope: Scope, route_prefix: Callable[[_Request, Any, Scope], str]
 ) -> str | None:
-    if is_mount(route):
-        # The request matched a mount but nothing inside it (or the mount is a plain ASGI app).
-        path = getattr(route, "path", None)
-        suffix = "/{path}"
-    else:
-        path = effective_path(scope) or getattr(route, "path_format", None) or getattr(route, "path", None)
-        suffix = ""
+    if is_mount_or_host(route):
+        # Starlette's router set it, and the app it holds matched nothing or routed by itself.
+        return _endpoint_template(req, scope)
+    path = effective_path(scope) or getattr(route, "path_format", None) or getattr(route, "path", None)
     if not isinstance(path, str):
         return None
-    template = (
-        req.base_root_path.rstrip("/")
-        + route_prefix(req, route, scope)
-        + (path.rstrip("/") + suffix if suffix else path)
-    )
+    template = req.base_root_path.rstrip("/") + route_prefix(req, route, scope) + path
     return template if template.startswith("/") else "/" + template
+
+
+def _endpoint_template(req: _Request, scope: Scope) -> str | None:
+    """The template of the route that put ``scope["endpoint"]`` there (see ``_asgi_routes``)."""
+    if scope.get("endpoint") is None:
+        return None  # no route matched: a 404 keeps no template
+    root = req.route_root
+    if isinstance(root, OtelperfASGIMiddleware) and root._owner is not None:
+        index = root._index
+        if index is None:
+            index = root._index = RouteIndex(root._owner)
+    else:
+        router = scope.get("router")
+        if router is None:
+            return None
+        known = _router_indexes.get(id(router))
+        if known is not None and known[0] is router:
+            index = known[1]
+        else:
+            index = RouteIndex(router)
+            if len(_router_indexes) < _MAX_ROUTER_INDEXES:
+                _router_indexes[id(router)] = (router, index)
+    tail = index.template(scope)
+    if tail is None:
+        return None
+    base = req.base_root_path.rstrip("/")
+    return base + tail if base else tail
 
 
 def _message_span_wrappers(

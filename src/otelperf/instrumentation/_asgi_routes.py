@@ -1,0 +1,200 @@
+"""Route templates of Starlette/FastAPI requests: what names a server span and sets ``http.route``.
+
+Starlette leaves in the request's scope what it matched; the template is read from there, cheapest
+first (the middleware in :mod:`.asgi` does step 1, this module the rest):
+
+1. ``scope["route"]``: FastAPI's API routes put themselves there (every version), and newer
+   Starlette routers put every route they match there. An unmounted route's template is worked
+   out once per route.
+2. ``scope["endpoint"]``: every Starlette route puts its endpoint there when it matches (a
+   ``Route`` its function, a ``Mount`` or ``Host`` its app), on every Starlette version and under
+   FastAPI's router too, which sets no ``scope["route"]`` for the routes that are not its own
+   (``/openapi.json``, ``/docs``, ``add_route``, mounts). :class:`RouteIndex` maps endpoints to
+   templates from one walk of the app's route tree (mounts and hosts included), done on the first
+   request that needs it and again when an endpoint is not found (a route added later). Only
+   routes sharing one endpoint are matched against the request, and only those few.
+
+A request that matched no route has no template (a 404 is named by its method alone). A ``Mount``
+of an app without routes of its own (``StaticFiles``) names its requests ``/static/{path}``; a
+mount of a routed app in which nothing matched is a 404 like any other.
+
+>>> from starlette.routing import Mount, Route
+>>> def page(request): ...
+>>> index = RouteIndex([Mount("/v1", routes=[Route("/pages/{pid}", page)])])
+>>> index.template({"endpoint": page})
+'/v1/pages/{pid}'
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+MAX_INDEXED = 4096  # endpoints indexed per app; past that, later routes are not named
+MAX_UNKNOWN = 256  # endpoints found in no route (each cost one walk); past that, no more walks
+MAX_DEPTH = 8  # mounts within mounts
+
+# One entry per route: (its endpoint, the route, its template below the app's root path, the
+# parameter names in that template). Kept with the endpoint so that an id() is only trusted while
+# its object is the same one.
+Entry = tuple[Any, Any, "str | None", frozenset[str]]
+_PARAM = re.compile(r"{([^}:]+)")
+
+
+def effective_path(scope: Mapping[str, Any]) -> str | None:
+    """FastAPI >= 0.16x keeps an included router's full template (all prefixes) here."""
+    fastapi_scope = scope.get("fastapi")
+    if not isinstance(fastapi_scope, dict):
+        return None
+    path = getattr(fastapi_scope.get("effective_route_context"), "path_format", None)
+    return path if isinstance(path, str) else None
+
+
+def is_mount_or_host(route: Any) -> bool:
+    """Routes that hand the request on: once matched, what they hold may match further."""
+    routing = sys.modules.get("starlette.routing")
+    return routing is not None and isinstance(route, (routing.Mount, routing.Host))
+
+
+def find_prefix(routes: Any, target: Any, prefix: str, depth: int) -> str | None:
+    """The mount prefixes (as templates) between ``routes`` and the route ``target``."""
+    if depth > MAX_DEPTH:
+        return None
+    routing = sys.modules.get("starlette.routing")
+    for candidate in routes:
+        if candidate is target:
+            return prefix
+        if routing is None:
+            continue
+        if isinstance(candidate, routing.Mount):
+            mount_path = candidate.path_format.removesuffix("/{path}")
+            found = find_prefix(candidate.routes, target, prefix + mount_path, depth + 1)
+        elif isinstance(candidate, routing.Host):
+            found = find_prefix(candidate.routes, target, prefix, depth + 1)
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+class RouteIndex:
+    """One app's route templates by endpoint, from a walk of its route tree.
+
+    ``source`` is the app (or router, or a list of routes): its ``routes`` are read again at every
+    walk, so routes added after the first request are found.
+    """
+
+    __slots__ = ("_by_endpoint", "_shared", "_size", "_source", "_unknown", "_walked", "walks")
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self._by_endpoint: dict[int, list[Entry]] = {}
+        self._shared: dict[int, list[tuple[frozenset[str], list[Entry]]]] = {}  # by parameter names
+        self._unknown: dict[int, Any] = {}  # endpoints the last walk did not find
+        # The top-level routes list of the last walk and its length then: a route added to it
+        # (app.add_route after the first request) may share an endpoint already indexed.
+        self._walked: Any = ()
+        self._size = -1
+        self.walks = 0
+
+    def template(self, scope: Mapping[str, Any]) -> str | None:
+        """The template of the route that put ``scope["endpoint"]`` there; None when none did."""
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return None
+        entries = self._by_endpoint.get(id(endpoint))
+        if entries is None or entries[0][0] is not endpoint or len(self._walked) != self._size:
+            entries = self._after_walk(endpoint)
+            if entries is None:
+                return None
+        if len(entries) == 1:
+            return entries[0][2]
+        return _matching(self._shared[id(endpoint)], scope)  # one endpoint, several routes: rare
+
+    def _after_walk(self, endpoint: Any) -> list[Entry] | None:
+        key = id(endpoint)
+        routes = self._source if isinstance(self._source, list) else getattr(self._source, "routes", ())
+        unchanged = routes is self._walked and len(routes) == self._size
+        if unchanged:
+            entries = self._by_endpoint.get(key)
+            if entries is not None and entries[0][0] is endpoint:
+                return entries
+            if self._unknown.get(key) is endpoint or len(self._unknown) >= MAX_UNKNOWN:
+                return None  # walked since it was last asked for, and no route was added since
+        by_endpoint: dict[int, list[Entry]] = {}
+        routing = sys.modules.get("starlette.routing")
+        if routing is not None:
+            _walk(routing, list(routes), "", 0, by_endpoint)
+        unknown = self._unknown if unchanged else {}
+        entries = by_endpoint.get(key)
+        if entries is None and len(unknown) < MAX_UNKNOWN:
+            unknown[key] = endpoint
+        shared: dict[int, list[tuple[frozenset[str], list[Entry]]]] = {}
+        for key_, group in by_endpoint.items():
+            if len(group) > 1:
+                by_names: dict[frozenset[str], list[Entry]] = {}
+                for entry in group:
+                    by_names.setdefault(entry[3], []).append(entry)
+                shared[key_] = list(by_names.items())
+        self._by_endpoint, self._shared, self._unknown = by_endpoint, shared, unknown
+        self._walked, self._size = routes, len(routes)
+        self.walks += 1
+        return entries
+
+
+def _walk(routing: Any, routes: Any, prefix: str, depth: int, into: dict[int, list[Entry]]) -> None:
+    if depth > MAX_DEPTH:
+        return
+    for route in routes:
+        if len(into) >= MAX_INDEXED:
+            return
+        if isinstance(route, routing.Mount):
+            path_format: str = route.path_format  # "/static/{path}"
+            # Its app as given, under any middleware of the mount: does it route by itself?
+            routed = hasattr(getattr(route, "_base_app", route.app), "routes")
+            _add(into, route.app, route, None if routed else prefix + path_format)
+            if routed:
+                _walk(routing, route.routes, prefix + path_format.removesuffix("/{path}"), depth + 1, into)
+        elif isinstance(route, routing.Host):
+            _add(into, route.app, route, None)  # nothing inside it matched: no path template
+            _walk(routing, route.routes, prefix, depth + 1, into)
+        else:
+            endpoint = getattr(route, "endpoint", None)
+            template = getattr(route, "path_format", None)
+            if endpoint is not None and isinstance(template, str):
+                _add(into, endpoint, route, prefix + template)
+
+
+def _add(into: dict[int, list[Entry]], endpoint: Any, route: Any, template: str | None) -> None:
+    names = frozenset(_PARAM.findall(template)) if template else frozenset()
+    into.setdefault(id(endpoint), []).append((endpoint, route, template, names))
+
+
+def _matching(groups: list[tuple[frozenset[str], list[Entry]]], scope: Mapping[str, Any]) -> str | None:
+    """Of the routes sharing an endpoint (grouped by their parameter names), the one that matched.
+
+    Routes whose parameters are not all in ``scope["path_params"]`` did not; the rest are matched
+    against the scope, whose path and root path are left as they were when the route matched.
+    """
+    params = scope.get("path_params")
+    keys = params.keys() if isinstance(params, dict) else None
+    entries = [entry for names, group in groups if keys is None or names <= keys for entry in group]
+    if len(entries) == 1:
+        return entries[0][2]
+    routing = sys.modules.get("starlette.routing")
+    if routing is None:
+        return None
+    partial: str | None = None
+    for _, route, template, _names in entries or [e for _, group in groups for e in group]:
+        try:
+            match = route.matches(scope)[0]
+        except Exception:  # a route of the app's own that cannot read this scope: not it
+            continue
+        if match is routing.Match.FULL:
+            return template
+        if match is routing.Match.PARTIAL and partial is None:
+            partial = template  # "405 Method Not Allowed" is answered by a partial match
+    return partial

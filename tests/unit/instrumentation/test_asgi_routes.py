@@ -1,0 +1,285 @@
+"""Every route Starlette knows names its request: a table of apps x routes, on every supported
+Starlette/FastAPI (``make test`` runs this file on the newest and on the oldest supported versions).
+
+What is asserted is what a user reads in the trace and on the duration metric: the span name
+(``"GET /openapi.json"``; the method alone when no route matched) and ``http.route``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import starlette
+from fastapi import APIRouter, FastAPI
+from opentelemetry import context as otel_context
+from packaging.version import Version
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Host, Mount, Route, Router, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from otelperf.instrumentation.asgi import OtelperfASGIMiddleware
+from otelperf.testing import Capture
+
+# Starlette >= 0.33 expects an ASGI server's root_path to be part of scope["path"] too (as uvicorn
+# sends it); older ones expect the path without it.
+PATH_HAS_ROOT = Version(starlette.__version__) >= Version("0.33")
+
+
+def text(request: Request) -> Response:
+    return PlainTextResponse(request.url.path)
+
+
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hello")
+    await websocket.close()
+
+
+def legacy_app() -> Starlette:
+    """A Starlette app with routes of its own and a nested, parametrised mount."""
+    return Starlette(
+        routes=[
+            Route("/users/{uid}", text),
+            Mount("/nested/{group}", routes=[Route("/leaf/{lid:int}", text)]),
+        ]
+    )
+
+
+def fastapi_app(static_dir: Path, **kwargs: Any) -> FastAPI:
+    app = FastAPI(**kwargs)
+
+    @app.get("/items/{item_id}")
+    def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    api = APIRouter(prefix="/api")
+
+    @api.get("/orders/{order_id}")
+    def order(order_id: int) -> dict[str, int]:
+        return {"id": order_id}
+
+    app.include_router(api)
+    app.add_route("/plain/{name}", text)
+    app.add_route("/again/{name}", text)  # the same endpoint on a second route
+    app.add_api_websocket_route("/ws/{room}", ws_echo)
+
+    sub = FastAPI()
+
+    @sub.get("/deep/{name}")
+    def deep(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    app.mount("/sub", sub)
+    app.mount("/legacy", legacy_app())
+    app.mount("/static", StaticFiles(directory=static_dir), name="static")
+    app.host("api.example.test", Router(routes=[Route("/hosted/{x}", text)]))
+    return app
+
+
+def starlette_app(static_dir: Path) -> Starlette:
+    """No FastAPI at all."""
+    return Starlette(
+        routes=[
+            Route("/hello/{name}", text),
+            WebSocketRoute("/ws", ws_echo),
+            Mount("/legacy", app=legacy_app()),
+            Mount("/static", app=StaticFiles(directory=static_dir)),
+            Host("api.example.test", app=Router(routes=[Route("/hosted/{x}", text)])),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def static_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("static")
+    (path / "hello.txt").write_text("hello")
+    return path
+
+
+async def get(app: Any, path: str, *, host: str = "shop.test", root_path: str = "") -> httpx.Response:
+    # The test client is httpx, itself instrumented: keep its CLIENT span out of these tests.
+    token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
+    try:
+        transport = httpx.ASGITransport(app=app, root_path=root_path)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as client:
+            return await client.get(path)
+    finally:
+        otel_context.detach(token)
+
+
+def seen(cap: Capture) -> list[tuple[str, Any, Any]]:
+    """(span name, http.route, status) of every span, as a trace viewer shows them."""
+    return [
+        (
+            s.name,
+            (s.attributes or {}).get("http.route"),
+            (s.attributes or {}).get("http.response.status_code"),
+        )
+        for s in cap.spans
+    ]
+
+
+# (path, host, status, span name); the http.route is the name without its method.
+FASTAPI_ROUTES = [
+    ("/items/7", "shop.test", 200, "GET /items/{item_id}"),
+    ("/api/orders/3", "shop.test", 200, "GET /api/orders/{order_id}"),
+    ("/openapi.json", "shop.test", 200, "GET /openapi.json"),
+    ("/docs", "shop.test", 200, "GET /docs"),
+    ("/docs/oauth2-redirect", "shop.test", 200, "GET /docs/oauth2-redirect"),
+    ("/redoc", "shop.test", 200, "GET /redoc"),
+    ("/plain/bob", "shop.test", 200, "GET /plain/{name}"),
+    ("/again/bob", "shop.test", 200, "GET /again/{name}"),
+    ("/sub/deep/x", "shop.test", 200, "GET /sub/deep/{name}"),
+    ("/legacy/users/5", "shop.test", 200, "GET /legacy/users/{uid}"),
+    ("/legacy/nested/g1/leaf/2", "shop.test", 200, "GET /legacy/nested/{group}/leaf/{lid}"),
+    ("/static/hello.txt", "shop.test", 200, "GET /static/{path}"),
+    ("/static/missing.txt", "shop.test", 404, "GET /static/{path}"),  # the mount answered
+    ("/hosted/1", "api.example.test", 200, "GET /hosted/{x}"),
+    ("/nope/123", "shop.test", 404, "GET"),  # no route: never the raw path
+    ("/legacy/nope", "shop.test", 404, "GET"),  # inside a mount, no route
+    ("/sub/nope", "shop.test", 404, "GET"),
+    ("/hosted/1", "other.test", 404, "GET"),  # the Host route is for another host
+    ("/ws/lobby", "shop.test", 404, "GET"),  # a websocket route does not answer HTTP
+]
+
+STARLETTE_ROUTES = [
+    ("/hello/ann", "shop.test", 200, "GET /hello/{name}"),
+    ("/legacy/users/5", "shop.test", 200, "GET /legacy/users/{uid}"),
+    ("/legacy/nested/g1/leaf/2", "shop.test", 200, "GET /legacy/nested/{group}/leaf/{lid}"),
+    ("/static/hello.txt", "shop.test", 200, "GET /static/{path}"),
+    ("/hosted/1", "api.example.test", 200, "GET /hosted/{x}"),
+    ("/nope", "shop.test", 404, "GET"),
+    ("/legacy/nope", "shop.test", 404, "GET"),
+]
+
+
+def route_of(name: str) -> str | None:
+    return name.split(" ", 1)[1] if " " in name else None
+
+
+@pytest.mark.parametrize("case", FASTAPI_ROUTES, ids=lambda case: f"{case[1]}{case[0]}")
+async def test_fastapi_app_routes(
+    otelperf_capture: Capture, static_dir: Path, case: tuple[str, str, int, str]
+) -> None:
+    path, host, status, name = case
+    response = await get(fastapi_app(static_dir), path, host=host)
+    assert response.status_code == status
+    assert seen(otelperf_capture) == [(name, route_of(name), status)]
+
+
+@pytest.mark.parametrize("case", STARLETTE_ROUTES, ids=lambda case: f"{case[1]}{case[0]}")
+async def test_plain_starlette_app_routes(
+    otelperf_capture: Capture, static_dir: Path, case: tuple[str, str, int, str]
+) -> None:
+    path, host, status, name = case
+    response = await get(starlette_app(static_dir), path, host=host)
+    assert response.status_code == status
+    assert seen(otelperf_capture) == [(name, route_of(name), status)]
+
+
+async def test_every_route_twice_in_turn_on_one_app(otelperf_capture: Capture, static_dir: Path) -> None:
+    """What is remembered per route or endpoint never hands one route's name to another."""
+    app = fastapi_app(static_dir)
+    for _ in range(2):
+        for path, host, _status, _name in FASTAPI_ROUTES:
+            await get(app, path, host=host)
+    names = [name for *_, name in FASTAPI_ROUTES]
+    assert [s.name for s in otelperf_capture.spans] == names * 2
+    points = otelperf_capture.metric_points("http.server.request.duration")
+    by_route = {
+        (p.attributes.get("http.route"), p.attributes["http.response.status_code"]): p.count for p in points
+    }
+    assert by_route[("/openapi.json", 200)] == 2
+    assert by_route[("/static/{path}", 404)] == 2
+    assert by_route[("/legacy/nested/{group}/leaf/{lid}", 200)] == 2
+    assert by_route[(None, 404)] == 2 * len([n for n in names if n == "GET"])
+
+
+async def test_route_added_after_the_first_request_is_named(otelperf_capture: Capture) -> None:
+    app = Starlette(routes=[Route("/first", text)])
+    await get(app, "/first")
+    app.add_route("/later/{n}", text)
+    app.router.routes.append(Mount("/mounted-later", routes=[Route("/x/{y}", text)]))
+    await get(app, "/later/1")
+    await get(app, "/mounted-later/x/2")
+    assert [s.name for s in otelperf_capture.spans] == [
+        "GET /first",
+        "GET /later/{n}",
+        "GET /mounted-later/x/{y}",
+    ]
+
+
+@pytest.mark.parametrize("app_kind", ["fastapi", "starlette"])
+async def test_behind_a_proxy_prefix(otelperf_capture: Capture, static_dir: Path, app_kind: str) -> None:
+    """An ASGI server's root_path (uvicorn --root-path /proxy) is part of every template."""
+    app = fastapi_app(static_dir) if app_kind == "fastapi" else starlette_app(static_dir)
+    paths = ["/legacy/users/5", "/static/hello.txt", "/nope"]
+    if app_kind == "fastapi":
+        paths = ["/items/7", "/openapi.json", *paths]
+    for path in paths:
+        response = await get(app, "/proxy" + path if PATH_HAS_ROOT else path, root_path="/proxy")
+        assert response.status_code == (404 if path == "/nope" else 200)
+    expected = {
+        "/items/7": "GET /proxy/items/{item_id}",
+        "/openapi.json": "GET /proxy/openapi.json",
+        "/legacy/users/5": "GET /proxy/legacy/users/{uid}",
+        "/static/hello.txt": "GET /proxy/static/{path}",
+        "/nope": "GET",
+    }
+    assert [(name, route) for name, route, _ in seen(otelperf_capture)] == [
+        (expected[p], route_of(expected[p])) for p in paths
+    ]
+
+
+async def test_fastapi_root_path_setting(otelperf_capture: Capture, static_dir: Path) -> None:
+    """FastAPI(root_path=...) sets the prefix itself (the proxy in front sends it or not, as the
+    Starlette version expects)."""
+    app = fastapi_app(static_dir, root_path="/proxy")
+    for path in ("/items/7", "/docs", "/legacy/users/5"):
+        assert (await get(app, "/proxy" + path if PATH_HAS_ROOT else path)).status_code == 200
+    assert [s.name for s in otelperf_capture.spans] == [
+        "GET /proxy/items/{item_id}",
+        "GET /proxy/docs",
+        "GET /proxy/legacy/users/{uid}",
+    ]
+
+
+async def test_explicit_middleware_around_a_plain_starlette_app(
+    otelperf_capture: Capture, static_dir: Path
+) -> None:
+    await get(OtelperfASGIMiddleware(starlette_app(static_dir)), "/legacy/nested/a/leaf/1")
+    assert [s.name for s in otelperf_capture.spans] == ["GET /legacy/nested/{group}/leaf/{lid}"]
+
+
+# Starlette 1.x asks for httpx2 under its TestClient; httpx still works, which is all we need here.
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+@pytest.mark.parametrize(("app_kind", "path"), [("fastapi", "/ws/lobby"), ("starlette", "/ws")])
+def test_websocket_sessions_pass_through(
+    otelperf_capture: Capture, static_dir: Path, app_kind: str, path: str
+) -> None:
+    """A websocket session is not an HTTP request: no server span and no duration point."""
+    from starlette.testclient import TestClient
+
+    app = fastapi_app(static_dir) if app_kind == "fastapi" else starlette_app(static_dir)
+    with TestClient(app) as client, client.websocket_connect(path) as conn:
+        assert conn.receive_text() == "hello"
+    assert [s for s in otelperf_capture.spans if s.kind.name == "SERVER"] == []
+    assert otelperf_capture.metric_points("http.server.request.duration") == []
+
+
+@pytest.fixture
+def many_routes_app() -> Iterator[Starlette]:
+    yield Starlette(routes=[Route(f"/r{i}/{{x}}", text) for i in range(300)])
+
+
+async def test_the_last_of_many_routes(otelperf_capture: Capture, many_routes_app: Starlette) -> None:
+    for path in ("/r299/a", "/r0/b", "/r299/c"):
+        await get(many_routes_app, path)
+    assert [s.name for s in otelperf_capture.spans] == ["GET /r299/{x}", "GET /r0/{x}", "GET /r299/{x}"]
