@@ -12,7 +12,8 @@ first (the middleware in :mod:`.asgi` does step 1, this module the rest):
    (``/openapi.json``, ``/docs``, ``add_route``, mounts). :class:`RouteIndex` maps endpoints to
    templates from one walk of the app's route tree (mounts and hosts included), done on the first
    request that needs it and again when an endpoint is not found (a route added later). Only
-   routes sharing one endpoint are matched against the request, and only those few.
+   when several routes share one endpoint is the request's path matched, once, against a regex
+   of theirs.
 
 A request that matched no route has no template (a 404 is named by its method alone). A ``Mount``
 of an app without routes of its own (``StaticFiles``) names its requests ``/static/{path}``; a
@@ -36,11 +37,11 @@ MAX_INDEXED = 4096  # endpoints indexed per app; past that, later routes are not
 MAX_UNKNOWN = 256  # endpoints found in no route (each cost one walk); past that, no more walks
 MAX_DEPTH = 8  # mounts within mounts
 
-# One entry per route: (its endpoint, the route, its template below the app's root path, the
-# parameter names in that template). Kept with the endpoint so that an id() is only trusted while
-# its object is the same one.
-Entry = tuple[Any, Any, "str | None", frozenset[str]]
-_PARAM = re.compile(r"{([^}:]+)")
+# One entry per route: (its endpoint, the route, its template below the app's root path, the regex
+# of its full path there). Kept with the endpoint so that an id() is only trusted while its object
+# is the same one.
+Entry = tuple[Any, Any, "str | None", "str | None"]
+_NAMED_GROUP = re.compile(r"\(\?P<[^>]+>")
 
 
 def effective_path(scope: Mapping[str, Any]) -> str | None:
@@ -92,7 +93,8 @@ class RouteIndex:
     def __init__(self, source: Any) -> None:
         self._source = source
         self._by_endpoint: dict[int, list[Entry]] = {}
-        self._shared: dict[int, list[tuple[frozenset[str], list[Entry]]]] = {}  # by parameter names
+        # Endpoints behind several routes: one regex matching any of their paths, and the routes.
+        self._shared: dict[int, tuple[re.Pattern[str] | None, list[Entry]]] = {}
         self._unknown: dict[int, Any] = {}  # endpoints the last walk did not find
         # The top-level routes list of the last walk and its length then: a route added to it
         # (app.add_route after the first request) may share an endpoint already indexed.
@@ -100,8 +102,9 @@ class RouteIndex:
         self._size = -1
         self.walks = 0
 
-    def template(self, scope: Mapping[str, Any]) -> str | None:
-        """The template of the route that put ``scope["endpoint"]`` there; None when none did."""
+    def template(self, scope: Mapping[str, Any], base: str = "") -> str | None:
+        """The template of the route that put ``scope["endpoint"]`` there; None when none did.
+        ``base``: the app's root path (as its outermost router saw it)."""
         endpoint = scope.get("endpoint")
         if endpoint is None:
             return None
@@ -112,7 +115,7 @@ class RouteIndex:
                 return None
         if len(entries) == 1:
             return entries[0][2]
-        return _matching(self._shared[id(endpoint)], scope)  # one endpoint, several routes: rare
+        return _matching(self._shared[id(endpoint)], scope, base)  # one endpoint, several routes: rare
 
     def _after_walk(self, endpoint: Any) -> list[Entry] | None:
         key = id(endpoint)
@@ -127,68 +130,103 @@ class RouteIndex:
         by_endpoint: dict[int, list[Entry]] = {}
         routing = sys.modules.get("starlette.routing")
         if routing is not None:
-            _walk(routing, list(routes), "", 0, by_endpoint)
+            _walk(routing, list(routes), "", "", depth=0, into=by_endpoint)
         unknown = self._unknown if unchanged else {}
         entries = by_endpoint.get(key)
         if entries is None and len(unknown) < MAX_UNKNOWN:
             unknown[key] = endpoint
-        shared: dict[int, list[tuple[frozenset[str], list[Entry]]]] = {}
-        for key_, group in by_endpoint.items():
-            if len(group) > 1:
-                by_names: dict[frozenset[str], list[Entry]] = {}
-                for entry in group:
-                    by_names.setdefault(entry[3], []).append(entry)
-                shared[key_] = list(by_names.items())
+        shared = {k: (_either(group), group) for k, group in by_endpoint.items() if len(group) > 1}
         self._by_endpoint, self._shared, self._unknown = by_endpoint, shared, unknown
         self._walked, self._size = routes, len(routes)
         self.walks += 1
         return entries
 
 
-def _walk(routing: Any, routes: Any, prefix: str, depth: int, into: dict[int, list[Entry]]) -> None:
+def _walk(
+    routing: Any, routes: Any, prefix: str, prefix_re: str | None, *, depth: int, into: dict[int, list[Entry]]
+) -> None:
+    """Index ``routes`` under the mount ``prefix`` (a template; ``prefix_re``: its regex, None
+    when a route on the way has no ``^...$`` path regex)."""
     if depth > MAX_DEPTH:
         return
     for route in routes:
         if len(into) >= MAX_INDEXED:
             return
+        path_re = _regex_body(route, prefix_re)
         if isinstance(route, routing.Mount):
             path_format: str = route.path_format  # "/static/{path}"
             # Its app as given, under any middleware of the mount: does it route by itself?
             routed = hasattr(getattr(route, "_base_app", route.app), "routes")
-            _add(into, route.app, route, None if routed else prefix + path_format)
+            _add(into, route.app, route, None if routed else prefix + path_format, path_re)
             if routed:
-                _walk(routing, route.routes, prefix + path_format.removesuffix("/{path}"), depth + 1, into)
+                inner_re = path_re.removesuffix("/(?:.*)") if path_re is not None else None
+                inner = prefix + path_format.removesuffix("/{path}")
+                _walk(routing, route.routes, inner, inner_re, depth=depth + 1, into=into)
         elif isinstance(route, routing.Host):
-            _add(into, route.app, route, None)  # nothing inside it matched: no path template
-            _walk(routing, route.routes, prefix, depth + 1, into)
+            _add(into, route.app, route, None, None)  # nothing inside it matched: no path template
+            _walk(routing, route.routes, prefix, prefix_re, depth=depth + 1, into=into)  # no path of its own
         else:
             endpoint = getattr(route, "endpoint", None)
             template = getattr(route, "path_format", None)
             if endpoint is not None and isinstance(template, str):
-                _add(into, endpoint, route, prefix + template)
+                _add(into, endpoint, route, prefix + template, path_re)
 
 
-def _add(into: dict[int, list[Entry]], endpoint: Any, route: Any, template: str | None) -> None:
-    names = frozenset(_PARAM.findall(template)) if template else frozenset()
-    into.setdefault(id(endpoint), []).append((endpoint, route, template, names))
+def _regex_body(route: Any, prefix_re: str | None) -> str | None:
+    """The regex of the path below the app's root path that reaches ``route``, groups unnamed
+    (the same parameter name may appear in several routes)."""
+    pattern = getattr(getattr(route, "path_regex", None), "pattern", None)
+    if prefix_re is None or not isinstance(pattern, str):
+        return None
+    if not (pattern.startswith("^") and pattern.endswith("$")):
+        return None
+    return prefix_re + _NAMED_GROUP.sub("(?:", pattern[1:-1])
 
 
-def _matching(groups: list[tuple[frozenset[str], list[Entry]]], scope: Mapping[str, Any]) -> str | None:
-    """Of the routes sharing an endpoint (grouped by their parameter names), the one that matched.
+def _add(
+    into: dict[int, list[Entry]], endpoint: Any, route: Any, template: str | None, path_re: str | None
+) -> None:
+    into.setdefault(id(endpoint), []).append((endpoint, route, template, path_re))
 
-    Routes whose parameters are not all in ``scope["path_params"]`` did not; the rest are matched
-    against the scope, whose path and root path are left as they were when the route matched.
-    """
-    params = scope.get("path_params")
-    keys = params.keys() if isinstance(params, dict) else None
-    entries = [entry for names, group in groups if keys is None or names <= keys for entry in group]
-    if len(entries) == 1:
-        return entries[0][2]
+
+def _either(entries: list[Entry]) -> re.Pattern[str] | None:
+    """One regex for the full paths of routes sharing an endpoint: which one matched is the name of
+    its group (``r3``), so the request is matched once, not once per route."""
+    parts = []
+    for i, entry in enumerate(entries):
+        if entry[3] is None:
+            return None
+        parts.append(f"(?P<r{i}>{entry[3]})")
+    try:
+        return re.compile("^(?:" + "|".join(parts) + ")$")
+    except re.error:
+        return None
+
+
+def _path_below(scope: Mapping[str, Any], base: str) -> str:
+    """The request's path below the app's root path ``base``. Starlette >= 0.33 keeps the whole
+    path in scope["path"]; older ones cut each mount's part out of it into scope["root_path"]."""
+    path: str = scope.get("path", "")
+    if hasattr(sys.modules.get("starlette._utils"), "get_route_path"):
+        return path[len(base) :] if base and path.startswith(base) else path
+    root_path: str = scope.get("root_path", "")
+    return root_path[len(base) :] + path if root_path.startswith(base) else path
+
+
+def _matching(
+    shared: tuple[re.Pattern[str] | None, list[Entry]], scope: Mapping[str, Any], base: str
+) -> str | None:
+    """Of the routes sharing an endpoint, the one that matched the request (in the app's order)."""
+    either, entries = shared
+    if either is not None:
+        found = either.match(_path_below(scope, base))
+        if found is not None and found.lastgroup is not None:
+            return entries[int(found.lastgroup[1:])][2]
     routing = sys.modules.get("starlette.routing")
     if routing is None:
         return None
     partial: str | None = None
-    for _, route, template, _names in entries or [e for _, group in groups for e in group]:
+    for _, route, template, _ in entries:  # the innermost router's scope: its routes can tell
         try:
             match = route.matches(scope)[0]
         except Exception:  # a route of the app's own that cannot read this scope: not it

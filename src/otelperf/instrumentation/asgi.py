@@ -425,7 +425,7 @@ def _endpoint_template(req: _Request, scope: Scope) -> str | None:
             index = RouteIndex(router)
             if len(_router_indexes) < _MAX_ROUTER_INDEXES:
                 _router_indexes[id(router)] = (router, index)
-    tail = index.template(scope)
+    tail = index.template(scope, req.base_root_path)
     if tail is None:
         return None
     base = req.base_root_path.rstrip("/")

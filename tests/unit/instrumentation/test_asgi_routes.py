@@ -20,10 +20,11 @@ from packaging.version import Version
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Host, Mount, Route, Router, WebSocketRoute
+from starlette.routing import BaseRoute, Host, Match, Mount, Route, Router, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from otelperf.instrumentation._asgi_routes import RouteIndex
 from otelperf.instrumentation.asgi import OtelperfASGIMiddleware
 from otelperf.testing import Capture
 
@@ -68,6 +69,7 @@ def fastapi_app(static_dir: Path, **kwargs: Any) -> FastAPI:
     app.include_router(api)
     app.add_route("/plain/{name}", text)
     app.add_route("/again/{name}", text)  # the same endpoint on a second route
+    app.add_route("/leaf/{x}", text)  # and on one whose path is also a mounted route's, below it
     app.add_api_websocket_route("/ws/{room}", ws_echo)
 
     sub = FastAPI()
@@ -136,6 +138,7 @@ FASTAPI_ROUTES = [
     ("/redoc", "shop.test", 200, "GET /redoc"),
     ("/plain/bob", "shop.test", 200, "GET /plain/{name}"),
     ("/again/bob", "shop.test", 200, "GET /again/{name}"),
+    ("/leaf/3", "shop.test", 200, "GET /leaf/{x}"),
     ("/sub/deep/x", "shop.test", 200, "GET /sub/deep/{name}"),
     ("/legacy/users/5", "shop.test", 200, "GET /legacy/users/{uid}"),
     ("/legacy/nested/g1/leaf/2", "shop.test", 200, "GET /legacy/nested/{group}/leaf/{lid}"),
@@ -283,3 +286,34 @@ async def test_the_last_of_many_routes(otelperf_capture: Capture, many_routes_ap
     for path in ("/r299/a", "/r0/b", "/r299/c"):
         await get(many_routes_app, path)
     assert [s.name for s in otelperf_capture.spans] == ["GET /r299/{x}", "GET /r0/{x}", "GET /r299/{x}"]
+
+
+def test_an_endpoint_in_no_route_costs_one_walk_until_a_route_is_added() -> None:
+    def elsewhere(request: Request) -> Response:
+        return PlainTextResponse("")
+
+    app = Starlette(routes=[Route("/a/{n}", text)])
+    index = RouteIndex(app)
+    assert index.template({"endpoint": text}) == "/a/{n}"
+    for _ in range(3):
+        assert index.template({"endpoint": elsewhere}) is None
+    assert index.walks == 2
+    app.add_route("/b", elsewhere)
+    assert index.template({"endpoint": elsewhere}) == "/b"
+    assert index.walks == 3
+
+
+def test_routes_without_a_path_regex_sharing_an_endpoint_are_asked_to_match() -> None:
+    """A route class of the app's own (no Starlette ``^...$`` path regex): its ``matches`` decides."""
+
+    class Exact(BaseRoute):
+        def __init__(self, path: str) -> None:
+            self.path_format = path
+            self.endpoint = text
+
+        def matches(self, scope: Any) -> tuple[Match, dict[str, Any]]:
+            return (Match.FULL if scope["path"] == self.path_format else Match.NONE), {}
+
+    index = RouteIndex([Exact("/one"), Exact("/two")])
+    assert index.template({"endpoint": text, "path": "/two"}) == "/two"
+    assert index.template({"endpoint": text, "path": "/three"}) is None
