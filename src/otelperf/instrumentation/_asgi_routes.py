@@ -41,6 +41,7 @@ MAX_DEPTH = 8  # mounts within mounts
 # of its full path there). Kept with the endpoint so that an id() is only trusted while its object
 # is the same one.
 Entry = tuple[Any, Any, "str | None", "str | None"]
+_KEEPS_ROOT_PATH: bool | None = None  # Starlette >= 0.33: mounts leave scope["path"] whole
 _NAMED_GROUP = re.compile(r"\(\?P<[^>]+>")
 
 
@@ -74,6 +75,10 @@ def find_prefix(routes: Any, target: Any, prefix: str, depth: int) -> str | None
             found = find_prefix(candidate.routes, target, prefix + mount_path, depth + 1)
         elif isinstance(candidate, routing.Host):
             found = find_prefix(candidate.routes, target, prefix, depth + 1)
+        elif hasattr(candidate, "original_router"):
+            # FastAPI >= 0.137 keeps an included router as a node (scope["fastapi"] carries its
+            # prefixes; see effective_path): its routes are the ones put in scope["route"].
+            found = find_prefix(getattr(candidate.original_router, "routes", ()), target, prefix, depth + 1)
         else:
             continue
         if found is not None:
@@ -165,6 +170,13 @@ def _walk(
         elif isinstance(route, routing.Host):
             _add(into, route.app, route, None, None)  # nothing inside it matched: no path template
             _walk(routing, route.routes, prefix, prefix_re, depth=depth + 1, into=into)  # no path of its own
+        elif hasattr(route, "original_router"):
+            # FastAPI >= 0.137 keeps an included router as a node: its routes, under its prefix.
+            include = getattr(getattr(route, "include_context", None), "prefix", "")
+            include = include if isinstance(include, str) else ""
+            inner_routes = getattr(route.original_router, "routes", ())
+            inner_re = None if include else prefix_re  # (a prefix may hold parameters: not matched here)
+            _walk(routing, inner_routes, prefix + include, inner_re, depth=depth + 1, into=into)
         else:
             endpoint = getattr(route, "endpoint", None)
             template = getattr(route, "path_format", None)
@@ -203,11 +215,18 @@ def _either(entries: list[Entry]) -> re.Pattern[str] | None:
         return None
 
 
+def _keeps_root_path() -> bool:
+    global _KEEPS_ROOT_PATH
+    if _KEEPS_ROOT_PATH is None:
+        _KEEPS_ROOT_PATH = hasattr(sys.modules.get("starlette._utils"), "get_route_path")
+    return _KEEPS_ROOT_PATH
+
+
 def _path_below(scope: Mapping[str, Any], base: str) -> str:
     """The request's path below the app's root path ``base``. Starlette >= 0.33 keeps the whole
     path in scope["path"]; older ones cut each mount's part out of it into scope["root_path"]."""
     path: str = scope.get("path", "")
-    if hasattr(sys.modules.get("starlette._utils"), "get_route_path"):
+    if _keeps_root_path():
         return path[len(base) :] if base and path.startswith(base) else path
     root_path: str = scope.get("root_path", "")
     return root_path[len(base) :] + path if root_path.startswith(base) else path

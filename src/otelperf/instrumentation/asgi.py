@@ -252,14 +252,17 @@ class OtelperfASGIMiddleware:
             return ""  # not mounted: the common case, no lookup
         root = request.route_root
         if isinstance(root, OtelperfASGIMiddleware) and root._owner is not None:
-            cached = root._prefixes.get(id(route))
-            if cached is not None and cached[0] is route:
-                return cached[1]
-            found = find_prefix(getattr(root._owner, "routes", ()), route, "", 0)
-            if found is not None:
-                if len(root._prefixes) < _MAX_CACHED_ROUTES:
-                    root._prefixes[id(route)] = (route, found)  # keep route alive: id stays unique
-                return found
+            holder, tree = root, root._owner
+        else:  # a hand-added middleware alone: the outermost router, which Starlette put in the scope
+            holder, tree = self, scope.get("router")
+        cached = holder._prefixes.get(id(route))
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        found = find_prefix(getattr(tree, "routes", ()), route, "", 0)
+        if found is not None:
+            if len(holder._prefixes) < _MAX_CACHED_ROUTES:
+                holder._prefixes[id(route)] = (route, found)  # keep route alive: id stays unique
+            return found
         # Route not in a tree we know: the matched prefix, raw. Bounded in practice because
         # only parametrised mounts put values there.
         root_path: str = scope.get("root_path", "")
@@ -373,6 +376,8 @@ def _route_template(
 ) -> str | None:
     route = scope.get("route")
     if route is None:
+        if scope.get("endpoint") is None:
+            return None  # no route matched: a 404 keeps no template
         return _endpoint_template(req, scope)  # a route FastAPI does not own, or older Starlette
     if isinstance(route, str):
         return route

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 
 from otelperf.instrumentation._asgi_routes import RouteIndex
 from otelperf.instrumentation.asgi import OtelperfASGIMiddleware
-from otelperf.testing import Capture
+from otelperf.testing import Capture, capture, stop_capture
 
 # Starlette >= 0.33 expects an ASGI server's root_path to be part of scope["path"] too (as uvicorn
 # sends it); older ones expect the path without it.
@@ -35,6 +35,10 @@ PATH_HAS_ROOT = Version(starlette.__version__) >= Version("0.33")
 
 def text(request: Request) -> Response:
     return PlainTextResponse(request.url.path)
+
+
+def included(request: Request) -> Response:
+    return PlainTextResponse("included")
 
 
 async def ws_echo(websocket: WebSocket) -> None:
@@ -67,6 +71,9 @@ def fastapi_app(static_dir: Path, **kwargs: Any) -> FastAPI:
         return {"id": order_id}
 
     app.include_router(api)
+    starlette_routes = APIRouter()
+    starlette_routes.add_route("/sr/{x}", included)  # a Starlette route in an included router
+    app.include_router(starlette_routes, prefix="/inc")
     app.add_route("/plain/{name}", text)
     app.add_route("/again/{name}", text)  # the same endpoint on a second route
     app.add_route("/leaf/{x}", text)  # and on one whose path is also a mounted route's, below it
@@ -79,6 +86,16 @@ def fastapi_app(static_dir: Path, **kwargs: Any) -> FastAPI:
         return {"name": name}
 
     app.mount("/sub", sub)
+
+    tenant = FastAPI()
+    things = APIRouter(prefix="/v1")
+
+    @things.get("/things/{tid}")
+    def thing(tid: int) -> dict[str, int]:
+        return {"id": tid}
+
+    tenant.include_router(things)
+    app.mount("/t/{tenant}", tenant)  # a parametrised mount of an app with an included router
     app.mount("/legacy", legacy_app())
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
     app.host("api.example.test", Router(routes=[Route("/hosted/{x}", text)]))
@@ -137,9 +154,12 @@ FASTAPI_ROUTES = [
     ("/docs/oauth2-redirect", "shop.test", 200, "GET /docs/oauth2-redirect"),
     ("/redoc", "shop.test", 200, "GET /redoc"),
     ("/plain/bob", "shop.test", 200, "GET /plain/{name}"),
+    ("/inc/sr/1", "shop.test", 200, "GET /inc/sr/{x}"),
     ("/again/bob", "shop.test", 200, "GET /again/{name}"),
     ("/leaf/3", "shop.test", 200, "GET /leaf/{x}"),
     ("/sub/deep/x", "shop.test", 200, "GET /sub/deep/{name}"),
+    ("/t/acme/v1/things/3", "shop.test", 200, "GET /t/{tenant}/v1/things/{tid}"),
+    ("/t/acme/openapi.json", "shop.test", 200, "GET /t/{tenant}/openapi.json"),
     ("/legacy/users/5", "shop.test", 200, "GET /legacy/users/{uid}"),
     ("/legacy/nested/g1/leaf/2", "shop.test", 200, "GET /legacy/nested/{group}/leaf/{lid}"),
     ("/static/hello.txt", "shop.test", 200, "GET /static/{path}"),
@@ -317,3 +337,21 @@ def test_routes_without_a_path_regex_sharing_an_endpoint_are_asked_to_match() ->
     index = RouteIndex([Exact("/one"), Exact("/two")])
     assert index.template({"endpoint": text, "path": "/two"}) == "/two"
     assert index.template({"endpoint": text, "path": "/three"}) is None
+
+
+async def test_explicit_middleware_when_starlette_is_not_instrumented(static_dir: Path) -> None:
+    """Only the hand-added middleware (otelperf's "fastapi" instrumentation off): the app's router,
+    which Starlette puts in the scope, is where the routes are looked up."""
+    cap = capture(instrument=("redis",))
+    try:
+        app = OtelperfASGIMiddleware(starlette_app(static_dir))
+        for path in ("/legacy/nested/a/leaf/1", "/static/hello.txt", "/hello/x", "/nope"):
+            await get(app, path)
+        assert [s.name for s in cap.spans] == [
+            "GET /legacy/nested/{group}/leaf/{lid}",
+            "GET /static/{path}",
+            "GET /hello/{name}",
+            "GET",
+        ]
+    finally:
+        stop_capture(cap)
