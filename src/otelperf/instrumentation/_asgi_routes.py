@@ -1,7 +1,7 @@
 """Route templates of Starlette/FastAPI requests: what names a server span and sets ``http.route``.
 
-Starlette leaves in the request's scope what it matched; the template is read from there, cheapest
-first (the middleware in :mod:`.asgi` does step 1, this module the rest):
+Starlette leaves in the request's scope what it matched; :func:`route_template` reads the
+template from there when the request ends, cheapest first:
 
 1. ``scope["route"]``: FastAPI's API routes put themselves there (every version), and newer
    Starlette routers put every route they match there. An unmounted route's template is worked
@@ -30,9 +30,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
+Scope = MutableMapping[str, Any]
+RoutePrefix = Callable[[Any, Any, Scope], str]  # the middleware's: mount prefixes above a route
+
+MAX_CACHED_ROUTES = 4096
 MAX_INDEXED = 4096  # endpoints indexed per app; past that, later routes are not named
 MAX_UNKNOWN = 256  # endpoints found in no route (each cost one walk); past that, no more walks
 MAX_DEPTH = 8  # mounts within mounts
@@ -43,6 +47,80 @@ MAX_DEPTH = 8  # mounts within mounts
 Entry = tuple[Any, Any, "str | None", "str | None"]
 _KEEPS_ROOT_PATH: bool | None = None  # Starlette >= 0.33: mounts leave scope["path"] whole
 _NAMED_GROUP = re.compile(r"\(\?P<[^>]+>")
+
+
+# Route templates of unmounted apps by id(route): (route, its FastAPI route context, the app's
+# root path, the template). The route is kept alive by its entry, so its id stays its own.
+_templates: dict[int, tuple[Any, Any, str, str | None]] = {}
+# Endpoint indexes of routers whose app otelperf did not wrap (a hand-added middleware alone), by
+# id(router).
+_router_indexes: dict[int, tuple[Any, RouteIndex]] = {}
+_MAX_ROUTER_INDEXES = 64
+
+
+def route_template(req: Any, scope: Scope, route_prefix: RoutePrefix) -> str | None:
+    """The template naming the request ``req`` (the middleware's bookkeeping: ``base_root_path``,
+    ``route_root``), from what Starlette left in its ``scope``; None when no route matched."""
+    route = scope.get("route")
+    if route is None:
+        if scope.get("endpoint") is None:
+            return None  # no route matched: a 404 keeps no template
+        return _endpoint_template(req, scope)  # a route FastAPI does not own, or older Starlette
+    if isinstance(route, str):
+        return route
+    base = req.base_root_path
+    if scope.get("root_path", "") != base:  # under a mount: its prefix is part of the template
+        return _template_of(req, route, scope, route_prefix)
+    fastapi_scope = scope.get("fastapi")
+    context = fastapi_scope.get("effective_route_context") if type(fastapi_scope) is dict else None
+    cached = _templates.get(id(route))
+    if cached is not None and cached[0] is route and cached[1] is context and cached[2] == base:
+        return cached[3]
+    if is_mount_or_host(route):  # what it holds may have matched: not one template per route
+        return _endpoint_template(req, scope)
+    template = _template_of(req, route, scope, route_prefix)
+    if len(_templates) < MAX_CACHED_ROUTES:
+        _templates[id(route)] = (route, context, base, template)
+    return template
+
+
+def _template_of(req: Any, route: Any, scope: Scope, route_prefix: RoutePrefix) -> str | None:
+    if is_mount_or_host(route):
+        # Starlette's router set it, and the app it holds matched nothing or routed by itself.
+        return _endpoint_template(req, scope)
+    path = effective_path(scope) or getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(path, str):
+        return None
+    template: str = req.base_root_path.rstrip("/") + route_prefix(req, route, scope) + path
+    return template if template.startswith("/") else "/" + template
+
+
+def _endpoint_template(req: Any, scope: Scope) -> str | None:
+    """The template of the route that put ``scope["endpoint"]`` there (step 2 above)."""
+    if scope.get("endpoint") is None:
+        return None  # no route matched: a 404 keeps no template
+    root = req.route_root  # the middleware around the outermost Starlette app, if otelperf put it
+    index: RouteIndex
+    if getattr(root, "_owner", None) is not None:
+        index = root._index
+        if index is None:
+            index = root._index = RouteIndex(root._owner)
+    else:
+        router = scope.get("router")
+        if router is None:
+            return None
+        known = _router_indexes.get(id(router))
+        if known is not None and known[0] is router:
+            index = known[1]
+        else:
+            index = RouteIndex(router)
+            if len(_router_indexes) < _MAX_ROUTER_INDEXES:
+                _router_indexes[id(router)] = (router, index)
+    tail = index.template(scope, req.base_root_path)
+    if tail is None:
+        return None
+    base: str = req.base_root_path.rstrip("/")
+    return base + tail if base else tail
 
 
 def effective_path(scope: Mapping[str, Any]) -> str | None:

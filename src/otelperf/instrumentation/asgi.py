@@ -12,9 +12,10 @@ Any other ASGI framework::
     app = OtelperfASGIMiddleware(app)
 
 Per request: one SERVER span named ``"GET /items/{item_id}"`` (the route *template*, never the
-raw path; ``"GET"`` alone when no route matched), W3C trace context continued from the request
-headers, and one ``http.server.request.duration`` measurement. ASGI send/receive messages get no
-spans of their own unless ``asgi_message_spans=True``.
+raw path; ``"GET"`` alone when no route matched; how it is found: :mod:`._asgi_routes`), W3C trace
+context continued from the request headers, and one ``http.server.request.duration``
+measurement. ASGI send/receive messages get no spans of their own unless
+``asgi_message_spans=True``.
 
 FastAPI >= 0.165 has its own OpenTelemetry telemetry, which switches itself on whenever a global
 provider exists. On an app otelperf instruments, its request spans and metrics are switched off
@@ -40,7 +41,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from otelperf import _context, _internal, _names
 from otelperf._fast_metrics import FastHistogram
 from otelperf.instrumentation._asgi_request import extract_parent, request_attributes
-from otelperf.instrumentation._asgi_routes import RouteIndex, effective_path, find_prefix, is_mount_or_host
+from otelperf.instrumentation._asgi_routes import RouteIndex, find_prefix
+from otelperf.instrumentation._asgi_routes import route_template as _route_template
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._leaf import parent_in
 from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
@@ -263,8 +265,8 @@ class OtelperfASGIMiddleware:
             if len(holder._prefixes) < _MAX_CACHED_ROUTES:
                 holder._prefixes[id(route)] = (route, found)  # keep route alive: id stays unique
             return found
-        # Route not in a tree we know: the matched prefix, raw. Bounded in practice because
-        # only parametrised mounts put values there.
+        # Route in no tree we can read (a mounted app that does not show its routes): the matched
+        # prefix, raw; its values only differ between requests under a parametrised mount.
         root_path: str = scope.get("root_path", "")
         return root_path[len(request.base_root_path) :].rstrip("/")
 
@@ -360,81 +362,6 @@ def _finish(
             state.series[labels] = series
     assert state.fast_duration is not None
     state.fast_duration.record_keyed(elapsed, series[1], series[0], span.get_span_context())
-
-
-# Route templates of unmounted apps by id(route): (route, its FastAPI route context, the app's
-# root path, the template). The route is kept alive by its entry, so its id stays its own.
-_templates: dict[int, tuple[Any, Any, str, str | None]] = {}
-# Endpoint indexes of routers not under an otelperf wrapper of their app (explicit middleware
-# around a Starlette app that otelperf does not instrument), by id(router).
-_router_indexes: dict[int, tuple[Any, RouteIndex]] = {}
-_MAX_ROUTER_INDEXES = 64
-
-
-def _route_template(
-    req: _Request, scope: Scope, route_prefix: Callable[[_Request, Any, Scope], str]
-) -> str | None:
-    route = scope.get("route")
-    if route is None:
-        if scope.get("endpoint") is None:
-            return None  # no route matched: a 404 keeps no template
-        return _endpoint_template(req, scope)  # a route FastAPI does not own, or older Starlette
-    if isinstance(route, str):
-        return route
-    base = req.base_root_path
-    if scope.get("root_path", "") != base:  # under a mount: its prefix is part of the template
-        return _template_of(req, route, scope, route_prefix)
-    fastapi_scope = scope.get("fastapi")
-    context = fastapi_scope.get("effective_route_context") if type(fastapi_scope) is dict else None
-    cached = _templates.get(id(route))
-    if cached is not None and cached[0] is route and cached[1] is context and cached[2] == base:
-        return cached[3]
-    if is_mount_or_host(route):  # what it holds may have matched: not one template per route
-        return _endpoint_template(req, scope)
-    template = _template_of(req, route, scope, route_prefix)
-    if len(_templates) < _MAX_CACHED_ROUTES:
-        _templates[id(route)] = (route, context, base, template)
-    return template
-
-
-def _template_of(
-    req: _Request, route: Any, scope: Scope, route_prefix: Callable[[_Request, Any, Scope], str]
-) -> str | None:
-    if is_mount_or_host(route):
-        # Starlette's router set it, and the app it holds matched nothing or routed by itself.
-        return _endpoint_template(req, scope)
-    path = effective_path(scope) or getattr(route, "path_format", None) or getattr(route, "path", None)
-    if not isinstance(path, str):
-        return None
-    template = req.base_root_path.rstrip("/") + route_prefix(req, route, scope) + path
-    return template if template.startswith("/") else "/" + template
-
-
-def _endpoint_template(req: _Request, scope: Scope) -> str | None:
-    """The template of the route that put ``scope["endpoint"]`` there (see ``_asgi_routes``)."""
-    if scope.get("endpoint") is None:
-        return None  # no route matched: a 404 keeps no template
-    root = req.route_root
-    if isinstance(root, OtelperfASGIMiddleware) and root._owner is not None:
-        index = root._index
-        if index is None:
-            index = root._index = RouteIndex(root._owner)
-    else:
-        router = scope.get("router")
-        if router is None:
-            return None
-        known = _router_indexes.get(id(router))
-        if known is not None and known[0] is router:
-            index = known[1]
-        else:
-            index = RouteIndex(router)
-            if len(_router_indexes) < _MAX_ROUTER_INDEXES:
-                _router_indexes[id(router)] = (router, index)
-    tail = index.template(scope, req.base_root_path)
-    if tail is None:
-        return None
-    base = req.base_root_path.rstrip("/")
-    return base + tail if base else tail
 
 
 def _message_span_wrappers(
