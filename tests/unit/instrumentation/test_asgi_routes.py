@@ -261,6 +261,7 @@ async def test_behind_a_proxy_prefix(otelperf_capture: Capture, static_dir: Path
     ]
 
 
+@pytest.mark.filterwarnings("ignore:The `root_path` parameter is deprecated")  # FastAPI >= 0.16x
 async def test_fastapi_root_path_setting(otelperf_capture: Capture, static_dir: Path) -> None:
     """FastAPI(root_path=...) sets the prefix itself (the proxy in front sends it or not, as the
     Starlette version expects)."""
