@@ -198,7 +198,12 @@ class RouteIndex:
                 return None
         if len(entries) == 1:
             return entries[0][2]
-        return _matching(self._shared[id(endpoint)], scope, base)  # one endpoint, several routes: rare
+        # One endpoint, several routes (rare). Their regex comes from the same walk as the entries
+        # (another thread may be between the two assignments of a walk): else they are matched.
+        shared = self._shared.get(id(endpoint))
+        return _matching(
+            shared if shared is not None and shared[1] is entries else (None, entries), scope, base
+        )
 
     def _after_walk(self, endpoint: Any) -> list[Entry] | None:
         key = id(endpoint)
