@@ -33,6 +33,8 @@ import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
+from otelperf import _internal
+
 Scope = MutableMapping[str, Any]
 RoutePrefix = Callable[[Any, Any, Scope], str]  # the middleware's: mount prefixes above a route
 
@@ -116,7 +118,13 @@ def _endpoint_template(req: Any, scope: Scope) -> str | None:
             index = RouteIndex(router)
             if len(_router_indexes) < _MAX_ROUTER_INDEXES:
                 _router_indexes[id(router)] = (router, index)
-    tail = index.template(scope, req.base_root_path)
+    try:
+        tail = index.template(scope, req.base_root_path)
+    except Exception as exc:  # a route tree it cannot read: the request is still timed and ended
+        _internal.record_internal_error("asgi.route_index", exc)
+        if _internal._under_pytest():
+            raise
+        return None
     if tail is None:
         return None
     base: str = req.base_root_path.rstrip("/")

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Host, Match, Mount, Route, Router, WebS
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from otelperf import _internal
 from otelperf.instrumentation._asgi_routes import RouteIndex
 from otelperf.instrumentation.asgi import OtelperfASGIMiddleware
 from otelperf.testing import Capture, capture, stop_capture
@@ -356,3 +357,22 @@ async def test_explicit_middleware_when_starlette_is_not_instrumented(static_dir
         ]
     finally:
         stop_capture(cap)
+
+
+async def test_a_route_tree_that_cannot_be_read_costs_the_name_not_the_span(
+    otelperf_capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Unreadable(Mount):
+        @property
+        def routes(self) -> list[BaseRoute]:
+            raise RuntimeError("routes of an app of the user's own that cannot be listed")
+
+    app = FastAPI()
+    app.add_route("/ok", text)  # found through the index: the walk meets the unreadable mount
+    app.router.routes.append(Unreadable("/u", routes=[]))
+    monkeypatch.setattr(_internal, "_under_pytest", lambda: False)  # production: record, carry on
+    _internal.take_internal_errors()
+    response = await get(app, "/ok")
+    assert response.status_code == 200
+    assert seen(otelperf_capture) == [("GET", None, 200)]
+    assert [where for where, _ in _internal.take_internal_errors()] == ["asgi.route_index"]
