@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 VENV ?= .venv
+# The oldest supported versions (scripts/install.sh OLDEST_PINS); named when it pinned SQLAlchemy alone.
 VENV_SA20 ?= .venv-sa20
 PY := $(VENV)/bin/python
 # Env lines from scripts/services.sh: OTELPERF_TEST_POSTGRES_URL / OTELPERF_TEST_REDIS_URL.
@@ -20,9 +21,11 @@ services-stop:
 
 test: setup services
 	env $(SERVICE_ENV) $(VENV)/bin/pytest -q
-	@echo "== SQLAlchemy 2.0 leg ($(VENV_SA20)) =="
+	@echo "== oldest supported versions ($(VENV_SA20)): $$($(VENV_SA20)/bin/python -c \
+		'import sqlalchemy as s, fastapi as f, starlette as t; print(f"SQLAlchemy {s.__version__}, FastAPI {f.__version__}, Starlette {t.__version__}")') =="
 	env $(SERVICE_ENV) $(VENV_SA20)/bin/pytest -q \
-		tests/unit/instrumentation/test_sqlalchemy.py tests/integration/test_postgres.py
+		tests/unit/instrumentation/test_sqlalchemy.py tests/integration/test_postgres.py \
+		tests/unit/instrumentation/test_asgi.py tests/unit/instrumentation/test_asgi_routes.py
 
 lint:
 	$(VENV)/bin/ruff check

@@ -3,6 +3,8 @@
 #
 #   scripts/install.sh           system packages (PostgreSQL, Redis) + .venv + .venv-sa20
 #
+# .venv has the newest releases; .venv-sa20 the oldest ones otelperf supports (see OLDEST_PINS).
+#
 # Idempotent: each step is skipped when already done (binaries present; venv installed from the
 # same pyproject.toml, recorded as a hash inside the venv). Progress lines start with "[install]";
 # on failure the failing step and its log file are named. Env: PYTHON (interpreter for the venvs),
@@ -17,6 +19,10 @@ mkdir -p "$CACHE/pip" "$LOGS"
 export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$CACHE/pip}" PIP_DISABLE_PIP_VERSION_CHECK=1
 # Pinned so that the plain-OpenTelemetry comparison arms are reproducible.
 OTEL_INSTRUMENTATION_PIN="opentelemetry-instrumentation==0.66b2"
+# The low ends of the ranges pyproject.toml declares, for `make test`'s second leg: SQLAlchemy 2.0
+# (also the contrib SQLAlchemy instrumentor's newest, for the comparison), FastAPI 0.100 (the first
+# on pydantic 2) with the Starlette it pins, 0.27. Starlette 0.27's TestClient needs httpx < 0.28.
+OLDEST_PINS=('sqlalchemy>=2.0,<2.1' 'fastapi==0.100.0' 'starlette==0.27.0' 'httpx>=0.24,<0.28')
 
 say() { printf '[install] %s\n' "$*"; }
 
@@ -96,7 +102,7 @@ make_venv() {
     say "$name: pip install -e '.[dev]' $*"
     run_step "pip-$name" "$dir/bin/python" -m pip install -e '.[dev]' "$@"
     echo "$want" >"$stamp"
-    say "$name: $("$dir/bin/python" -c 'import sqlalchemy, opentelemetry.sdk.version as v; print("SQLAlchemy", sqlalchemy.__version__, "/ opentelemetry-sdk", v.__version__)')"
+    say "$name: $("$dir/bin/python" -c 'import sqlalchemy, fastapi, starlette, opentelemetry.sdk.version as v; print("SQLAlchemy", sqlalchemy.__version__, "/ FastAPI", fastapi.__version__, "/ Starlette", starlette.__version__, "/ opentelemetry-sdk", v.__version__)')"
 }
 
 start=$(date +%s)
@@ -108,8 +114,9 @@ if ! PY="$(find_python)"; then
     PY="$(find_python)" || { say "FAILED at step 'python': still no usable Python >= 3.10"; exit 1; }
 fi
 make_venv "$ROOT/.venv" "$OTEL_INSTRUMENTATION_PIN"
-# SQLAlchemy 2.0 leg: the contrib instrumentor only supports <2.1, so the comparison needs this one.
-make_venv "$ROOT/.venv-sa20" "$OTEL_INSTRUMENTATION_PIN" 'sqlalchemy>=2.0,<2.1'
+# Oldest-versions leg (named when it pinned SQLAlchemy 2.0 alone). New pins change the hash, so the
+# next install installs them into it.
+make_venv "$ROOT/.venv-sa20" "$OTEL_INSTRUMENTATION_PIN" "${OLDEST_PINS[@]}"
 # The backend (collector, Jaeger, Prometheus): cached Go builds, seconds when already built; a cold
 # build takes about half an hour on 2 cores. OTELPERF_SKIP_STACK=1 leaves it out.
 if [ "${OTELPERF_SKIP_STACK:-0}" = 1 ]; then

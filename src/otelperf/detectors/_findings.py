@@ -38,10 +38,12 @@ class FindingStats:
     statement: str
     severity: str
     hint: str
-    occurrences: int = 0
+    occurrences: int = 0  # findings, one per request in which the detector found it
     total_ms: float = 0.0
     last_trace_id: str = ""
+    last_count: int = 0  # how often the statement ran in the latest finding's request
     last_logged: float = -1e18
+    logged_occurrences: int = 0  # ``occurrences`` when it was last logged
 
 
 class FindingsSink:
@@ -69,7 +71,7 @@ class FindingsSink:
 
     def record(self, findings: Iterable[Finding]) -> None:
         now = time.monotonic()
-        to_log: list[FindingStats] = []
+        to_log: list[tuple[Any, ...]] = []
         for finding in findings:
             key = (finding.detector, finding.route, finding.fingerprint)
             with self._lock:
@@ -91,11 +93,13 @@ class FindingsSink:
                     stats.occurrences += 1
                     stats.total_ms += finding.duration_ms
                     stats.last_trace_id = finding.trace_id
+                    stats.last_count = finding.count
                     if finding.severity == "critical":
                         stats.severity = "critical"
                     if now - stats.last_logged >= LOG_INTERVAL_S:
+                        to_log.append(_log_args(stats, now))
                         stats.last_logged = now
-                        to_log.append(stats)
+                        stats.logged_occurrences = stats.occurrences
             attributes = {
                 "detector": finding.detector,
                 "route": finding.route,
@@ -107,18 +111,8 @@ class FindingsSink:
             if self._counter is not None and self._time is not None:
                 self._counter.add(1, attributes)
                 self._time.add(finding.duration_ms, attributes)
-        for stats in to_log:
-            logger.warning(
-                "otelperf %s [%s] %s: %s (seen %d times, %.0f ms in all; trace %s) - %s",
-                stats.detector,
-                stats.severity,
-                stats.route,
-                stats.statement,
-                stats.occurrences,
-                stats.total_ms,
-                stats.last_trace_id,
-                stats.hint,
-            )
+        for args in to_log:
+            logger.warning("otelperf %s [%s] %s: %s x%d in 1 request (finding seen %s; trace %s) - %s", *args)
 
     def recent(self) -> list[Finding]:
         with self._lock:
@@ -133,3 +127,46 @@ class FindingsSink:
         with self._lock:
             self._recent.clear()
             self._stats.clear()
+
+
+def _log_args(stats: FindingStats, now: float) -> tuple[Any, ...]:
+    """The log line's values, taken under the sink's lock.
+
+    The line says how often the statement ran in the request it was last found in, and how often
+    the finding itself (one per request) was seen: since its previous line (at most one a minute
+    per finding), and in all. For example::
+
+        otelperf n_plus_one [warning] GET /orders: SELECT ... x110 in 1 request
+        (finding seen 3 times in the last 2 min, 41 times in all, 5230 ms in all; trace 4bf9...) - ...
+    """
+    since = stats.occurrences - stats.logged_occurrences
+    if stats.logged_occurrences == 0:
+        seen = f"{_times(since)} so far, {stats.total_ms:.0f} ms in all"
+    else:
+        seen = (
+            f"{_times(since)} in the last {_duration(now - stats.last_logged)}, "
+            f"{_times(stats.occurrences)} in all, {stats.total_ms:.0f} ms in all"
+        )
+    return (
+        stats.detector,
+        stats.severity,
+        stats.route,
+        stats.statement,
+        stats.last_count,
+        seen,
+        stats.last_trace_id,
+        stats.hint,
+    )
+
+
+def _times(n: int) -> str:
+    return "1 time" if n == 1 else f"{n} times"
+
+
+def _duration(seconds: float) -> str:
+    """``"75 s"``, ``"2 min"``, ``"3 h"``: how long ago the previous line was logged."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"

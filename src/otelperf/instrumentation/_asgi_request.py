@@ -1,8 +1,10 @@
-"""Pieces of the ASGI middleware that read the request: span attributes, host, route templates."""
+"""Pieces of the ASGI middleware that read the request: span attributes, host, trace context.
+
+(Route templates: :mod:`._asgi_routes`.)
+"""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -121,38 +123,3 @@ def split_host(host: str, scheme: str) -> tuple[str, int | None]:
     if port_text.isdigit():
         return address, int(port_text)
     return address, DEFAULT_PORTS.get(scheme)
-
-
-def effective_path(scope: Mapping[str, Any]) -> str | None:
-    """FastAPI >= 0.16x keeps an included router's full template (all prefixes) here."""
-    fastapi_scope = scope.get("fastapi")
-    if not isinstance(fastapi_scope, dict):
-        return None
-    path = getattr(fastapi_scope.get("effective_route_context"), "path_format", None)
-    return path if isinstance(path, str) else None
-
-
-def is_mount(route: Any) -> bool:
-    routing = sys.modules.get("starlette.routing")
-    return routing is not None and isinstance(route, routing.Mount)
-
-
-def find_prefix(routes: Any, target: Any, prefix: str, depth: int) -> str | None:
-    if depth > 8:
-        return None
-    routing = sys.modules.get("starlette.routing")
-    for candidate in routes:
-        if candidate is target:
-            return prefix
-        if routing is None:
-            continue
-        if isinstance(candidate, routing.Mount):
-            mount_path = candidate.path_format.removesuffix("/{path}")
-            found = find_prefix(candidate.routes, target, prefix + mount_path, depth + 1)
-        elif isinstance(candidate, routing.Host):
-            found = find_prefix(candidate.routes, target, prefix, depth + 1)
-        else:
-            continue
-        if found is not None:
-            return found
-    return None

@@ -12,9 +12,10 @@ Any other ASGI framework::
     app = OtelperfASGIMiddleware(app)
 
 Per request: one SERVER span named ``"GET /items/{item_id}"`` (the route *template*, never the
-raw path; ``"GET"`` alone when no route matched), W3C trace context continued from the request
-headers, and one ``http.server.request.duration`` measurement. ASGI send/receive messages get no
-spans of their own unless ``asgi_message_spans=True``.
+raw path; ``"GET"`` alone when no route matched; how it is found: :mod:`._asgi_routes`), W3C trace
+context continued from the request headers, and one ``http.server.request.duration``
+measurement. ASGI send/receive messages get no spans of their own unless
+``asgi_message_spans=True``.
 
 FastAPI >= 0.165 has its own OpenTelemetry telemetry, which switches itself on whenever a global
 provider exists. On an app otelperf instruments, its request spans and metrics are switched off
@@ -39,13 +40,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _context, _internal, _names
 from otelperf._fast_metrics import FastHistogram
-from otelperf.instrumentation._asgi_request import (
-    effective_path,
-    extract_parent,
-    find_prefix,
-    is_mount,
-    request_attributes,
-)
+from otelperf.instrumentation._asgi_request import extract_parent, request_attributes
+from otelperf.instrumentation._asgi_routes import RouteIndex, find_prefix
+from otelperf.instrumentation._asgi_routes import route_template as _route_template
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._leaf import parent_in
 from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
@@ -192,6 +189,7 @@ class OtelperfASGIMiddleware:
         self.app = app
         self._owner: Any = None
         self._prefixes: dict[int, tuple[Any, str]] = {}
+        self._index: RouteIndex | None = None  # the owner's routes by endpoint, made when first needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -257,16 +255,19 @@ class OtelperfASGIMiddleware:
             return ""  # not mounted: the common case, no lookup
         root = request.route_root
         if isinstance(root, OtelperfASGIMiddleware) and root._owner is not None:
-            cached = root._prefixes.get(id(route))
-            if cached is not None and cached[0] is route:
-                return cached[1]
-            found = find_prefix(getattr(root._owner, "routes", ()), route, "", 0)
-            if found is not None:
-                if len(root._prefixes) < _MAX_CACHED_ROUTES:
-                    root._prefixes[id(route)] = (route, found)  # keep route alive: id stays unique
-                return found
-        # Route not in a tree we know: the matched prefix, raw. Bounded in practice because
-        # only parametrised mounts put values there.
+            holder, tree = root, root._owner
+        else:  # a hand-added middleware alone: the outermost router, which Starlette put in the scope
+            holder, tree = self, scope.get("router")
+        cached = holder._prefixes.get(id(route))
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        found = find_prefix(getattr(tree, "routes", ()), route, "", 0)
+        if found is not None:
+            if len(holder._prefixes) < _MAX_CACHED_ROUTES:
+                holder._prefixes[id(route)] = (route, found)  # keep route alive: id stays unique
+            return found
+        # Route in no tree we can read (a mounted app that does not show its routes): the matched
+        # prefix, raw; its values only differ between requests under a parametrised mount.
         root_path: str = scope.get("root_path", "")
         return root_path[len(request.base_root_path) :].rstrip("/")
 
@@ -362,53 +363,6 @@ def _finish(
             state.series[labels] = series
     assert state.fast_duration is not None
     state.fast_duration.record_keyed(elapsed, series[1], series[0], span.get_span_context())
-
-
-# Route templates of unmounted apps by id(route): (route, its FastAPI route context, the app's
-# root path, the template). The route is kept alive by its entry, so its id stays its own.
-_templates: dict[int, tuple[Any, Any, str, str | None]] = {}
-
-
-def _route_template(
-    req: _Request, scope: Scope, route_prefix: Callable[[_Request, Any, Scope], str]
-) -> str | None:
-    route = scope.get("route")
-    if route is None:
-        return None
-    if isinstance(route, str):
-        return route
-    base = req.base_root_path
-    if scope.get("root_path", "") != base:  # under a mount: its prefix is part of the template
-        return _template_of(req, route, scope, route_prefix)
-    fastapi_scope = scope.get("fastapi")
-    context = fastapi_scope.get("effective_route_context") if type(fastapi_scope) is dict else None
-    cached = _templates.get(id(route))
-    if cached is not None and cached[0] is route and cached[1] is context and cached[2] == base:
-        return cached[3]
-    template = _template_of(req, route, scope, route_prefix)
-    if len(_templates) < _MAX_CACHED_ROUTES:
-        _templates[id(route)] = (route, context, base, template)
-    return template
-
-
-def _template_of(
-    req: _Request, route: Any, scope: Scope, route_prefix: Callable[[_Request, Any, Scope], str]
-) -> str | None:
-    if is_mount(route):
-        # The request matched a mount but nothing inside it (or the mount is a plain ASGI app).
-        path = getattr(route, "path", None)
-        suffix = "/{path}"
-    else:
-        path = effective_path(scope) or getattr(route, "path_format", None) or getattr(route, "path", None)
-        suffix = ""
-    if not isinstance(path, str):
-        return None
-    template = (
-        req.base_root_path.rstrip("/")
-        + route_prefix(req, route, scope)
-        + (path.rstrip("/") + suffix if suffix else path)
-    )
-    return template if template.startswith("/") else "/" + template
 
 
 def _message_span_wrappers(
