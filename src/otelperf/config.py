@@ -78,6 +78,8 @@ class Settings:
     max_queue_size: int = 8192
     max_export_batch_size: int = 512
     schedule_delay: float = 1.0
+    retry_buffer: int = 64 * 1024 * 1024  # bytes of encoded spans kept for retry (export/)
+    export_concurrency: int = 4  # OTLP span exports in flight at once
     metric_export_interval: float = 10.0
     strict: bool = False
     # Where each value came from ("kwarg", "OTELPERF_X", "OTEL_Y" or "default"), for `otelperf doctor`.
@@ -292,6 +294,49 @@ def _parse_budgets(raw: Any) -> dict[str, float]:
         raise ValueError(accepted) from None
 
 
+RETRY_BUFFER_MIN = 64 * 1024
+RETRY_BUFFER_MAX = 4 * 1024**3
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+def _parse_retry_buffer(raw: Any) -> int:
+    """A size in bytes: 67108864, '64MiB', '512KiB', '1GiB', '64MB'; between 64 KiB and 4 GiB."""
+    accepted = "a size between 64KiB and 4GiB, such as '64MiB', '512KiB' or a number of bytes"
+    if isinstance(raw, bool):
+        raise ValueError(accepted)
+    text = str(raw).strip().lower().replace(" ", "")
+    number = text.rstrip("kmgib")
+    unit = text[len(number) :]
+    if unit not in _BYTE_UNITS:
+        raise ValueError(accepted)
+    try:
+        value = float(number) * _BYTE_UNITS[unit]
+    except ValueError:
+        raise ValueError(accepted) from None
+    if not math.isfinite(value) or not RETRY_BUFFER_MIN <= value <= RETRY_BUFFER_MAX:
+        raise ValueError(accepted)
+    return int(value)
+
+
+def _parse_export_concurrency(raw: Any) -> int:
+    try:
+        value = _parse_positive_int(raw)
+    except ValueError:
+        raise ValueError("a whole number from 1 to 32") from None
+    if value > 32:
+        raise ValueError("a whole number from 1 to 32")
+    return value
+
+
 def _parse_str(raw: Any) -> str:
     text = str(raw).strip()
     if not text:
@@ -366,6 +411,8 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
         _parse_seconds,
         _parse_millis_env,
     ),
+    ("retry_buffer", "OTELPERF_RETRY_BUFFER", None, _parse_retry_buffer, None),
+    ("export_concurrency", "OTELPERF_EXPORT_CONCURRENCY", None, _parse_export_concurrency, None),
     (
         "metric_export_interval",
         "OTELPERF_METRIC_EXPORT_INTERVAL",
