@@ -376,7 +376,7 @@ class OTLPBatchProcessor(SpanProcessor):
             self._stop_senders = True
             self._cond.notify_all()
         for sender in self._senders:
-            sender.join(max(deadline - time.monotonic(), 0) + 0.1)
+            sender.join(max(deadline + 0.1 - time.monotonic(), 0))
         with self._cond:
             self._final = True
             self._cond.notify_all()
