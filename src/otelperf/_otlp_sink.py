@@ -82,6 +82,7 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     delay: float = 1.0
+    rejected: int = 0  # mode 'partial': accept, and report this many spans rejected
 
 
 class OTLPSink:
@@ -142,7 +143,12 @@ class OTLPSink:
                         sink.raw.append(body)
                 if self.path.startswith("/v1/traces"):
                     sink._take_traces(body)
-                    reply = ExportTraceServiceResponse().SerializeToString()
+                    answer = ExportTraceServiceResponse()
+                    fault = sink.fault
+                    if fault is not None and fault.mode == "partial":
+                        answer.partial_success.rejected_spans = fault.rejected
+                        answer.partial_success.error_message = "rejected by the test sink"
+                    reply = answer.SerializeToString()
                 elif self.path.startswith("/v1/metrics"):
                     sink._take_metrics(body)
                     reply = ExportMetricsServiceResponse().SerializeToString()
@@ -185,7 +191,7 @@ class OTLPSink:
     def _misbehave(self, handler: BaseHTTPRequestHandler) -> bool:
         """Apply the current fault to a request; True when the request was not answered normally."""
         fault = self.fault
-        if fault is None:
+        if fault is None or fault.mode == "partial":
             return False
         if fault.mode == "slow":
             time.sleep(fault.delay)
