@@ -1,16 +1,11 @@
-"""Finished spans to encode, for the export tests (a fixture and a plain function)."""
+"""Finished spans to encode, for the export tests ."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-MakeSpans = Callable[..., list[ReadableSpan]]
 
 
 def finished_spans(n: int, service: str = "shop", name: str = "GET /orders/{id}") -> list[ReadableSpan]:
@@ -22,8 +17,3 @@ def finished_spans(n: int, service: str = "shop", name: str = "GET /orders/{id}"
         with tracer.start_as_current_span(name, attributes={"i": i}):
             pass
     return list(exporter.get_finished_spans())
-
-
-@pytest.fixture
-def make_spans() -> MakeSpans:
-    return finished_spans

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from tests.unit.export.spans import MakeSpans, make_spans  # noqa: F401  (fixture)
+from tests.unit.export.spans import finished_spans
 
 from otelperf.export._buffer import Payload, RetryBuffer
 from otelperf.export.encode import encode_spans
@@ -15,8 +15,8 @@ def _decoded_span_ids(data: bytes) -> list[bytes]:
     return [s.span_id for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
 
 
-def test_concatenated_requests_decode_as_one_request_with_every_span(make_spans: MakeSpans) -> None:
-    first, second = make_spans(3, "shop"), make_spans(4, "inventory", "SELECT orders")
+def test_concatenated_requests_decode_as_one_request_with_every_span() -> None:
+    first, second = finished_spans(3, "shop"), finished_spans(4, "inventory", "SELECT orders")
     data = encode_spans(first) + encode_spans(second)
 
     request = ExportTraceServiceRequest()
@@ -32,9 +32,9 @@ def test_concatenated_requests_decode_as_one_request_with_every_span(make_spans:
     assert _decoded_span_ids(data) == expected
 
 
-def test_take_coalesces_the_oldest_payloads_up_to_the_limit(make_spans: MakeSpans) -> None:
+def test_take_coalesces_the_oldest_payloads_up_to_the_limit() -> None:
     buffer = RetryBuffer(capacity=10_000)
-    batches = [encode_spans(make_spans(2)) for _ in range(3)]
+    batches = [encode_spans(finished_spans(2)) for _ in range(3)]
     for data in batches:
         assert buffer.put(Payload(data, 2)) == []
     limit = len(batches[0]) + len(batches[1])

@@ -155,7 +155,7 @@ def test_every_span_is_delivered_or_counted_whatever_the_collector_answers(
 
 def test_full_queue_is_counted_not_blocking(provider: TracerProvider) -> None:
     gate = threading.Event()
-    transport = ScriptedTransport(lambda n: OK if gate.wait(10) else OK)
+    transport = ScriptedTransport(lambda n: SendResult(gate.wait(10)))
     processor = _processor(
         transport, max_queue_size=100, max_export_batch_size=100, retry_buffer=64 * 1024, export_concurrency=1
     )

@@ -50,5 +50,5 @@ def test_export_concurrency_range() -> None:
     assert resolve_settings(environ={"OTELPERF_EXPORT_CONCURRENCY": "32"}).export_concurrency == 32
     assert resolve_settings(environ={}, export_concurrency=1).export_concurrency == 1
     for bad in ("0", "33", "four"):
-        with pytest.raises(ConfigError, match="OTELPERF_EXPORT_CONCURRENCY.*1 to 32"):
+        with pytest.raises(ConfigError, match=r"OTELPERF_EXPORT_CONCURRENCY.*1 to 32"):
             resolve_settings(environ={"OTELPERF_EXPORT_CONCURRENCY": bad}, strict=True)
