@@ -1,4 +1,4 @@
-"""Finished spans to encode, for the export tests ."""
+"""Finished spans to encode, for the export tests."""
 
 from __future__ import annotations
 
