@@ -262,7 +262,7 @@ class OTLPBatchProcessor(SpanProcessor):
 
     def _backoff(self, retry_after: float | None) -> float:
         cap = _CLOSING_BACKOFF_MAX_S if self._closing else BACKOFF_MAX_S
-        if retry_after is not None:
+        if retry_after:  # the server's word; a date already past falls back to our backoff
             return min(retry_after, cap)
         exponential: float = BACKOFF_FIRST_S * 2.0 ** min(self._failing - 1, 16)
         return min(exponential, cap) * random.uniform(0.5, 1.0)
