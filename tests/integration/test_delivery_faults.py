@@ -12,6 +12,7 @@ Only an outage longer than a small retry buffer may lose spans, and every lost o
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,7 +147,10 @@ def sink() -> Iterator[OTLPSink]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_every_span_is_delivered_or_counted(case: Case, sink: OTLPSink) -> None:
+def test_every_span_is_delivered_or_counted(
+    case: Case, sink: OTLPSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "otelperf")
     runtime = otelperf.init(
         service_name=f"faults-{case.name}",
         endpoint=sink.endpoint,
@@ -178,6 +182,15 @@ def test_every_span_is_delivered_or_counted(case: Case, sink: OTLPSink) -> None:
     assert exported == received == delivery.spans_exported
     assert dropped == delivery.spans_dropped
     assert received + dropped == run.produced == delivery.spans_handed
+    warnings = [r.getMessage() for r in caplog.records if r.name == "otelperf.export"]
+    if case.name == "healthy":
+        assert warnings == []
+    elif case.name.startswith("slow"):
+        assert any("is slow" in w for w in warnings), warnings
+    else:  # the collector failed: one warning with the true figures, not one per batch
+        delivery_warnings = [w for w in warnings if "span delivery" in w]
+        assert len(delivery_warnings) == 1, warnings
+        assert "waiting" in delivery_warnings[0] and "MiB buffered" in delivery_warnings[0]
     if case.loses_spans:
         assert dropped > 0 and set(delivery.dropped) == {"buffer_full"}
         assert run.shutdown_ok is False  # shutdown() says that spans were lost
