@@ -284,3 +284,34 @@ def test_sdk_self_metrics_match_the_stats(provider: TracerProvider) -> None:
     assert points[("otel.sdk.exporter.span.inflight", None)] == 0
     assert points[("otel.sdk.processor.span.queue.capacity", None)] == 8192
     assert points[("otelperf.export.buffer.capacity", None)] == 64 * 1024 * 1024
+
+
+def test_thirty_seconds_of_outage_at_1000_spans_per_second_fit_the_default_buffer(
+    provider: TracerProvider,
+) -> None:
+    collector_up = threading.Event()
+    refused = SendResult(False, True, "ConnectionError", "refused")
+    transport = ScriptedTransport(lambda n: OK if collector_up.is_set() else refused)
+    processor = _processor(transport, max_export_batch_size=512)  # default 64 MiB buffer
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    for second in range(30):  # 30 s worth of request-shaped spans, a second at a time
+        for i in range(1000 // 3):
+            with tracer.start_as_current_span("GET /orders/{id}", attributes={"http.route": "/orders/{id}"}):
+                with tracer.start_as_current_span("SELECT shop.orders") as db:
+                    db.set_attribute("db.query.text", "SELECT id, total FROM orders WHERE id = $1")
+                    db.set_attribute("db.system.name", "postgresql")
+                with tracer.start_as_current_span("GET", attributes={"db.system.name": "redis", "i": i}):
+                    pass
+        deadline = time.monotonic() + 10
+        while processor.stats().spans_queued and time.monotonic() < deadline:
+            time.sleep(0.01)  # the worker encodes each second's spans before the next second
+        del second
+    during = processor.stats()
+    assert during.spans_exported == 0 and during.dropped == {}
+    assert during.spans_buffered == during.spans_handed == 30 * 999
+    collector_up.set()
+    processor.shutdown(timeout=15)
+    after = processor.stats()
+    assert after.spans_exported == 30 * 999 == len(set(transport.delivered))
+    assert after.dropped == {}
