@@ -130,6 +130,9 @@ class OTLPBatchProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return  # recorded but not sampled (RECORD_ONLY): not for export, as in the SDK
         queue = self._queue
         if self._closed or len(queue) >= self._max_queue:
             self._drop_at_processor(_stats.ALREADY_SHUTDOWN if self._closed else _stats.QUEUE_FULL)

@@ -315,3 +315,22 @@ def test_thirty_seconds_of_outage_at_1000_spans_per_second_fit_the_default_buffe
     after = processor.stats()
     assert after.spans_exported == 30 * 999 == len(set(transport.delivered))
     assert after.dropped == {}
+
+
+def test_unsampled_recording_spans_are_not_exported() -> None:
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class RecordOnly(Sampler):
+        def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_ONLY)
+
+        def get_description(self) -> str:
+            return "record only"
+
+    provider = TracerProvider(sampler=RecordOnly(), shutdown_on_exit=False)
+    transport = ScriptedTransport()
+    processor = _processor(transport)
+    provider.add_span_processor(processor)
+    _produce(provider, 10)
+    processor.shutdown()
+    assert processor.stats().spans_handed == 0 and transport.attempts == []
