@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otelperf.export.figures import ServiceDelivery, delivery_by_service
 from otelperf.stack import components as comp
 from otelperf.stack.components import Component, StackError
 from otelperf.stack.metrics import SpanFlow, span_flow
@@ -135,6 +136,9 @@ class StackStatus:
     components: list[ComponentStatus]
     telemetry: SpanFlow | None
     telemetry_error: str | None = None
+    # Span delivery per service, from the otel.sdk.* metrics in Prometheus (None: not asked).
+    delivery: dict[str, ServiceDelivery] | None = None
+    delivery_error: str | None = None
 
     @property
     def all_up(self) -> bool:
@@ -146,6 +150,8 @@ class StackStatus:
             "components": [c.to_dict() for c in self.components],
             "telemetry": self.telemetry.to_dict() if self.telemetry else None,
             "telemetry_error": self.telemetry_error,
+            "delivery": None if self.delivery is None else {k: v.to_dict() for k, v in self.delivery.items()},
+            "delivery_error": self.delivery_error,
             "urls": URLS,
         }
 
@@ -460,7 +466,15 @@ class Stack:
                     telemetry = span_flow(response.read().decode(errors="replace"))
             except (OSError, urllib.error.URLError) as exc:
                 error = f"cannot read {COLLECTOR_METRICS_URL}: {exc}"
-        return StackStatus(statuses, telemetry, error)
+        delivery: dict[str, ServiceDelivery] | None = None
+        delivery_error: str | None = None
+        prometheus = next((s for s in statuses if s.name == comp.PROMETHEUS.name), None)
+        if prometheus is not None and prometheus.running:
+            try:
+                delivery = delivery_by_service(URLS["Prometheus"], timeout)
+            except (OSError, ValueError, KeyError) as exc:
+                delivery_error = f"cannot query Prometheus: {exc}"
+        return StackStatus(statuses, telemetry, error, delivery, delivery_error)
 
     def _component_status(self, component: Component, timeout: float) -> ComponentStatus:
         record = self.state.read(component.name)
