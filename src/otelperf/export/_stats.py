@@ -27,7 +27,7 @@ ENCODE_ERROR = "encode_error"  # a span otelperf could not encode (a bug: logged
 
 @dataclass(frozen=True)
 class DeliveryStats:
-    """A consistent snapshot of the span delivery figures (``otelperf.delivery()``).
+    """A consistent snapshot of the span delivery figures (``otelperf.init().delivery``).
 
     >>> stats = DeliveryStats(spans_handed=10, spans_exported=7, dropped={"queue_full": 3})
     >>> stats.spans_dropped, stats.balanced
