@@ -14,11 +14,13 @@ buffer delivered or counted (see :class:`otelperf.export.DeliveryStats` for the 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
+import weakref
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
@@ -77,11 +79,32 @@ class OTLPBatchProcessor(SpanProcessor):
         self.shutdown_timeout = shutdown_timeout
         # A coalesced request never takes more than its share of the byte bound.
         self._max_payload = max(min(MAX_PAYLOAD_BYTES, retry_buffer // (2 * export_concurrency)), 1)
+        self._capacity = retry_buffer
+        self._concurrency = max(export_concurrency, 1)
+        self._closed = False  # on_end no longer accepts spans
+        self._start()
+        if hasattr(os, "register_at_fork"):
+            # A forked child (gunicorn, multiprocessing) has this object but none of its threads;
+            # weakly, so that a processor that was shut down and dropped is not kept alive.
+            restart = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: _call(restart))
+
+    def _after_fork(self) -> None:
+        if self._closed:
+            return
+        # The parent's queued and buffered spans are the parent's to deliver (and count).
+        reopen = getattr(self._transport, "reopen", None)
+        if reopen is not None:
+            reopen()
+        self._start()
+
+    def _start(self) -> None:
+        """Fresh state and threads: at construction, and in a forked child."""
         self._queue: deque[ReadableSpan] = deque()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._wake = threading.Event()
-        self._buffer = RetryBuffer(retry_buffer)
+        self._buffer = RetryBuffer(self._capacity)
         # Counters: written under _lock (on_end's drop path included), read by stats().
         self._taken = 0  # popped from the queue by the worker
         self._encoding = 0
@@ -99,7 +122,6 @@ class OTLPBatchProcessor(SpanProcessor):
         self._failing = 0
         self._not_before = 0.0
         self._probing = False
-        self._closed = False  # on_end no longer accepts spans
         self._closing = False  # the worker drains the queue and stops
         self._stop_senders = False
         self._final = False  # accounting closed by shutdown: late request outcomes are ignored
@@ -111,7 +133,7 @@ class OTLPBatchProcessor(SpanProcessor):
         self._worker = threading.Thread(target=self._work, name="otelperf-export", daemon=True)
         self._senders = [
             threading.Thread(target=self._send_loop, name=f"otelperf-send-{i}", daemon=True)
-            for i in range(max(export_concurrency, 1))
+            for i in range(self._concurrency)
         ]
         self._worker.start()
         for sender in self._senders:
@@ -400,3 +422,9 @@ class OTLPBatchProcessor(SpanProcessor):
             self._transport.close()
         except Exception:
             logger.debug("otelperf transport close failed", exc_info=True)
+
+
+def _call(method_ref: weakref.WeakMethod[Any]) -> None:
+    method = method_ref()
+    if method is not None:
+        method()

@@ -108,11 +108,20 @@ class HttpTransport:
         self._headers = {"Content-Type": "application/x-protobuf", **dict(headers or {})}
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
-        self._session = requests.Session()
-        self._session.trust_env = False  # proxies from the environment must not capture telemetry
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._pool_size = max(pool_size, 1)
+        self._session = self._new_session()
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # proxies from the environment must not capture telemetry
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def reopen(self) -> None:
+        """In a forked child: the parent's pooled connections are the parent's."""
+        self._session = self._new_session()
 
     def send(self, data: bytes, timeout: float) -> SendResult:
         body = gzip.compress(data, compresslevel=1) if self._gzip else data
@@ -149,15 +158,19 @@ class GrpcTransport:
             raise ImportError("OTLP over gRPC needs: pip install 'otelperf[grpc]'") from exc
         self._grpc: Any = grpc
         self.endpoint = endpoint
-        target = endpoint.split("://", 1)[-1].rstrip("/")
-        if endpoint.startswith("https://"):
+        self._metadata = tuple((k.lower(), v) for k, v in (headers or {}).items())
+        self.reopen()
+
+    def reopen(self) -> None:
+        """Open the channel (again, in a forked child: a gRPC channel does not survive fork)."""
+        grpc = self._grpc
+        target = self.endpoint.split("://", 1)[-1].rstrip("/")
+        if self.endpoint.startswith("https://"):
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
         else:
             self._channel = grpc.insecure_channel(target)
-        self._metadata = tuple((k.lower(), v) for k, v in (headers or {}).items())
-        identity = _identity
         self._call = self._channel.unary_unary(
-            _EXPORT_METHOD, request_serializer=identity, response_deserializer=identity
+            _EXPORT_METHOD, request_serializer=_identity, response_deserializer=_identity
         )
 
     def send(self, data: bytes, timeout: float) -> SendResult:

@@ -7,6 +7,7 @@ receiver); the spans come from a real TracerProvider.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -334,3 +335,32 @@ def test_unsampled_recording_spans_are_not_exported() -> None:
     _produce(provider, 10)
     processor.shutdown()
     assert processor.stats().spans_handed == 0 and transport.attempts == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_exports_its_own_spans() -> None:
+    from otelperf._otlp_sink import OTLPSink
+    from otelperf.export.transport import HttpTransport
+
+    with OTLPSink() as sink:
+        provider = TracerProvider(shutdown_on_exit=False)
+        processor = _processor(HttpTransport(f"{sink.endpoint}/v1/traces"))
+        provider.add_span_processor(processor)
+        with provider.get_tracer("t").start_as_current_span("parent"):
+            pass
+        assert processor.force_flush(5000)
+        pid = os.fork()
+        if pid == 0:  # the child: new threads, a new connection pool, its own figures
+            code = 1
+            try:
+                with provider.get_tracer("t").start_as_current_span("child"):
+                    pass
+                processor.shutdown(timeout=5)
+                stats = processor.stats()
+                code = 0 if (stats.spans_handed, stats.spans_exported) == (1, 1) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        processor.shutdown()
+        assert sorted(s.name for s in sink.snapshot()) == ["child", "parent"]
