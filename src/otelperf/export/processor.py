@@ -160,7 +160,9 @@ class OTLPBatchProcessor(SpanProcessor):
             self._drop_at_processor(_stats.ALREADY_SHUTDOWN if self._closed else _stats.QUEUE_FULL)
             return
         queue.append(span)
-        if len(queue) == self._batch:
+        # ">=" (not "=="): appends from several threads can step over the exact batch size.
+        # is_set() is a plain read, so only the first span past it pays for set().
+        if len(queue) >= self._batch and not self._wake.is_set():
             self._wake.set()
 
     def _drop_at_processor(self, reason: str) -> None:
