@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -347,7 +348,7 @@ def stop(runtime: Runtime, timeout: float) -> bool:
 
     if runtime.span_processor is not None:
         # Spans get most of the deadline; the final metric export (with the delivery figures) the rest.
-        runtime.span_processor.shutdown_timeout = timeout * 0.8
+        runtime.span_processor.shutdown_deadline = time.monotonic() + timeout * 0.8
     # The SDK's shutdown can wait on a collector that accepts and never answers: do it on a
     # daemon thread and stop waiting at the deadline, so the host process can always exit.
     worker = threading.Thread(target=_stop_providers, name="otelperf-shutdown", daemon=True)

@@ -77,6 +77,9 @@ class OTLPBatchProcessor(SpanProcessor):
         self._delay = max(schedule_delay, 0.001)
         self._timeout = export_timeout
         self.shutdown_timeout = shutdown_timeout
+        # Set by otelperf.shutdown(): an absolute time.monotonic() deadline, so that the time the
+        # processors in front of this one take to pass their last spans on comes out of it too.
+        self.shutdown_deadline: float | None = None
         # A coalesced request never takes more than its share of the byte bound.
         self._max_payload = max(min(MAX_PAYLOAD_BYTES, retry_buffer // (2 * export_concurrency)), 1)
         self._capacity = retry_buffer
@@ -391,7 +394,12 @@ class OTLPBatchProcessor(SpanProcessor):
         """Deliver what can be delivered before the deadline; count the rest as dropped."""
         if self._closed:
             return
-        deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+        elif self.shutdown_deadline is not None:
+            deadline = self.shutdown_deadline
+        else:
+            deadline = time.monotonic() + self.shutdown_timeout
         self._deadline = deadline
         self._closed = True
         self._closing = True
