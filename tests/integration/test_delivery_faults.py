@@ -197,3 +197,77 @@ def test_every_span_is_delivered_or_counted(
     else:
         assert dropped == 0, delivery.dropped
         assert run.shutdown_ok is True
+
+
+def test_a_real_asgi_app_keeps_its_rate_and_every_span_through_a_collector_restart(
+    sink: OTLPSink,
+) -> None:
+    """The restart case through a FastAPI app served by uvicorn, driven over loopback HTTP."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+    from fastapi import FastAPI
+
+    runtime = otelperf.init(
+        service_name="faults-asgi",
+        endpoint=sink.endpoint,
+        instrument="fastapi",
+        metric_export_interval="60s",
+    )
+    tracer = runtime.tracer
+    assert tracer is not None
+    app = FastAPI()
+
+    @app.get("/orders/{order_id}")
+    async def order(order_id: int) -> dict[str, int]:
+        with tracer.start_as_current_span("SELECT shop.orders") as db:
+            db.set_attribute("db.system.name", "postgresql")
+        with tracer.start_as_current_span("GET") as cache:
+            cache.set_attribute("db.system.name", "redis")
+        return {"id": order_id}
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    requests_rate = RATE // SPANS_PER_REQUEST
+    sent = failed = 0
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as client:
+            deadline = time.monotonic() + 10
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.02)
+            began = time.monotonic()
+            while (now := time.monotonic() - began) < RUN_S:
+                if FAULT_FROM_S <= now < FAULT_FROM_S + 8.0:
+                    _refuse(sink)
+                elif sink._server is None:
+                    sink.start()
+                while sent < int(now * requests_rate):
+                    if client.get(f"/orders/{sent}").status_code != 200:
+                        failed += 1
+                    sent += 1
+                time.sleep(0.005)
+            elapsed = time.monotonic() - began
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        if sink._server is None:
+            sink.start()
+    ok = otelperf.shutdown(timeout=20)
+    delivery = runtime.delivery
+    assert delivery is not None
+    print(
+        f"\nasgi restart: requests={sent} rate={sent / elapsed:.0f}/s received={len(sink.span_ids)} "
+        f"dropped={delivery.describe_drops()} shutdown_ok={ok}"
+    )
+    assert failed == 0
+    assert abs(sent / elapsed - requests_rate) <= 0.1 * requests_rate
+    assert delivery.spans_handed == SPANS_PER_REQUEST * sent  # one SERVER span and two children
+    exported = sink.sdk_metric("otel.sdk.exporter.span.exported", error_type=None)
+    assert exported == len(sink.span_ids) == SPANS_PER_REQUEST * sent
+    assert delivery.dropped == {} and ok is True
