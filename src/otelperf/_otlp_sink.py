@@ -9,7 +9,8 @@ It decodes OTLP protobuf (optionally gzip-compressed) into plain records, bounde
 It can also play a collector in trouble, for delivery tests (``sink.fault = Fault("503", ...)``):
 ``refuse`` (the port closed, open connections cut), ``hang`` (reads the request, never answers),
 ``status`` (answers ``status`` with ``Retry-After``), ``reset`` (reads the request, then resets
-the connection) and ``slow`` (answers after ``delay`` seconds). Only answered requests count.
+the connection), ``slow`` (answers after ``delay`` seconds) and ``partial`` (accepts, and replies
+that ``rejected`` spans were rejected). Only spans of requests answered 200 are counted.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ detectors. Then, as a user would check: the app saw no exception and kept its ra
 buffer's byte gauge stayed within its bound; and every span was either received by the
 collector or counted as dropped, by the figures otelperf exported as ``otel.sdk.*`` metrics.
 Only an outage longer than a small retry buffer may lose spans, and every lost one is counted.
+The restart case runs once more through a FastAPI app under uvicorn, driven over loopback HTTP.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 The SDK's OTLP exporters log an error for every failed batch. With the collector down that is a
 line per second, forever. otelperf takes those records (without printing them), keeps the last
 reason, and logs one clear warning at most once a minute, with a count of what was dropped.
+
+Used for metrics (the SDK's OTLP metric exporter) and for spans only on the paths that keep an SDK
+span processor (``simple_processor``); otelperf's default span export is
+:class:`otelperf.export.OTLPBatchProcessor`, which does its own accounting and warnings.
 """
 
 from __future__ import annotations
