@@ -40,7 +40,8 @@ __all__ = ["OTLPBatchProcessor"]
 
 logger = logging.getLogger("otelperf.export")
 
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # a coalesced request; collectors accept 4 MiB by default (gRPC)
+# A coalesced request: under gRPC's default 4 MiB message limit, with room to spare.
+MAX_PAYLOAD_BYTES = 3 * 1024 * 1024
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 _CLOSING_BACKOFF_MAX_S = 0.5  # at shutdown, retry often: the deadline is what bounds the wait

@@ -23,15 +23,7 @@ __all__ = ["GrpcTransport", "HttpTransport", "SendResult", "Transport", "parse_r
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 # OTLP/gRPC: the codes the specification lists as retryable.
 _RETRYABLE_GRPC = frozenset(
-    {
-        "CANCELLED",
-        "DEADLINE_EXCEEDED",
-        "RESOURCE_EXHAUSTED",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-    }
+    {"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"}
 )
 _EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -180,7 +172,8 @@ class GrpcTransport:
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             name = code.name if code is not None else "UNKNOWN"
-            return SendResult(False, name in _RETRYABLE_GRPC, name, f"gRPC {name}: {_short(exc)}")
+            retryable = name in _RETRYABLE_GRPC or (name == "RESOURCE_EXHAUSTED" and _has_retry_info(exc))
+            return SendResult(False, retryable, name, f"gRPC {name}: {_short(exc)}")
         except Exception as exc:
             return SendResult(False, True, type(exc).__name__, f"{type(exc).__name__}: {_short(exc)}")
         del call
@@ -189,6 +182,16 @@ class GrpcTransport:
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _has_retry_info(exc: Any) -> bool:
+    """OTLP: RESOURCE_EXHAUSTED is retried only when the server attached RetryInfo (status details);
+    without it (a message over the size limit, say), retrying would block the buffer forever."""
+    try:
+        trailers = exc.trailing_metadata() or ()
+    except Exception:
+        return False
+    return any(key == "grpc-status-details-bin" for key, _ in trailers)
 
 
 def _identity(data: bytes) -> bytes:

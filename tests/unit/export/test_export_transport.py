@@ -113,6 +113,9 @@ def test_grpc_sends_the_same_bytes_through_trace_service_export() -> None:
         answer["code"] = grpc.StatusCode.INVALID_ARGUMENT
         final = transport.send(data, timeout=5)
         assert not final.ok and not final.retryable and final.error_type == "INVALID_ARGUMENT"
+        answer["code"] = grpc.StatusCode.RESOURCE_EXHAUSTED  # no retry details: final (OTLP)
+        too_big = transport.send(data, timeout=5)
+        assert not too_big.ok and not too_big.retryable and too_big.error_type == "RESOURCE_EXHAUSTED"
         transport.close()
     finally:
         server.stop(0)
