@@ -5,7 +5,7 @@
 Spans are real SDK ReadableSpans, made once: SERVER spans with HTTP attributes (child of a remote
 parent), CLIENT database spans with 8 attributes, INTERNAL cache spans, a few routes, statements
 and keys so values repeat as they do in a service. "SDK" is what the SDK's OTLP exporters do per
-batch, ``encode_spans(spans).SerializeToString()``; "otelperf" is ``otelperf._otlp_encode.
+batch, ``encode_spans(spans).SerializeToString()``; "otelperf" is ``otelperf.export.encode.
 encode_spans(spans)``, whose output is checked to decode to the same message first. otelperf's
 attribute cache is warm (the steady state of a running service) except in the "cold cache" row,
 where it is cleared before every batch. Rounds interleave the two encoders; the table shows medians.
@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from otelperf import _otlp_encode
+from otelperf.export import encode as _otlp_encode
 
 ROUTES = ["/orders/{order_id}", "/products/{sku}", "/cart", "/health", "/users/{user_id}/orders"]
 STATEMENTS = [

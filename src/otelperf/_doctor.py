@@ -46,6 +46,52 @@ def check_endpoint(settings: Settings, timeout: float) -> EndpointCheck:
         return EndpointCheck(url, False, f"connected but got no OTLP answer within {timeout}s: {exc}")
 
 
+DOCTOR_SPANS = 10
+
+
+def send_test_batch(settings: Settings, timeout: float) -> dict[str, Any]:
+    """Send a few spans through otelperf's own exporting processor and report its accounting."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otelperf.export import build_span_processor
+
+    try:
+        processor = build_span_processor(settings)
+    except ImportError as exc:
+        return {"ok": False, "detail": str(exc), "stats": None}
+    provider = TracerProvider(
+        resource=Resource({"service.name": settings.service_name}), shutdown_on_exit=False
+    )
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("otelperf.doctor")
+    for i in range(DOCTOR_SPANS):
+        with tracer.start_as_current_span("otelperf doctor test span", attributes={"otelperf.doctor.n": i}):
+            pass
+    processor.shutdown(timeout=max(timeout, 1.0))
+    stats = processor.stats()
+    ok = stats.spans_exported == DOCTOR_SPANS
+    if ok:
+        detail = f"delivered {stats.spans_exported} of {stats.spans_handed} test spans"
+    else:
+        detail = (
+            f"delivered {stats.spans_exported} of {stats.spans_handed} test spans "
+            f"(dropped: {stats.describe_drops()}); last error: {stats.last_error or 'none'}"
+        )
+    return {"ok": ok, "detail": detail, "stats": stats.to_dict()}
+
+
+def prometheus_delivery(timeout: float) -> dict[str, Any]:
+    """Per-service delivery figures from the otel.sdk.* metrics in the local Prometheus, if it answers."""
+    from otelperf.export.figures import PROMETHEUS_URL, delivery_by_service
+
+    try:
+        services = delivery_by_service(PROMETHEUS_URL, timeout)
+    except (OSError, ValueError, KeyError) as exc:
+        return {"url": PROMETHEUS_URL, "error": f"not available: {exc}", "services": {}}
+    return {"url": PROMETHEUS_URL, "error": None, "services": {k: v.to_dict() for k, v in services.items()}}
+
+
 def gather(timeout: float) -> dict[str, Any]:
     settings = resolve_settings()
     libraries = []
@@ -68,6 +114,7 @@ def gather(timeout: float) -> dict[str, Any]:
             }
         )
     endpoint = check_endpoint(settings, timeout) if not settings.disabled else None
+    delivery = send_test_batch(settings, timeout) if endpoint is not None and endpoint.ok else None
     return {
         "otelperf": __version__,
         "settings": {
@@ -80,6 +127,8 @@ def gather(timeout: float) -> dict[str, Any]:
         "endpoint": None
         if endpoint is None
         else {"url": endpoint.url, "ok": endpoint.ok, "detail": endpoint.detail},
+        "delivery": delivery,
+        "prometheus_delivery": prometheus_delivery(timeout),
     }
 
 
@@ -105,4 +154,31 @@ def run_doctor(timeout: float = 2.0, as_json: bool = False) -> int:
             print(f"  {endpoint['url']}: {mark}: {endpoint['detail']}")
             if not endpoint["ok"]:
                 print("  The app still runs normally; its telemetry is dropped until a collector answers.")
-    return 0 if endpoint is None or endpoint["ok"] else 1
+        _print_delivery(report)
+    delivery = report["delivery"]
+    healthy = endpoint is None or (endpoint["ok"] and delivery is not None and delivery["ok"])
+    return 0 if healthy else 1
+
+
+def _print_delivery(report: dict[str, Any]) -> None:
+    delivery = report["delivery"]
+    if delivery is not None:
+        verdict = "ok" if delivery["ok"] else "FAILED"
+        print(f"\nspan delivery (a test batch through otelperf's exporter): {verdict}")
+        print(f"  {delivery['detail']}")
+        stats = delivery["stats"]
+        if stats:
+            print(
+                f"  export requests {stats['export_requests']}, failed attempts {stats['export_failures']}, "
+                f"mean {stats['mean_export_seconds'] * 1000:.0f} ms"
+            )
+    prom = report["prometheus_delivery"]
+    print(f"\nspan delivery per service (otel.sdk.* metrics in Prometheus, {prom['url']}):")
+    if prom["error"]:
+        print(f"  {prom['error']}")
+    elif not prom["services"]:
+        print("  no otel.sdk.* span metrics yet (services export them every metric interval)")
+    for service, figures in sorted(prom["services"].items()):
+        drops = ", ".join(f"{k}: {v}" for k, v in sorted(figures["dropped"].items())) or "none"
+        dropped = sum(figures["dropped"].values())
+        print(f"  {service:<24} delivered {figures['delivered']:<10} dropped {dropped} ({drops})")

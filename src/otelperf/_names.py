@@ -105,3 +105,14 @@ METRIC_REQUEST_BREAKDOWN = "otelperf.request.breakdown"  # seconds per {route, c
 # Client side of a load test (otelperf.loadtest); Prometheus otelperf_loadtest_request_duration_seconds_*
 METRIC_LOADTEST_DURATION = "otelperf.loadtest.request.duration"
 LOADTEST_SCENARIO = "scenario"  # a bare attribute name: the dashboards select on the `scenario` label
+
+# --- delivery accounting (export/): the OTel semconv SDK self-metrics, plus the retry buffer ------
+METRIC_SDK_PROCESSOR_SPAN_PROCESSED = "otel.sdk.processor.span.processed"  # error.type=queue_full|...
+METRIC_SDK_PROCESSOR_QUEUE_SIZE = "otel.sdk.processor.span.queue.size"
+METRIC_SDK_PROCESSOR_QUEUE_CAPACITY = "otel.sdk.processor.span.queue.capacity"
+METRIC_SDK_EXPORTER_SPAN_EXPORTED = "otel.sdk.exporter.span.exported"  # error.type=<status>|rejected|...
+METRIC_SDK_EXPORTER_SPAN_INFLIGHT = "otel.sdk.exporter.span.inflight"  # buffered for retry + being sent
+METRIC_EXPORT_BUFFER_SIZE = "otelperf.export.buffer.size"  # bytes of encoded spans awaiting delivery
+METRIC_EXPORT_BUFFER_CAPACITY = "otelperf.export.buffer.capacity"
+OTEL_COMPONENT_TYPE = "otel.component.type"
+OTEL_COMPONENT_NAME = "otel.component.name"

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,13 +42,20 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 
 from otelperf import _internal, _names, _sigterm, redaction
-from otelperf._export import ExportHealth, GuardedMetricExporter, GuardedSpanExporter
 from otelperf._fast_metrics import FastMeter, FastMetrics
 from otelperf._runtime import exit_logging, fork, global_providers
 from otelperf._version import __version__
 from otelperf.config import BOUNDS, ConfigError, Settings, resolve_settings
 from otelperf.detectors._findings import FindingsSink
 from otelperf.detectors._pipeline import DetectorSpanProcessor
+from otelperf.export import (
+    DeliveryStats,
+    ExportHealth,
+    GuardedMetricExporter,
+    GuardedSpanExporter,
+    OTLPBatchProcessor,
+    build_span_processor,
+)
 from otelperf.instrumentation._base import (
     InstrumentationResult,
     InstrumentContext,
@@ -55,6 +63,7 @@ from otelperf.instrumentation._base import (
     check_supported,
     load_instrumentor,
 )
+from otelperf.redaction.span_filter import ScrubbingSpanExporter
 
 logger = logging.getLogger("otelperf")
 
@@ -77,11 +86,17 @@ class Runtime:
     pid: int = field(default_factory=os.getpid)
     findings: FindingsSink | None = None
     detector_processor: DetectorSpanProcessor | None = None
+    span_processor: OTLPBatchProcessor | None = None  # otelperf's OTLP exporting processor
     _instrumentors: list[Instrumentor] = field(default_factory=list, repr=False)
 
     @property
     def enabled(self) -> bool:
         return self.tracer_provider is not None
+
+    @property
+    def delivery(self) -> DeliveryStats | None:
+        """Span delivery figures (delivered, dropped by reason, buffered), when otelperf exports."""
+        return None if self.span_processor is None else self.span_processor.stats()
 
 
 def build_sampler(settings: Settings) -> Sampler:
@@ -128,7 +143,7 @@ def _span_exporter(settings: Settings) -> SpanExporter:
             insecure=settings.endpoint.startswith("http://"),
         )
     # OTLP/HTTP: otelperf's own exporter, whose encoder costs a fraction of the SDK's per span.
-    from otelperf._otlp_http import FastOTLPSpanExporter
+    from otelperf.export.otlp_http import FastOTLPSpanExporter
 
     return FastOTLPSpanExporter(
         settings.full_traces_endpoint(), headers=settings.headers, timeout=settings.export_timeout
@@ -197,16 +212,22 @@ def start(
     processor: SpanProcessor
     if span_exporter is None:
         health.capture_sdk_logs()
-        exporter: SpanExporter = GuardedSpanExporter(
-            _span_exporter(settings), settings.full_traces_endpoint(), health
+    if span_exporter is not None:
+        # The export-side safety net for exception text (otelperf's own processor applies it
+        # before encoding): what a caller's exporter receives is what would leave the process.
+        span_exporter = ScrubbingSpanExporter(span_exporter)
+    if span_exporter is None and not simple_processor:
+        # otelperf's own: concurrent exports, a retry buffer bounded in bytes, every span counted.
+        runtime.span_processor = processor = build_span_processor(settings)
+    elif simple_processor:
+        exporter: SpanExporter = span_exporter or ScrubbingSpanExporter(
+            GuardedSpanExporter(_span_exporter(settings), settings.full_traces_endpoint(), health)
         )
-    else:
-        exporter = span_exporter
-    if simple_processor:
         processor = SimpleSpanProcessor(exporter)
     else:
+        assert span_exporter is not None
         processor = BatchSpanProcessor(
-            exporter,
+            span_exporter,
             max_queue_size=settings.max_queue_size,
             schedule_delay_millis=settings.schedule_delay * 1000,
             max_export_batch_size=min(settings.max_export_batch_size, settings.max_queue_size),
@@ -249,6 +270,12 @@ def start(
     for reader in metric_readers:
         fast.attach(reader)
     runtime.meter = FastMeter(meter_provider.get_meter(_names.INSTRUMENTATION_SCOPE, __version__), fast)
+    if runtime.span_processor is not None:
+        from otelperf.export._metrics import register_delivery_metrics
+
+        register_delivery_metrics(
+            meter_provider.get_meter(_names.INSTRUMENTATION_SCOPE, __version__), runtime.span_processor
+        )
 
     if runtime.detector_processor is not None and runtime.findings is not None:
         from otelperf.detectors._registry import build_detectors
@@ -373,6 +400,9 @@ def stop(runtime: Runtime, timeout: float) -> bool:
             except Exception:
                 logger.debug("provider shutdown failed", exc_info=True)
 
+    if runtime.span_processor is not None:
+        # Spans get most of the deadline; the final metric export (with the delivery figures) the rest.
+        runtime.span_processor.shutdown_deadline = time.monotonic() + timeout * 0.8
     # The SDK's shutdown can wait on a collector that accepts and never answers: do it on a
     # daemon thread and stop waiting at the deadline, so the host process can always exit.
     worker = threading.Thread(target=_stop_providers, name="otelperf-shutdown", daemon=True)
@@ -381,9 +411,27 @@ def stop(runtime: Runtime, timeout: float) -> bool:
     if worker.is_alive():
         # Leave the SDK's loggers captured: the abandoned export would otherwise print its retries.
         logger.warning("otelperf.shutdown() gave up after %.1fs; unexported telemetry is dropped", timeout)
+        _report_undelivered(runtime)
         return False
     runtime.health.release_sdk_logs()
-    return True
+    return _report_undelivered(runtime)
+
+
+def _report_undelivered(runtime: Runtime) -> bool:
+    """Log the spans this process could not deliver; True when there were none."""
+    stats = runtime.delivery
+    if stats is None or stats.spans_dropped + stats.spans_pending == 0:
+        return True
+    logger.warning(
+        "otelperf could not deliver %d of %d spans to %s (dropped: %s; still pending: %d); last error: %s",
+        stats.spans_dropped + stats.spans_pending,
+        stats.spans_handed,
+        stats.endpoint,
+        stats.describe_drops(),
+        stats.spans_pending,
+        stats.last_error or "none",
+    )
+    return False
 
 
 def _register_exit_flush() -> None:

@@ -80,6 +80,8 @@ class Settings:
     max_queue_size: int = 8192
     max_export_batch_size: int = 512
     schedule_delay: float = 1.0
+    retry_buffer: int = 64 * 1024 * 1024  # bytes of encoded spans kept for retry (export/)
+    export_concurrency: int = 4  # OTLP span exports in flight at once
     metric_export_interval: float = 10.0
     strict: bool = False
     # Redaction (docs/security.md): query parameters whose values are hidden, beyond the defaults
@@ -362,6 +364,49 @@ def _parse_exception_messages(raw: Any) -> str:
     return text
 
 
+RETRY_BUFFER_MIN = 64 * 1024
+RETRY_BUFFER_MAX = 4 * 1024**3
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+def _parse_retry_buffer(raw: Any) -> int:
+    """A size in bytes: 67108864, '64MiB', '512KiB', '1GiB', '64MB'; between 64 KiB and 4 GiB."""
+    accepted = "a size between 64KiB and 4GiB, such as '64MiB', '512KiB' or a number of bytes"
+    if isinstance(raw, bool):
+        raise ValueError(accepted)
+    text = str(raw).strip().lower().replace(" ", "")
+    number = text.rstrip("kmgib")
+    unit = text[len(number) :]
+    if unit not in _BYTE_UNITS:
+        raise ValueError(accepted)
+    try:
+        value = float(number) * _BYTE_UNITS[unit]
+    except ValueError:
+        raise ValueError(accepted) from None
+    if not math.isfinite(value) or not RETRY_BUFFER_MIN <= value <= RETRY_BUFFER_MAX:
+        raise ValueError(accepted)
+    return int(value)
+
+
+def _parse_export_concurrency(raw: Any) -> int:
+    try:
+        value = _parse_positive_int(raw)
+    except ValueError:
+        raise ValueError("a whole number from 1 to 32") from None
+    if value > 32:
+        raise ValueError("a whole number from 1 to 32")
+    return value
+
+
 def _parse_str(raw: Any) -> str:
     text = str(raw).strip()
     if not text:
@@ -382,7 +427,7 @@ class Bounds:
 
     low: float
     high: float
-    unit: str = ""  # "s", "ms", or "" for counts and fractions
+    unit: str = ""  # "s", "ms", "B" (bytes), or "" for counts and fractions
     low_exclusive: bool = False  # "more than low": 0 would switch the feature into nonsense
 
     def contains(self, value: float) -> bool:
@@ -392,6 +437,8 @@ class Bounds:
         return self.low <= value <= self.high
 
     def kind(self) -> str:
+        if self.unit == "B":
+            return "a size"
         if self.unit:
             return "a duration"
         return "a whole number" if isinstance(self.low, int) else "a number"
@@ -407,6 +454,11 @@ class Bounds:
             return "0"
         if not self.unit:
             return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+        if self.unit == "B":
+            for size, name in ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
+                if value >= size:
+                    return f"{value / size:g} {name}"
+            return f"{value:g} B"
         seconds = value / 1000.0 if self.unit == "ms" else value
         for size, name in ((3600.0, "h"), (60.0, "min"), (1.0, "s")):
             if seconds >= size and seconds % size == 0:
@@ -435,6 +487,8 @@ BOUNDS: dict[str, Bounds] = {
     "n_plus_one_min_ms": Bounds(0.0, _HOUR_MS, "ms"),
     "budgets": Bounds(0.0, _HOUR_MS, "ms", low_exclusive=True),  # each route's budget
     "export_share": Bounds(0.0, 1.0),
+    "export_concurrency": Bounds(1, 32),
+    "retry_buffer": Bounds(RETRY_BUFFER_MIN, RETRY_BUFFER_MAX, "B"),
 }
 
 
@@ -527,6 +581,8 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
         _parse_seconds,
         _parse_millis_env,
     ),
+    ("retry_buffer", "OTELPERF_RETRY_BUFFER", None, _parse_retry_buffer, None),
+    ("export_concurrency", "OTELPERF_EXPORT_CONCURRENCY", None, _parse_export_concurrency, None),
     (
         "metric_export_interval",
         "OTELPERF_METRIC_EXPORT_INTERVAL",

@@ -302,7 +302,7 @@ def test_app_spans_through_the_scrubbing_exporter_and_the_real_otlp_exporter() -
     from opentelemetry.trace import Status, StatusCode
     from sqlalchemy import create_engine, text
 
-    from otelperf._otlp_http import FastOTLPSpanExporter
+    from otelperf.export.otlp_http import FastOTLPSpanExporter
     from otelperf.redaction.span_filter import ScrubbingSpanExporter
 
     c = {name: f"cnry{uuid.uuid4().hex[:14]}" for name in ("param", "literal", "url", "desc")}

@@ -32,7 +32,7 @@ from otelperf import _names
 from otelperf.redaction import exceptions as _exceptions
 from otelperf.redaction.text import mask_message, scrub_error_text, scrub_stacktrace
 
-__all__ = ["ScrubbingSpanExporter", "needs_scrub", "scrub_span"]
+__all__ = ["ScrubbingSpanExporter", "needs_scrub", "scrub_span", "scrub_spans"]
 
 _ERROR = StatusCode.ERROR
 _EXCEPTION = _names.EXCEPTION_EVENT
@@ -106,7 +106,10 @@ def _scrub_event(event: Event) -> Event:
 def _description(description: str, type_name: str | None) -> str:
     head, sep, _rest = description.partition(": ")
     if _mode_for(type_name, description) == "drop":
-        return head if sep else ""
+        if sep:
+            return head
+        # Already cut to the type (otelperf recorded it so): scrubbing again keeps it.
+        return description if description == type_name else ""
     return _message(description, type_name)
 
 
@@ -122,6 +125,30 @@ def scrub_span(span: ReadableSpan) -> ReadableSpan:
         return _scrubbed(span)
     except Exception:
         return _without_error_text(span)
+
+
+def scrub_spans(spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
+    """``spans`` itself when none carries error text (the common batch), else a scrubbed copy.
+
+    Runs on the export thread for every batch, so a batch without errors costs two plain
+    attribute reads and a truth test per span (the public properties cost several times that).
+    """
+    try:
+        for span in spans:
+            if span._status._status_code is _ERROR:
+                break
+            events: Any = span._events
+            # The SDK's spans keep events in a BoundedList, whose len() is Python code; its
+            # deque answers in C. otelperf's own spans keep a tuple.
+            if events.__class__ is _BoundedList:
+                events = events._dq  # type: ignore[attr-defined]
+            if events:
+                break
+        else:
+            return spans
+    except AttributeError:  # not the SDK's span classes: the public path for every span
+        pass
+    return [scrub_span(span) for span in spans]
 
 
 def _scrubbed(span: ReadableSpan) -> ReadableSpan:
@@ -167,25 +194,7 @@ class ScrubbingSpanExporter(SpanExporter):
         self.inner = inner
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            # The per-span cost of a batch without errors: two plain attribute reads and a truth
-            # test (the public properties cost several times that, and a batch is hundreds).
-            for span in spans:
-                if span._status._status_code is _ERROR:
-                    break
-                events: Any = span._events
-                # The SDK's spans keep events in a BoundedList, whose len() is Python code; its
-                # deque answers in C. otelperf's own spans keep a tuple.
-                if events.__class__ is _BoundedList:
-                    events = events._dq  # type: ignore[attr-defined]
-                if events:
-                    break
-            else:
-                return self.inner.export(spans)
-        except AttributeError:  # not the SDK's span classes: the public path for every span
-            pass
-        out: list[ReadableSpan] = [scrub_span(span) for span in spans]
-        return self.inner.export(out)
+        return self.inner.export(scrub_spans(spans))
 
     def shutdown(self) -> None:
         self.inner.shutdown()

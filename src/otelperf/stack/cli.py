@@ -89,6 +89,13 @@ def format_status(status: StackStatus) -> list[str]:
         lines.append(f"telemetry: unknown ({status.telemetry_error})")
     else:
         lines.append("telemetry: collector not running")
+    if status.delivery:
+        lines.append("span delivery per service (otel.sdk.* metrics the services exported):")
+        width = max(len(name) for name in status.delivery)
+        for name, figures in sorted(status.delivery.items()):
+            lines.append(f"  {name:<{width}}  {figures.describe()}")
+    elif status.delivery_error:
+        lines.append(f"span delivery: unknown ({status.delivery_error})")
     return lines
 
 

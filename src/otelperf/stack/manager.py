@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from otelperf.export.figures import ServiceDelivery, delivery_by_service
 from otelperf.stack import components as comp
 from otelperf.stack.components import Component, StackError
 from otelperf.stack.metrics import SpanFlow, span_flow
@@ -452,7 +453,15 @@ class Stack:
                     telemetry = span_flow(response.read().decode(errors="replace"))
             except (OSError, urllib.error.URLError) as exc:
                 error = f"cannot read {COLLECTOR_METRICS_URL}: {exc}"
-        return StackStatus(statuses, telemetry, error)
+        delivery: dict[str, ServiceDelivery] | None = None
+        delivery_error: str | None = None
+        prometheus = next((s for s in statuses if s.name == comp.PROMETHEUS.name), None)
+        if prometheus is not None and prometheus.running:
+            try:
+                delivery = delivery_by_service(URLS["Prometheus"], timeout)
+            except (OSError, ValueError, KeyError) as exc:
+                delivery_error = f"cannot query Prometheus: {exc}"
+        return StackStatus(statuses, telemetry, error, delivery, delivery_error)
 
     def _component_status(self, component: Component, timeout: float) -> ComponentStatus:
         record = self.state.read(component.name)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otelperf.export.figures import ServiceDelivery
 from otelperf.stack import components as comp
 from otelperf.stack.metrics import SpanFlow
 
@@ -48,6 +49,9 @@ class StackStatus:
     components: list[ComponentStatus]
     telemetry: SpanFlow | None
     telemetry_error: str | None = None
+    # Span delivery per service, from the otel.sdk.* metrics in Prometheus (None: not asked).
+    delivery: dict[str, ServiceDelivery] | None = None
+    delivery_error: str | None = None
 
     @property
     def all_up(self) -> bool:
@@ -59,6 +63,8 @@ class StackStatus:
             "components": [c.to_dict() for c in self.components],
             "telemetry": self.telemetry.to_dict() if self.telemetry else None,
             "telemetry_error": self.telemetry_error,
+            "delivery": None if self.delivery is None else {k: v.to_dict() for k, v in self.delivery.items()},
+            "delivery_error": self.delivery_error,
             "urls": URLS,
         }
 

@@ -69,6 +69,21 @@ def test_format_status_of_a_running_stack(tmp_path: Path) -> None:
     ]
 
 
+def test_format_status_shows_span_delivery_per_service(tmp_path: Path) -> None:
+    from otelperf.export.figures import ServiceDelivery
+
+    delivery = {
+        "shop": ServiceDelivery("shop", 1200, {"buffer_full": 512}),
+        "inventory": ServiceDelivery("inventory", 80),
+    }
+    status = StackStatus([], None, delivery=delivery)
+    assert format_status(status)[-3:] == [
+        "span delivery per service (otel.sdk.* metrics the services exported):",
+        "  inventory  80 delivered, 0 dropped (none)",
+        "  shop       1200 delivered, 512 dropped (buffer_full: 512)",
+    ]
+
+
 def test_up_with_a_missing_binary_prints_the_fix_and_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

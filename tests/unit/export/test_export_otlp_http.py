@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from otelperf._otlp_http import ExportFailed, FastOTLPSpanExporter
+from otelperf.export.otlp_http import ExportFailed, FastOTLPSpanExporter
 
 
 @dataclass

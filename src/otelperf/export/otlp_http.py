@@ -1,9 +1,9 @@
-"""OTLP/HTTP span exporter using otelperf's fast encoder (:mod:`otelperf._otlp_encode`).
+"""OTLP/HTTP span exporter using otelperf's fast encoder (:mod:`otelperf.export.encode`).
 
 Same protocol and retry rules as the SDK's exporter (retry 429/502/503/504 and connection errors
 with exponential backoff and jitter, honour ``Retry-After``, never past the export deadline; stop
 retrying at shutdown), one pooled keep-alive connection, optional gzip. A failure raises
-:class:`ExportFailed` with a short reason, which :class:`otelperf._export.GuardedSpanExporter`
+:class:`ExportFailed` with a short reason, which :class:`otelperf.export.GuardedSpanExporter`
 turns into its once-a-minute warning.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import requests
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otelperf._otlp_encode import encode_spans
+from otelperf.export.encode import encode_spans
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan

@@ -31,8 +31,9 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from otelperf import _otlp_encode, _spanctx
-from otelperf._otlp_encode import encode_spans
+from otelperf import _spanctx
+from otelperf.export import encode as _otlp_encode
+from otelperf.export.encode import encode_spans
 
 _REMOTE_CTX = SpanContext(
     trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,

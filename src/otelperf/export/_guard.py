@@ -3,6 +3,10 @@
 The SDK's OTLP exporters log an error for every failed batch. With the collector down that is a
 line per second, forever. otelperf takes those records (without printing them), keeps the last
 reason, and logs one clear warning at most once a minute, with a count of what was dropped.
+
+Used for metrics (the SDK's OTLP metric exporter) and for spans only on the paths that keep an SDK
+span processor (``simple_processor``); otelperf's default span export is
+:class:`otelperf.export.OTLPBatchProcessor`, which does its own accounting and warnings.
 """
 
 from __future__ import annotations
@@ -44,6 +48,31 @@ class _LastReason(logging.Handler):
             self.last = str(record.msg)[:300]
 
 
+_inside = threading.local()  # set while this thread runs a guarded export
+
+
+class _InsideGuardedExport(logging.Filter):
+    """Drops the SDK's records emitted inside a guarded export, even one that outlives shutdown
+    (an abandoned metric export retrying after ``release_sdk_logs``): the guard reports instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        health = getattr(_inside, "health", None)
+        if health is None:
+            return True
+        health._reasons.emit(record)
+        return False
+
+
+_FILTER = _InsideGuardedExport()
+# Logger filters apply only where a record is created (not on propagation): the emitting modules.
+_SDK_EXPORTER_MODULE_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+)
+
+
 class ExportHealth:
     """Counts exported and dropped items; owns the once-a-minute warning."""
 
@@ -57,6 +86,10 @@ class ExportHealth:
         self._saved: list[tuple[logging.Logger, bool, list[logging.Handler]]] = []
 
     def capture_sdk_logs(self) -> None:
+        for name in (*_SDK_EXPORT_LOGGERS, *_SDK_EXPORTER_MODULE_LOGGERS):
+            log = logging.getLogger(name)
+            if _FILTER not in log.filters:
+                log.addFilter(_FILTER)
         for name in _SDK_EXPORT_LOGGERS:
             log = logging.getLogger(name)
             self._saved.append((log, log.propagate, list(log.handlers)))
@@ -89,11 +122,14 @@ class GuardedSpanExporter(SpanExporter):
         self._health = health
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        _inside.health = self._health
         try:
             result = self._inner.export(spans)
         except Exception as exc:
             self._health._reasons.last = repr(exc)
             result = SpanExportResult.FAILURE
+        finally:
+            _inside.health = None
         with self._health._lock:
             if result is SpanExportResult.SUCCESS:
                 self._health.spans_exported += len(spans)
@@ -131,11 +167,14 @@ class GuardedMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        _inside.health = self._health
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
             self._health._reasons.last = repr(exc)
             result = MetricExportResult.FAILURE
+        finally:
+            _inside.health = None
         if result is not MetricExportResult.SUCCESS:
             with self._health._lock:
                 self._health.metric_exports_failed += 1
