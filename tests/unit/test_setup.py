@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import sys
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
