@@ -455,9 +455,9 @@ class Bounds:
         if not self.unit:
             return f"{value:,}" if isinstance(value, int) else f"{value:g}"
         if self.unit == "B":
-            for size, name in ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
-                if value >= size:
-                    return f"{value / size:g} {name}"
+            for unit_bytes, unit_name in ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
+                if value >= unit_bytes:
+                    return f"{value / unit_bytes:g} {unit_name}"
             return f"{value:g} B"
         seconds = value / 1000.0 if self.unit == "ms" else value
         for size, name in ((3600.0, "h"), (60.0, "min"), (1.0, "s")):
