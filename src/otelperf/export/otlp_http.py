@@ -20,6 +20,7 @@ import requests
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otelperf.export.encode import encode_spans
+from otelperf.export.transport import parse_retry_after, short_reason
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -69,7 +70,7 @@ class FastOTLPSpanExporter(SpanExporter):
                     self._endpoint, data=data, headers=self._headers, timeout=remaining
                 )
             except requests.RequestException as exc:
-                reason = f"{type(exc).__name__}: {_short(exc)}"
+                reason = f"{type(exc).__name__}: {short_reason(exc)}"
                 retryable = isinstance(exc, requests.ConnectionError | requests.Timeout)
             else:
                 if 200 <= response.status_code < 300:
@@ -77,7 +78,7 @@ class FastOTLPSpanExporter(SpanExporter):
                     return SpanExportResult.SUCCESS
                 reason = f"HTTP {response.status_code}"
                 retryable = response.status_code in _RETRYABLE_STATUS
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if not retryable:
                 break
             backoff = retry_after if retry_after is not None else (2**attempt) * random.uniform(0.8, 1.2)
@@ -103,20 +104,3 @@ class FastOTLPSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    # requests nests the root cause deep in its message; the tail is what a person needs.
-    if "Caused by" in text:
-        text = text.split("Caused by", 1)[1].strip(" ()")
-    return text[:200]

@@ -121,7 +121,8 @@ class HttpTransport:
             response = self._session.post(self.endpoint, data=body, headers=self._headers, timeout=timeout)
         except requests.RequestException as exc:
             retryable = isinstance(exc, requests.ConnectionError | requests.Timeout)
-            return SendResult(False, retryable, type(exc).__name__, f"{type(exc).__name__}: {_short(exc)}")
+            name = type(exc).__name__
+            return SendResult(False, retryable, name, f"{name}: {short_reason(exc)}")
         status = response.status_code
         if 200 <= status < 300:
             rejected, message = rejected_spans(response.content)
@@ -173,9 +174,9 @@ class GrpcTransport:
             code = exc.code() if hasattr(exc, "code") else None
             name = code.name if code is not None else "UNKNOWN"
             retryable = name in _RETRYABLE_GRPC or (name == "RESOURCE_EXHAUSTED" and _has_retry_info(exc))
-            return SendResult(False, retryable, name, f"gRPC {name}: {_short(exc)}")
+            return SendResult(False, retryable, name, f"gRPC {name}: {short_reason(exc)}")
         except Exception as exc:
-            return SendResult(False, True, type(exc).__name__, f"{type(exc).__name__}: {_short(exc)}")
+            return SendResult(False, True, type(exc).__name__, f"{type(exc).__name__}: {short_reason(exc)}")
         del call
         rejected, message = rejected_spans(reply)
         return SendResult(True, rejected=rejected, reason=message)
@@ -198,7 +199,7 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     text = str(exc)
     # requests nests the root cause deep in its message; the tail is what a person needs.
     if "Caused by" in text:
