@@ -41,11 +41,17 @@ def record_internal_error(where: str, exc: BaseException) -> None:
             if last is not None and now - last < 60.0:
                 return
             _last_logged[where] = now
+        # The traceback is sanitized like a recorded exception: otelperf's own errors can carry
+        # the text of what it was handling (a statement, a URL), and an app may export its logs.
+        from otelperf.redaction.exceptions import sanitize_exception
+
+        safe = sanitize_exception(exc)
         logger.warning(
-            "otelperf internal error in %s (your code still runs, with less telemetry): %r",
+            "otelperf internal error in %s (your code still runs, with less telemetry): %s: %s\n%s",
             where,
-            exc,
-            exc_info=exc,
+            safe.type,
+            safe.message,
+            safe.stacktrace.rstrip(),
         )
     except Exception:  # pragma: no cover - logging itself failed; nothing safe left to do
         pass

@@ -130,7 +130,7 @@ def test_no_canary_leaves_the_process(
             endpoint=sink.endpoint,
             schedule_delay="100ms",
             metric_export_interval="200ms",
-            slow_query_ms=0.001,  # every statement is a slow-query finding: its text reaches events and labels
+            slow_query_ms=0.001,  # every statement is a slow-query finding: its text reaches events, labels
             n_plus_one_min_ms=0,  # six fast repeats are an N+1 however quick the database is
         )
         pg = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
