@@ -265,7 +265,9 @@ class OTLPBatchProcessor(SpanProcessor):
                 wait = None  # one request at a time tests a failing collector
             else:
                 return self._buffer.take(self._max_payload)
-            self._cond.wait(0.5 if wait is None else min(wait, 0.5))
+            # Idle senders sleep until notified (a new payload, a settled probe, shutdown): no
+            # polling, so an idle exporter costs nothing; a backoff waits exactly its time.
+            self._cond.wait(wait)
 
     def _request_timeout(self) -> float:
         deadline = self._deadline
