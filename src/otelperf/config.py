@@ -422,7 +422,7 @@ class Bounds:
     """The accepted range of a numeric setting (seconds for ``unit="s"``, milliseconds for ``"ms"``).
 
     >>> BOUNDS["schedule_delay"].describe()
-    'from 1 ms to 1 min'
+    'from 1 ms to 1 h'
     """
 
     low: float
@@ -479,7 +479,7 @@ BOUNDS: dict[str, Bounds] = {
     "sampler_arg": Bounds(0.0, 1.0),
     "max_queue_size": Bounds(1, 1_000_000),
     "max_export_batch_size": Bounds(1, 1_000_000),  # and at most max_queue_size
-    "schedule_delay": Bounds(0.001, 60.0, "s"),
+    "schedule_delay": Bounds(0.001, 3600.0, "s"),  # an hour: batches sent only when full
     "metric_export_interval": Bounds(0.1, 86_400.0, "s"),
     "slow_query_ms": Bounds(0.0, _HOUR_MS, "ms", low_exclusive=True),
     "slow_query_critical_ms": Bounds(0.0, _HOUR_MS, "ms", low_exclusive=True),
