@@ -86,6 +86,7 @@ def arm_env(arm: str, db: str, sink_url: str, clock_scale: float) -> dict[str, s
         **overhead.otelperf_batch_env(),
     )
     env.update(OTEL_BSP_SCHEDULE_DELAY="3600000", OTEL_METRIC_EXPORT_INTERVAL="3600000")  # see the docstring
+    env["OTELPERF_STRICT"] = "1"  # a setting out of range must stop the run, not fall back unseen
     env.update(scaled_thresholds(clock_scale))
     if arm == "prod":
         env["OTELPERF_EXPORT_SHARE"] = str(PROD_SHARE)
