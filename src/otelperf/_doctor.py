@@ -145,7 +145,7 @@ def run_doctor(timeout: float = 2.0, as_json: bool = False) -> int:
         for lib in report["libraries"]:
             version = lib["version"] or "-"
             extra = f"  ({lib['detail']})" if lib["detail"] else ""
-            print(f"  {lib['name']:<11} {lib['library']:<11} {version:<10} {lib['state']}{extra}")
+            print(f"  {lib['name']:<15} {lib['library']:<11} {version:<10} {lib['state']}{extra}")
         print("\nOTLP endpoint:")
         if endpoint is None:
             print("  not checked: otelperf is disabled (OTEL_SDK_DISABLED / OTELPERF_DISABLED)")
@@ -153,7 +153,10 @@ def run_doctor(timeout: float = 2.0, as_json: bool = False) -> int:
             mark = "ok" if endpoint["ok"] else "UNREACHABLE"
             print(f"  {endpoint['url']}: {mark}: {endpoint['detail']}")
             if not endpoint["ok"]:
-                print("  The app still runs normally; its telemetry is dropped until a collector answers.")
+                print(
+                    "  The app still runs normally; its spans wait in the retry buffer (retry_buffer,"
+                    " oldest dropped and counted when full) until a collector answers."
+                )
         _print_delivery(report)
     delivery = report["delivery"]
     healthy = endpoint is None or (endpoint["ok"] and delivery is not None and delivery["ok"])
