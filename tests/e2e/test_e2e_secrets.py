@@ -114,7 +114,7 @@ def jaeger_texts(
         raise
     if not by_id:
         return texts, records(json.loads(texts["search"]))
-    trace_ids = set()
+    trace_ids: set[str] = set()
     for resource_spans in json.loads(texts["search"]).get("result", {}).get("resourceSpans", []):
         for scope_spans in resource_spans.get("scopeSpans", []):
             trace_ids.update(hex_id(s["traceId"], 16) for s in scope_spans.get("spans", []))
@@ -192,6 +192,8 @@ def test_no_canary_reaches_the_backends(stack: StackUrls, postgres_url: str, red
             assert otelperf.shutdown(timeout=15)
         finally:
             otelperf.shutdown(timeout=5)
+    # Not a runtime another test left initialised, under another service name.
+    assert runtime.settings.service_name == service, runtime.settings.service_name
     delivery = runtime.delivery
     assert delivery is not None and delivery.spans_dropped == 0, delivery
     exported = delivery.spans_exported  # what the collector accepted: Jaeger must hold as many
