@@ -43,13 +43,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     test_stack.py starts and stops its own stack on the fixed ports; the e2e session fixture starts
     the stack once and leaves it up for the rest of the session, so it must come after them.
-    test_e2e_delivery.py restarts Jaeger and the collector (which empties an in-memory Jaeger and
-    resets the collector's counters), so nothing may read the backend after it.
+    test_e2e_delivery.py and then test_e2e_faults.py restart Jaeger and the collector (which
+    empties an in-memory Jaeger and resets the collector's counters), so nothing may read the
+    backend after them.
     """
     del config
+    restarting = ("test_e2e_delivery.py", "test_e2e_faults.py")
 
-    def order(item: pytest.Item) -> tuple[bool, bool]:
+    def order(item: pytest.Item) -> tuple[bool, int]:
         e2e = item.path.parent.name == "e2e" and item.path.parent.parent.name == "tests"
-        return e2e, e2e and item.path.name == "test_e2e_delivery.py"
+        name = item.path.name
+        return e2e, restarting.index(name) + 1 if e2e and name in restarting else 0
 
     items.sort(key=order)

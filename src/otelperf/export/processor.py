@@ -22,6 +22,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import SpanProcessor
 
 from otelperf._internal import RateLimitedWarning
@@ -233,6 +234,16 @@ class OTLPBatchProcessor(SpanProcessor):
 
     # --- senders ------------------------------------------------------------------------------
     def _send_loop(self) -> None:
+        # The export requests are otelperf's own: instrumentation (otelperf's requests/urllib3
+        # wrappers, or contrib's) must not trace them, or every export would make a span that the
+        # next export carries, which makes another: a request per batch interval, forever.
+        otel_context.attach(
+            otel_context.set_value(
+                otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
+                True,
+                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True),
+            )
+        )
         while True:
             with self._cond:
                 payload = self._next_payload()
