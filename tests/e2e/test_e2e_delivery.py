@@ -29,12 +29,13 @@ import threading
 import time
 import urllib.error
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from tests.e2e._backend import COLLECTOR_METRICS, JAEGER, OPENER, get_json, rfc3339, spans_of
+from tests.e2e._badger import Say, jaeger_on_badger, progress_writer
 from tests.e2e.conftest import StackUrls
 
 from otelperf.stack import SpanFlow, Stack
@@ -49,39 +50,17 @@ RATE = 800.0  # spans per second
 SPANS_PER_TRACE = 8
 QUEUE_FILE = "exporter_otlp_grpc_jaeger_traces"  # file_storage's file for that exporter's queue
 
-Say = Callable[[str], None]
-
 
 @pytest.fixture(scope="module")
 def say(pytestconfig: pytest.Config) -> Say:
-    """Progress lines on the terminal as the scenario goes (with or without ``-s``)."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-    began = time.monotonic()
-
-    def write(message: str) -> None:
-        line = f"[delivery {time.monotonic() - began:6.1f} s] {message}"
-        if reporter is None or capture is None:
-            print(line, flush=True)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
-
-    return write
+    return progress_writer(pytestconfig, "delivery")
 
 
 @pytest.fixture(scope="module")
 def backend(stack: StackUrls, say: Say) -> Iterator[Stack]:
-    """The session's stack with Jaeger on Badger for this module, back to in-memory afterwards."""
     del stack
-    badger = Stack(with_alertmanager=False, jaeger_storage="badger", progress=say)
-    say("restarting Jaeger on Badger storage (kept across Jaeger restarts)")
-    badger.restart("jaeger", timeout=90)
-    try:
+    with jaeger_on_badger(say) as badger:
         yield badger
-    finally:
-        say("restarting Jaeger on its in-memory storage again")
-        Stack(with_alertmanager=False, progress=say).restart("jaeger", timeout=90)
 
 
 # --- the collector's own view -----------------------------------------------------------------------

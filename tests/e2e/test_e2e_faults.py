@@ -32,8 +32,9 @@ from typing import Any
 
 import pytest
 from tests.e2e._backend import COLLECTOR_METRICS, OPENER, poll, prometheus_result
+from tests.e2e._badger import Say, jaeger_on_badger, progress_writer
 from tests.e2e.conftest import StackUrls
-from tests.e2e.test_e2e_delivery import Say, collector_log, jaeger_span_ids
+from tests.e2e.test_e2e_delivery import collector_log, jaeger_span_ids
 
 from otelperf.stack import Stack
 from otelperf.stack.metrics import span_flow
@@ -50,40 +51,14 @@ FAULT_AT_S = 3.0  # into the run
 
 @pytest.fixture(scope="module")
 def say(pytestconfig: pytest.Config) -> Say:
-    """Progress lines on the terminal as the scenario goes (with or without ``-s``)."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-    began = time.monotonic()
-
-    def write(message: str) -> None:
-        line = f"[faults {time.monotonic() - began:6.1f} s] {message}"
-        if reporter is None or capture is None:
-            print(line, flush=True)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
-
-    return write
+    return progress_writer(pytestconfig, "faults")
 
 
 @pytest.fixture(scope="module")
 def backend(stack: StackUrls, say: Say) -> Iterator[Stack]:
-    """The session's stack with Jaeger on Badger for this module (an in-memory Jaeger forgets every
-    trace when it is killed), back to in-memory afterwards."""
     del stack
-    badger = Stack(with_alertmanager=False, jaeger_storage="badger", progress=say)
-    say("restarting Jaeger on Badger storage")
-    badger.restart("jaeger", timeout=90)
-    try:
+    with jaeger_on_badger(say) as badger:
         yield badger
-    finally:
-        say("restarting Jaeger on its in-memory storage again, then the collector")
-        memory = Stack(with_alertmanager=False, progress=say)
-        memory.restart("jaeger", timeout=90)
-        # Both count from zero again: what the collector says it sent, Jaeger says it stored
-        # (tests/e2e/_backend.wait_spans_stored compares them), even on a stack that outlives
-        # the session.
-        memory.restart("collector", timeout=60)
 
 
 @dataclass
