@@ -42,12 +42,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 
 from otelperf import _internal, _names, _sigterm, redaction
-from otelperf._fast_metrics import FastMeter, FastMetrics
 from otelperf._runtime import exit_logging, fork, global_providers
 from otelperf._version import __version__
 from otelperf.config import BOUNDS, ConfigError, Settings, resolve_settings
 from otelperf.detectors._findings import FindingsSink
-from otelperf.detectors._pipeline import DetectorSpanProcessor
 from otelperf.export import (
     DeliveryStats,
     ExportHealth,
@@ -63,6 +61,8 @@ from otelperf.instrumentation._base import (
     check_supported,
     load_instrumentor,
 )
+from otelperf.pipeline.detector_processor import DetectorSpanProcessor
+from otelperf.pipeline.fast_histograms import FastMeter, FastMetrics
 from otelperf.redaction.span_filter import ScrubbingSpanExporter
 
 logger = logging.getLogger("otelperf")

@@ -184,7 +184,7 @@ def test_shutdown_without_init_is_a_no_op() -> None:
 def test_histogram_exemplars_follow_the_export_share_the_pipeline_applies(
     detectors: tuple[str, ...], expected_share: float | None
 ) -> None:
-    from otelperf._share import share_limit
+    from otelperf.pipeline.share import share_limit
 
     runtime = otelperf.init(
         service_name="share",

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from otelperf import _names
-from otelperf import _spanctx as _ctx
+from otelperf._sdk import span_context as _ctx
 
 Severity = Literal["warning", "critical"]
 Component = Literal["db", "cache", "http", "app"]

@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from otelperf import _names
-from otelperf import _spanctx as _ctx
+from otelperf._sdk import span_context as _ctx
 from otelperf.detectors._api import Finding, Severity, TraceView, hex_span_id
 from otelperf.detectors.breakdown import COMPONENTS, Attribution, Offender, attribute
 

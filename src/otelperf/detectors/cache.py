@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
-from otelperf import _spanctx as _ctx
+from otelperf._sdk import span_context as _ctx
 from otelperf.detectors._api import Finding, TraceView, attributes_of, duration_ms, hex_span_id
 
 if TYPE_CHECKING:

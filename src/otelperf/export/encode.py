@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, StatusCode
 
-from otelperf import _spanctx as _ctx
+from otelperf._sdk import span_context as _ctx
 
 if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext

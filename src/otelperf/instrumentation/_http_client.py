@@ -9,7 +9,7 @@ Each library module reads the method and URL of its own request type and patches
   then the span and the ``http.client.request.duration`` measurement.
 
 Under a sampled parent (the usual case: a call made while handling a request) the span is a
-leaf (:mod:`otelperf.instrumentation._leaf`): its SpanContext is minted before the call, so
+leaf (:mod:`otelperf._sdk.leaf`): its SpanContext is minted before the call, so
 the ``traceparent`` can name it, and the finished span goes to the span processors when the call
 is over. Those processors get ``on_end`` without ``on_start`` for it. The downstream server's
 span is its child through that header, as before. A root call or an unsampled parent takes the
@@ -30,8 +30,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _internal, _names
+from otelperf._sdk.leaf import LeafSpans
 from otelperf.instrumentation._base import InstrumentContext
-from otelperf.instrumentation._leaf import LeafSpans
 from otelperf.redaction.exceptions import exception_attributes, status_description
 
 _CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11

@@ -38,14 +38,15 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from otelperf import _context, _internal, _names
-from otelperf._fast_metrics import FastHistogram
+from otelperf import _internal, _names
+from otelperf._sdk import context as _context
+from otelperf._sdk.leaf import parent_in
+from otelperf._sdk.request_span import RequestSpan, RequestSpans
 from otelperf.instrumentation._asgi_request import extract_parent, request_attributes
 from otelperf.instrumentation._asgi_routes import RouteIndex, find_prefix
 from otelperf.instrumentation._asgi_routes import route_template as _route_template
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
-from otelperf.instrumentation._leaf import parent_in
-from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
+from otelperf.pipeline.fast_histograms import FastHistogram
 from otelperf.redaction.exceptions import exception_attributes, status_description
 
 _SERVER = SpanKind.SERVER  # an Enum member read from its class costs ~100 ns on CPython 3.11

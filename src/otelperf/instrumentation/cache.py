@@ -15,7 +15,7 @@ wrapped at import time (before ``otelperf.init()``) is traced once otelperf runs
 function call per lookup while it does not.
 
 Under a sampled parent span, the dict-like cache's spans are leaf spans
-(:mod:`otelperf.instrumentation._leaf`): written in one step when the operation is over, never
+(:mod:`otelperf._sdk.leaf`): written in one step when the operation is over, never
 current while it runs; span processors get their ``on_end`` without an ``on_start``. Spans that
 code can run under keep the API path and are current during the call: every
 ``InstrumentedCachedFunction`` call (a miss runs the loader) and ``[key]`` on a cache whose
@@ -52,10 +52,11 @@ from opentelemetry.trace import (
     get_current_span,
 )
 
-from otelperf import _context, _names, _setup
-from otelperf import _spanctx as _ctx
+from otelperf import _names, _setup
 from otelperf._internal import swallow
-from otelperf.instrumentation._leaf import _PLAIN_SPAN_TYPES, _SPAN_KEY, LeafSpans, parent_in
+from otelperf._sdk import context as _context
+from otelperf._sdk import span_context as _ctx
+from otelperf._sdk.leaf import _PLAIN_SPAN_TYPES, _SPAN_KEY, LeafSpans, parent_in
 
 __all__ = [
     "MAX_CACHE_NAMES",

@@ -22,7 +22,7 @@ the in-process caches' function; never the key): ``otelperf.cache.key_hash`` for
 the cache detector can tell many requests missing one hot key (a miss storm) from cold keys.
 
 Under a sampled parent span a command's span is a leaf span
-(:mod:`otelperf.instrumentation._leaf`): written in one step when the command is over and never
+(:mod:`otelperf._sdk.leaf`): written in one step when the command is over and never
 the current span while it runs (nothing is a child of a Redis command); span processors get its
 ``on_end`` without an ``on_start``. Root commands, unsampled parents and pipelines that load Lua
 scripts (whose ``SCRIPT EXISTS``/``SCRIPT LOAD`` spans are its children) take the API path, with
@@ -50,8 +50,8 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode,
 
 from otelperf import _names
 from otelperf._internal import swallow
+from otelperf._sdk.leaf import LeafSpans
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
-from otelperf.instrumentation._leaf import LeafSpans
 from otelperf.instrumentation._redis_commands import (
     CACHE_NAME,
     PIPELINE_OPERATION,

@@ -45,12 +45,13 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from otelperf import _context, _internal, _names
-from otelperf import _spanctx as _ctx
-from otelperf._fast_metrics import FastHistogram
+from otelperf import _internal, _names
+from otelperf._sdk import context as _context
+from otelperf._sdk import span_context as _ctx
+from otelperf._sdk.leaf import LeafSpans, parent_in
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
-from otelperf.instrumentation._leaf import LeafSpans, parent_in
 from otelperf.instrumentation.cache import instrumentation_suppressed
+from otelperf.pipeline.fast_histograms import FastHistogram
 from otelperf.redaction.sql import MAX_CACHED_LENGTH, operation_and_collection, sanitize
 
 _CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11

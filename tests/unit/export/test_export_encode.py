@@ -31,7 +31,7 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from otelperf import _spanctx
+from otelperf._sdk import span_context as _spanctx
 from otelperf.export import encode as _otlp_encode
 from otelperf.export.encode import encode_spans
 

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from otelperf._fast_metrics import FastMeter, FastMetrics
+from otelperf.pipeline.fast_histograms import FastMeter, FastMetrics
 
 BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]
 SCOPE = "otelperf-test"
@@ -114,7 +114,7 @@ def test_exemplar_per_bucket_from_sampled_spans_only() -> None:
 
 def test_in_production_mode_exemplars_come_only_from_traces_in_the_export_share() -> None:
     """An exemplar must lead to a trace that was exported: in production mode, one in the share."""
-    from otelperf._share import in_share, share_limit
+    from otelperf.pipeline.share import in_share, share_limit
 
     reader = InMemoryMetricReader()
     meter, _ = _fast_provider(reader, exemplar_share=0.25)

@@ -42,8 +42,8 @@ from opentelemetry.trace import (
     get_current_span,
 )
 
-from otelperf import _spanctx as _ctx
-from otelperf._context import get_current as _get_current_context
+from otelperf._sdk import span_context as _ctx
+from otelperf._sdk.context import get_current as _get_current_context
 
 UNSET = Status(StatusCode.UNSET)  # shared by every span otelperf writes without an error
 _ERROR = Status(StatusCode.ERROR)

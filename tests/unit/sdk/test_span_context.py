@@ -7,7 +7,7 @@ import random
 import pytest
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, TraceFlags, TraceState
 
-from otelperf import _spanctx
+from otelperf._sdk import span_context as _spanctx
 
 
 def _contexts() -> list[SpanContext]:

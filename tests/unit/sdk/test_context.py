@@ -1,4 +1,4 @@
-"""otelperf._context.get_current must always be the API's current context."""
+"""otelperf._sdk.context.get_current must always be the API's current context."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 from opentelemetry import context as otel_context
 
-from otelperf import _context
+from otelperf._sdk import context as _context
 
 
 def test_it_reads_the_apis_contextvar_with_this_api() -> None:

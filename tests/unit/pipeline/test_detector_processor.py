@@ -14,7 +14,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, Trace
 from otelperf import _internal
 from otelperf.detectors._api import Finding, TraceView, hex_span_id
 from otelperf.detectors._findings import FindingsSink
-from otelperf.detectors._pipeline import DetectorSpanProcessor
+from otelperf.pipeline.detector_processor import DetectorSpanProcessor
 
 
 class FlagNamed:
@@ -276,7 +276,7 @@ def test_production_mode_finds_errors_on_plain_readable_spans_as_on_sdk_spans() 
     a shared "unset" status: an error on any of them (or an unset status of its own) is still seen."""
     from opentelemetry.trace import Status
 
-    from otelperf.instrumentation._leaf import UNSET
+    from otelperf._sdk.leaf import UNSET
 
     _provider, processor, exporter, _ = _setup(export_share=0.0, detectors=[])
     statuses = {
@@ -307,7 +307,7 @@ def test_shutdown_never_runs_detectors_beside_a_worker_still_busy(monkeypatch: p
     what is still queued is passed on unanalyzed rather than analyzed beside it."""
     import threading
 
-    from otelperf.detectors import _pipeline
+    from otelperf.pipeline import detector_processor as _pipeline
 
     monkeypatch.setattr(_pipeline, "SHUTDOWN_WAIT_S", 0.2)
     release, inside = threading.Event(), threading.Event()

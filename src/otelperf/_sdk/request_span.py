@@ -32,9 +32,9 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, S
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
-from otelperf import _spanctx as _ctx
-from otelperf.instrumentation import _leaf
-from otelperf.instrumentation._leaf import _getrandbits, _new_context
+from otelperf._sdk import leaf as _leaf
+from otelperf._sdk import span_context as _ctx
+from otelperf._sdk.leaf import _getrandbits, _new_context
 from otelperf.redaction.exceptions import exception_attributes
 
 _UNSET = _leaf.UNSET  # the shared "unset" status the detector pipeline knows without reading it

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 
-from otelperf.instrumentation._leaf import LeafSpans
+from otelperf._sdk.leaf import LeafSpans
 
 
 def _parent(random_id: bool, remote: bool) -> SpanContext:
@@ -99,7 +99,7 @@ def test_parent_in_equals_get_current_span_for_every_kind_of_current_span() -> N
     from opentelemetry.trace import INVALID_SPAN_CONTEXT, get_current_span
     from opentelemetry.trace.propagation import _SPAN_KEY
 
-    from otelperf.instrumentation import _leaf
+    from otelperf._sdk import leaf as _leaf
 
     provider = TracerProvider()
     sdk_span = provider.get_tracer("t").start_span("s")
@@ -120,8 +120,8 @@ def test_parent_in_equals_get_current_span_for_every_kind_of_current_span() -> N
 
 
 def test_request_spans_are_read_as_they_are_and_readable_span_takes_positional_arguments() -> None:
-    from otelperf.instrumentation import _leaf
-    from otelperf.instrumentation._request_span import RequestSpan
+    from otelperf._sdk import leaf as _leaf
+    from otelperf._sdk.request_span import RequestSpan
 
     assert RequestSpan in _leaf._PLAIN_SPAN_TYPES
     # The fast paths are what the installed SDK gets (the leaf test above compares their output).
@@ -134,7 +134,7 @@ def test_a_span_built_by_stores_is_the_one_the_constructor_builds() -> None:
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    from otelperf.instrumentation import _leaf
+    from otelperf._sdk import leaf as _leaf
 
     parent = _parent(True, False)
     arguments = (
@@ -153,7 +153,7 @@ def test_a_constructor_that_does_more_than_store_its_arguments_turns_the_store_p
 ) -> None:
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from otelperf.instrumentation import _leaf
+    from otelperf._sdk import leaf as _leaf
 
     original = ReadableSpan.__init__
 

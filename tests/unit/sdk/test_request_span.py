@@ -29,7 +29,7 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from otelperf.instrumentation._request_span import RequestSpan, RequestSpans
+from otelperf._sdk.request_span import RequestSpan, RequestSpans
 
 
 def _setup(**provider_kwargs: object) -> tuple[RequestSpans, InMemorySpanExporter]:
@@ -249,7 +249,7 @@ class _FixedIds(RandomIdGenerator):
 
 
 def test_parent_in_reads_a_request_spans_context_as_get_span_context_gives_it() -> None:
-    from otelperf.instrumentation._leaf import parent_in
+    from otelperf._sdk.leaf import parent_in
 
     spans, _ = _setup()
     span = spans.start("GET", trace.set_span_in_context(_remote(True)), SpanKind.SERVER, None)

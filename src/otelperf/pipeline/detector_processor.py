@@ -35,11 +35,11 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from otelperf import _internal, _names
-from otelperf import _spanctx as _ctx
-from otelperf._share import LOW_64_BITS, share_limit
+from otelperf._sdk import leaf as _leaf
+from otelperf._sdk import span_context as _ctx
 from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
 from otelperf.detectors._findings import FindingsSink
-from otelperf.instrumentation import _leaf
+from otelperf.pipeline.share import LOW_64_BITS, share_limit
 
 logger = logging.getLogger("otelperf.detectors")
 
@@ -224,7 +224,7 @@ class DetectorSpanProcessor(SpanProcessor):
     def _keep(self, root: ReadableSpan, spans: list[ReadableSpan]) -> bool:
         fields = _ctx.readable_span_fields
         ctx = root._context if fields and type(root) is ReadableSpan else root.context
-        # In the share by trace id (otelperf._share: in_share(), inline). Checked first: it is cheaper.
+        # In the share by trace id (pipeline.share.in_share(), inline). Checked first: it is cheaper.
         if ctx is not None and (_ctx.trace_id(ctx) & LOW_64_BITS) < self._share_limit:
             return True
         for span in spans:

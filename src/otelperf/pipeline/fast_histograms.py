@@ -12,7 +12,7 @@ resource and instrumentation scope, as explicit-bucket histograms with the same 
 would have produced (cumulative, or delta when the reader prefers it; min/max; one exemplar per
 bucket, the latest measurement made under a sampled span, as the SDK's aligned reservoir keeps;
 in production mode only under a span of a trace in the export share, so that an exemplar leads
-to a trace that was exported, see :mod:`otelperf._share`).
+to a trace that was exported, see :mod:`otelperf.pipeline.share`).
 Cardinality is bounded per histogram; attribute sets past the limit go to one overflow series
 (``otel.metric.overflow=true``), as in the SDK.
 """
@@ -44,9 +44,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
-from otelperf import _spanctx as _ctx
 from otelperf._internal import record_internal_error
-from otelperf._share import LOW_64_BITS, share_limit
+from otelperf._sdk import span_context as _ctx
+from otelperf.pipeline.share import LOW_64_BITS, share_limit
 
 DEFAULT_CARDINALITY_LIMIT = 2000
 _SAMPLED = 0x01  # the W3C "sampled" trace flag
