@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 from otelperf.config import resolve_settings
 from otelperf.detectors._api import TraceView
 from otelperf.detectors._findings import FindingsSink
-from otelperf.detectors._pipeline import DetectorSpanProcessor
+from otelperf.pipeline.detector_processor import DetectorSpanProcessor
 from otelperf.detectors._registry import build_detectors
 
 DB_ATTRIBUTES = {

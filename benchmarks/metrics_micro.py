@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otelperf import _names
-from otelperf._fast_metrics import FastMeter, FastMetrics
+from otelperf.pipeline.fast_histograms import FastMeter, FastMetrics
 
 ATTRIBUTES = {
     "http.request.method": "GET",

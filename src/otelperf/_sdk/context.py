@@ -15,6 +15,8 @@ from contextvars import ContextVar
 from opentelemetry import context as _api
 from opentelemetry.context import Context
 
+from otelperf._sdk.fast_paths import env_forced_off
+
 __all__ = ["get_current", "reads_the_contextvar"]
 
 
@@ -32,4 +34,4 @@ def _getter() -> tuple[Callable[[], Context], bool]:
     return _api.get_current, False
 
 
-get_current, reads_the_contextvar = _getter()
+get_current, reads_the_contextvar = (_api.get_current, False) if env_forced_off() else _getter()

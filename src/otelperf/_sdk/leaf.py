@@ -3,17 +3,15 @@
 A SQL statement, a Redis command or a cache lookup has no children and is complete by the time
 otelperf builds its span. The SDK's ``start_span``/``end`` path is made for spans that live and
 change: it samples, takes a lock per span, re-validates every attribute and keeps mutable state,
-which costs more than the statement's own bookkeeping. Here the finished span is built directly
-as a ``ReadableSpan`` (the SDK's own type for ended spans) and handed to the provider's span
-processors' ``on_end``, exactly where ``Span.end()`` would hand it.
+which costs more than the statement's own bookkeeping. Here the finished span is built with
+``ReadableSpan``'s public constructor (the SDK's own type for ended spans) and handed to the
+provider's span processors' ``on_end``, exactly where ``Span.end()`` would hand it.
 
-Rules that keep this equivalent to the SDK path:
-- only with a ``ParentBased`` sampler (the default) and for spans with a valid parent: the child
-  follows the parent's sampling decision as that sampler would; a root operation, or any span under
-  another sampler, takes the normal path through the sampler;
-- attributes are built by otelperf from known types and bounded sizes, so they need no cleaning;
-- span processors see ``on_end`` but not ``on_start`` for these spans (documented).
-When the tracer is not the SDK's, :attr:`LeafSpans.enabled` is False and callers use the API.
+This is only done while :class:`~otelperf._sdk.fast_paths.SpanPathGate` finds it equivalent to the
+SDK's path (no processor that needs ``on_start``, default limits, a sampler whose answer for a child
+of a sampled parent is "sampled", the SDK's id generator, an enabled tracer). Otherwise
+:meth:`LeafSpans.emit` takes the SDK's path: ``start_span`` with the operation's start time, then
+``end`` with its end time, so processors, limits, samplers and configurators all apply.
 """
 
 from __future__ import annotations
@@ -28,8 +26,6 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan, SynchronousMultiSpanProcessor
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import (
     INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
@@ -40,19 +36,24 @@ from opentelemetry.trace import (
     TraceFlags,
     Tracer,
     get_current_span,
+    set_span_in_context,
 )
 
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.context import get_current as _get_current_context
+from otelperf._sdk.fast_paths import SpanPathGate, env_forced_off
 
 UNSET = Status(StatusCode.UNSET)  # shared by every span otelperf writes without an error
 _ERROR = Status(StatusCode.ERROR)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A child carries W3C level-2 "random trace id" when its parent does, as the SDK's spans do.
-_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
-_RANDOM = TraceFlags.RANDOM_TRACE_ID
+# W3C level-2 "random trace id" (API 1.42+; older APIs have no such flag and never set it).
+_RANDOM: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | _RANDOM)
 _getrandbits = random.getrandbits  # what RandomIdGenerator calls
 _new_context = functools.partial(tuple.__new__, SpanContext)  # SpanContext's own last step
+# Ids and contexts made as RandomIdGenerator and SpanContext() make them, without their Python calls.
+_FAST_IDS = _ctx.uses_tuple_layout and not env_forced_off()
 
 
 # --- the current span's context, read without the API's ABC check ---------------------------------
@@ -60,7 +61,7 @@ _new_context = functools.partial(tuple.__new__, SpanContext)  # SpanContext's ow
 try:  # the key under which the API stores the current span (private, hence the fallback)
     from opentelemetry.trace.propagation import _SPAN_KEY as _API_SPAN_KEY
 
-    _SPAN_KEY: str | None = _API_SPAN_KEY
+    _SPAN_KEY: str | None = None if env_forced_off() else _API_SPAN_KEY
 except ImportError:  # pragma: no cover - an API that moved it: get_current_span() every time
     _SPAN_KEY = None
 
@@ -110,7 +111,7 @@ def parent_in(context: Context | None) -> SpanContext:
     return get_current_span(context).get_span_context()
 
 
-# --- ReadableSpan, built with positional arguments -------------------------------------------------
+# --- ReadableSpan, built by its public constructor ------------------------------------------------
 
 _READABLE_SPAN_PARAMETERS = (
     "name", "context", "parent", "resource", "attributes", "events", "links", "kind",
@@ -120,7 +121,7 @@ _READABLE_SPAN_PARAMETERS = (
 
 def _positional_readable_span() -> bool:
     """Whether ReadableSpan's constructor takes its arguments in the order above (checked once:
-    13 keyword arguments cost the call about as much as the span's own setup)."""
+    13 keyword arguments cost the call noticeably more than positional ones)."""
     try:
         names = tuple(inspect.signature(ReadableSpan.__init__).parameters)[1:]
     except (TypeError, ValueError):
@@ -129,26 +130,6 @@ def _positional_readable_span() -> bool:
 
 
 _POSITIONAL = _positional_readable_span()
-_new_object = object.__new__
-
-
-def _init_only_stores() -> bool:
-    """Whether ReadableSpan's constructor only stores each argument in ``_<parameter>`` (checked
-    once, on a probe with a distinct object per argument). Then a span is built by those stores on
-    a new object, without the call: the constructor's frame costs about a third of the span."""
-    if not _POSITIONAL or ReadableSpan.__new__ is not object.__new__:
-        return False
-    try:
-        arguments: list[Any] = [object() for _ in _READABLE_SPAN_PARAMETERS]
-        stored = vars(ReadableSpan(*arguments))
-    except Exception:
-        return False
-    return stored == {
-        f"_{name}": value for name, value in zip(_READABLE_SPAN_PARAMETERS, arguments, strict=True)
-    }
-
-
-_STORES = _init_only_stores()
 
 
 def readable_span(  # noqa: PLR0917 - ReadableSpan's own arguments, in its order
@@ -165,23 +146,7 @@ def readable_span(  # noqa: PLR0917 - ReadableSpan's own arguments, in its order
     end_time: int,
     scope: Any,
 ) -> ReadableSpan:
-    """A finished ReadableSpan, built as its constructor would (checked at import) or by it."""
-    if _STORES and resource is not None:  # the constructor would make a resource of None
-        span: ReadableSpan = _new_object(ReadableSpan)
-        span._name = name
-        span._context = context
-        span._kind = kind
-        span._instrumentation_info = None
-        span._instrumentation_scope = scope
-        span._parent = parent
-        span._start_time = start_time
-        span._end_time = end_time
-        span._attributes = attributes
-        span._events = events
-        span._links = links
-        span._resource = resource
-        span._status = status
-        return span
+    """A finished ReadableSpan, from its public constructor."""
     if _POSITIONAL:
         return ReadableSpan(
             name, context, parent, resource, attributes, events, links, kind, None, status, start_time,
@@ -214,35 +179,33 @@ def hand_to(processor: Any, span: ReadableSpan) -> None:
 
 
 def _child_flags(parent: SpanContext) -> TraceFlags:
-    return _SAMPLED_RANDOM if parent.trace_flags & TraceFlags.RANDOM_TRACE_ID else _SAMPLED
+    return _SAMPLED_RANDOM if _ctx.trace_flags(parent) & _RANDOM else _SAMPLED
 
 
 class LeafSpans:
-    """Emits complete, childless spans under a sampled parent straight to the span processors."""
+    """Emits complete, childless spans under a sampled parent: built directly while the gate is
+    open, through the SDK's ``start_span``/``end`` otherwise."""
 
-    __slots__ = ("_fast_ids", "_ids", "_multi", "_processor", "_resource", "_scope", "_tracer", "enabled")
+    __slots__ = ("_gate", "_ids", "_processor", "_resource", "_scope", "_tracer")
 
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
+        self._gate = SpanPathGate(tracer)
         self._processor = getattr(tracer, "span_processor", None)
         self._resource = getattr(tracer, "resource", None)
         self._scope = getattr(tracer, "_instrumentation_scope", None)
         self._ids = getattr(tracer, "id_generator", None)
-        # The SDK's RandomIdGenerator draws from `random`; with it (the default) and SpanContext's
-        # known tuple layout, a child's context is built without a Python call.
-        self._fast_ids = type(self._ids) is RandomIdGenerator and _ctx.uses_tuple_layout
-        # The SDK's SynchronousMultiSpanProcessor only calls each processor's on_end in turn.
-        self._multi = type(self._processor) is SynchronousMultiSpanProcessor and isinstance(
-            getattr(self._processor, "_span_processors", None), tuple
-        )
-        # A child that simply follows its parent's decision is what the ParentBased samplers do
-        # (otelperf's default); with any other sampler the SDK path decides, span by span.
-        follows_parent = isinstance(getattr(tracer, "sampler", None), ParentBased)
-        self.enabled = (
-            follows_parent
-            and None not in (self._processor, self._resource, self._ids)
-            and hasattr(self._processor, "on_end")
-        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a leaf span built here now is what the SDK's path would produce."""
+        return self._gate.open()
+
+    @property
+    def reason(self) -> str | None:
+        """Why the fast path is off (None while it is on)."""
+        self._gate.open()
+        return self._gate.reason
 
     def new_span_id(self) -> int:
         assert self._ids is not None
@@ -252,11 +215,11 @@ class LeafSpans:
     def context_for(self, parent: SpanContext, span_id: int | None = None) -> SpanContext:
         """The SpanContext of a child of ``parent`` (to inject before the operation runs)."""
         return SpanContext(
-            parent.trace_id,
+            _ctx.trace_id(parent),
             span_id if span_id is not None else self.new_span_id(),
             is_remote=False,
             trace_flags=_child_flags(parent),
-            trace_state=parent.trace_state,
+            trace_state=_ctx.trace_state(parent),
         )
 
     def emit(  # noqa: PLR0917 - one call site per instrumentation, all positional for speed
@@ -270,42 +233,26 @@ class LeafSpans:
         events: Sequence[Event] = (),
         error: bool = False,
         context: SpanContext | None = None,
+        status: Status | None = None,
     ) -> None:
-        if context is None:  # context_for(), inline: this runs once per statement
-            if self._fast_ids:
+        """The finished span of an operation under ``parent``. ``context``: one minted before the
+        operation by :meth:`context_for` (it was injected, so the span must carry it)."""
+        if status is None:
+            status = _ERROR if error else UNSET
+        if context is None:
+            if not self._gate.open():
+                self._emit_through_sdk(name, kind, parent, start_ns, end_ns, attributes, events, status)
+                return
+            if _FAST_IDS:
                 # What RandomIdGenerator and SpanContext() would do, without their Python calls:
-                # a non-zero random 64-bit id, and a context valid as its parent is. The parent is
-                # read by index: _fast_ids holds only with SpanContext's checked tuple layout.
+                # a non-zero random 64-bit id, and a context valid as its parent is (the gate
+                # admits only RandomIdGenerator; SpanContext's tuple layout is checked at import).
                 span_id = _getrandbits(64) or self.new_span_id()
                 flags = _SAMPLED_RANDOM if parent[3] & _RANDOM else _SAMPLED
                 context = _new_context((parent[0], span_id, False, flags, parent[4], True))
             else:
-                flags = _SAMPLED_RANDOM if _ctx.trace_flags(parent) & _RANDOM else _SAMPLED
-                context = SpanContext(
-                    _ctx.trace_id(parent),
-                    self.new_span_id(),
-                    is_remote=False,
-                    trace_flags=flags,
-                    trace_state=_ctx.trace_state(parent),
-                )
-        status = _ERROR if error else UNSET
-        # readable_span() and hand_to(), inline: this runs once per statement and lookup.
-        if _STORES:  # the resource is never None here (see enabled)
-            span: ReadableSpan = _new_object(ReadableSpan)
-            span._name = name
-            span._context = context
-            span._kind = kind
-            span._instrumentation_info = None
-            span._instrumentation_scope = self._scope
-            span._parent = parent
-            span._start_time = start_ns
-            span._end_time = end_ns
-            span._attributes = attributes
-            span._events = events
-            span._links = ()
-            span._resource = self._resource  # type: ignore[assignment]
-            span._status = status
-        elif _POSITIONAL:
+                context = self.context_for(parent)
+        if _POSITIONAL:  # readable_span(), inline: this runs once per statement and lookup
             span = ReadableSpan(
                 name, context, parent, self._resource, attributes, events, (), kind, None, status, start_ns,
                 end_ns, self._scope,
@@ -316,8 +263,33 @@ class LeafSpans:
                 self._scope,
             )  # fmt: skip
         processor = self._processor
-        if self._multi:
-            for each in processor._span_processors:  # type: ignore[union-attr]
+        if type(processor) is SynchronousMultiSpanProcessor:  # hand_to(), inline
+            for each in processor._span_processors:
                 each.on_end(span)
         else:
             hand_to(processor, span)
+
+    def _emit_through_sdk(  # noqa: PLR0917 - emit()'s own arguments
+        self,
+        name: str,
+        kind: SpanKind,
+        parent: SpanContext,
+        start_ns: int,
+        end_ns: int,
+        attributes: dict[str, Any],
+        events: Sequence[Event],
+        status: Status,
+    ) -> None:
+        """The SDK's path: its sampler, limits, processors' on_start and on_end, configurator."""
+        span = self._tracer.start_span(
+            name,
+            context=set_span_in_context(NonRecordingSpan(parent)),
+            kind=kind,
+            attributes=attributes,
+            start_time=start_ns,
+        )
+        for event in events:
+            span.add_event(event.name, event.attributes, event.timestamp)
+        if status.status_code is not StatusCode.UNSET:
+            span.set_status(status)
+        span.end(end_time=end_ns)

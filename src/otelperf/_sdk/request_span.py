@@ -11,40 +11,47 @@ exactly where ``Span.end()`` would. Like the leaf spans (``_leaf.py``):
   a dropped span is a ``NonRecordingSpan`` carrying the decision, as the SDK returns;
 - attributes otelperf sets are built from known types and are not re-validated; attributes,
   events and links set by the application go through the SDK's checks and limits;
-- span processors see ``on_end`` but not ``on_start`` for these spans (documented).
+- the span offers the SDK ``Span``'s whole public API (``name``, ``attributes``, ``events``,
+  ``status``, ``to_json()``...): application code reading ``trace.get_current_span()`` cannot tell;
+- only while :class:`~otelperf._sdk.fast_paths.SpanPathGate` finds it equivalent (no processor that
+  needs ``on_start``, default limits, a known sampler, the SDK's id generator, an enabled tracer);
+  otherwise :meth:`RequestSpans.start` returns the SDK's own span from ``Tracer.start_span``.
 When the tracer is not the SDK's, :attr:`RequestSpans.enabled` is False and callers use the API.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, StaticSampler
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 from otelperf._sdk import leaf as _leaf
 from otelperf._sdk import span_context as _ctx
+from otelperf._sdk.fast_paths import SpanPathGate
 from otelperf._sdk.leaf import _getrandbits, _new_context
+from otelperf._sdk.sampling import plain_rule
 from otelperf.redaction.exceptions import exception_attributes
 
 _UNSET = _leaf.UNSET  # the shared "unset" status the detector pipeline knows without reading it
 _OK = StatusCode.OK  # an Enum member read from its class costs ~100 ns on CPython 3.11
 # Flags by (sampled, random trace id): the SDK marks W3C level-2 "random trace id" when its id
 # generator says so for a root, or when the parent had it.
+_RANDOM: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # API 1.42+; never set before
 _FLAGS = {
     (sampled, random): TraceFlags(
-        (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-        | (TraceFlags.RANDOM_TRACE_ID if random else 0)
+        (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT) | (_RANDOM if random else 0)
     )
     for sampled in (False, True)
     for random in (False, True)
@@ -54,103 +61,62 @@ _FLAGS = {
 _APP_LOCK = threading.Lock()
 
 
-def _static_decision(sampler: object) -> Decision | None:
-    if type(sampler) is StaticSampler:
-        decision = getattr(sampler, "_decision", None)
-        return decision if isinstance(decision, Decision) else None
-    return None
-
-
-def _plain_rule(sampler: Sampler | None) -> str | None:
-    """``"on"``/``"off"`` for the SDK's ALWAYS_ON/ALWAYS_OFF, ``"parent"`` for ParentBased(ALWAYS_ON)
-    with its default delegates; None for any other sampler (it is asked every time).
-
-    These samplers' answers depend only on the parent, and ALWAYS_ON echoes the span's own
-    attributes back (which the SDK then merges, a copy per span): deciding here gives the same
-    decision and trace state without the call."""
-    decision = _static_decision(sampler)
-    if decision is not None:
-        if decision is Decision.RECORD_AND_SAMPLE:
-            return "on"
-        return "off" if decision is Decision.DROP else None
-    if type(sampler) is ParentBased:
-        delegates = [
-            _static_decision(getattr(sampler, name, None))
-            for name in ("_root", "_remote_parent_sampled", "_local_parent_sampled")
-        ]
-        unsampled = [
-            _static_decision(getattr(sampler, name, None))
-            for name in ("_remote_parent_not_sampled", "_local_parent_not_sampled")
-        ]
-        on = all(d is Decision.RECORD_AND_SAMPLE for d in delegates)
-        if on and all(d is Decision.DROP for d in unsampled):
-            return "parent"
-    return None
+_logger = logging.getLogger(__name__)
 
 
 class RequestSpans:
-    """Starts :class:`RequestSpan` s for one SDK tracer."""
+    """Starts the request spans of one SDK tracer: :class:`RequestSpan` while the fast path is
+    valid, the SDK's own span otherwise."""
 
     def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+        self._gate = SpanPathGate(tracer)
         self._processor = getattr(tracer, "span_processor", None)
         self._resource = getattr(tracer, "resource", None)
         self._scope = getattr(tracer, "_instrumentation_scope", None)
+        self._info = getattr(tracer, "instrumentation_info", None)
         self._ids = getattr(tracer, "id_generator", None)
         self._sampler = getattr(tracer, "sampler", None)
         self._limits = getattr(tracer, "_span_limits", None)
-        self._rule = _plain_rule(self._sampler)
-        is_random = getattr(self._ids, "is_trace_id_random", None)
+        is_random = getattr(self._ids, "is_trace_id_random", None)  # SDK 1.42+
         self._random_ids = bool(is_random()) if callable(is_random) else False
-        # With the SDK's RandomIdGenerator and SpanContext's known layout, ids and context are made
-        # as they would make them, without their Python calls (as for leaf spans).
-        self._fast_ids = type(self._ids) is RandomIdGenerator and _ctx.uses_tuple_layout
-        self.enabled = None not in (self._processor, self._resource, self._ids, self._sampler, self._limits)
+        self.enabled = None not in (self._processor, self._resource, self._ids, self._sampler)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the fast path is off (None while it is on)."""
+        self._gate.open()
+        return self._gate.reason
 
     def start(
         self, name: str, parent: Context, kind: SpanKind, attributes: dict[str, Any] | None
     ) -> trace.Span:
         """A started span (recording or not, as the sampler decides); ``attributes`` are trusted."""
-        assert self._ids is not None and self._sampler is not None
+        if not self._gate.open():
+            return self._tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+        assert self._ids is not None
         parent_ctx = _leaf.parent_in(parent)
         valid_parent = _ctx.is_valid(parent_ctx)
         if valid_parent:
             trace_id = _ctx.trace_id(parent_ctx)
-        elif self._fast_ids:  # RandomIdGenerator.generate_trace_id(), inline
+        else:  # RandomIdGenerator.generate_trace_id(), inline (the gate admits no other generator)
             trace_id = _getrandbits(128) or self._ids.generate_trace_id()
-        else:
-            trace_id = self._ids.generate_trace_id()
         parent_flags = _ctx.trace_flags(parent_ctx) if valid_parent else 0
-        rule = self._rule
-        if rule is not None:
-            if rule == "parent":
-                sampled = not valid_parent or bool(parent_flags & TraceFlags.SAMPLED)
-            else:
-                sampled = rule == "on"
-            recording = sampled
-            trace_state = _ctx.trace_state(parent_ctx) if valid_parent else None
+        # The gate admits ALWAYS_ON ("on") and ParentBased(ALWAYS_ON) ("parent") only.
+        if plain_rule(self._sampler) == "parent":
+            sampled = not valid_parent or bool(parent_flags & TraceFlags.SAMPLED)
         else:
-            result = self._sampler.should_sample(parent, trace_id, name, kind, attributes, None)
-            sampled = result.decision is Decision.RECORD_AND_SAMPLE
-            recording = result.decision.is_recording()
-            trace_state = result.trace_state
-            if recording and result.attributes:  # a sampler may add attributes
-                attributes = {**(attributes or {}), **result.attributes}
-        flags = _FLAGS[
-            sampled, bool(parent_flags & TraceFlags.RANDOM_TRACE_ID) if valid_parent else self._random_ids
-        ]
-        if self._fast_ids:  # what SpanContext() builds from ids it finds valid (these are)
-            span_id = _getrandbits(64) or self._ids.generate_span_id()
-            state = trace_state if trace_state is not None else DEFAULT_TRACE_STATE
-            context = _new_context((trace_id, span_id, False, flags, state, True))
+            sampled = True
+        trace_state = _ctx.trace_state(parent_ctx) if valid_parent else DEFAULT_TRACE_STATE
+        flags = _FLAGS[sampled, bool(parent_flags & _RANDOM) if valid_parent else self._random_ids]
+        span_id = _getrandbits(64) or self._ids.generate_span_id()
+        if _ctx.uses_tuple_layout:  # what SpanContext() builds from ids it finds valid (these are)
+            context = _new_context((trace_id, span_id, False, flags, trace_state, True))
         else:
             context = SpanContext(
-                trace_id,
-                self._ids.generate_span_id(),
-                is_remote=False,
-                trace_flags=flags,
-                trace_state=trace_state,
+                trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=trace_state
             )
-        if not recording:
+        if not sampled:
             return NonRecordingSpan(context)
         return RequestSpan(
             self,
@@ -163,7 +129,10 @@ class RequestSpans:
 
 
 class RequestSpan(trace.Span):
-    """A recording SERVER span; turns into the SDK's ``ReadableSpan`` when it ends."""
+    """A recording SERVER span; turns into the SDK's ``ReadableSpan`` when it ends.
+
+    Its public surface is the SDK ``Span``'s (tests/unit/sdk/test_request_span_api.py compares them).
+    """
 
     def __init__(
         self,
@@ -183,6 +152,8 @@ class RequestSpan(trace.Span):
         self._attributes: dict[str, Any] | BoundedAttributes = attributes if attributes is not None else {}
         self._events: list[Event] = []
         self._links: list[Link] = []
+        self._dropped_events = 0
+        self._dropped_links = 0
         self._status = _UNSET
         self._start = time.time_ns()
         self._end: int | None = None
@@ -193,12 +164,86 @@ class RequestSpan(trace.Span):
         if self._end is None:
             self._attributes.update(attributes)
 
+    # --- the SDK span's read side ---
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context(self) -> SpanContext:
+        return self._context
+
+    @property
+    def parent(self) -> SpanContext | None:
+        return self._parent
+
+    @property
+    def kind(self) -> SpanKind:
+        return self._kind
+
+    @property
+    def start_time(self) -> int:
+        return self._start
+
+    @property
+    def end_time(self) -> int | None:
+        return self._end
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def attributes(self) -> types.Attributes:
+        attributes = self._attributes
+        return MappingProxyType(attributes) if type(attributes) is dict else attributes
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return tuple(self._events)
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        return tuple(self._links)
+
+    @property
+    def dropped_attributes(self) -> int:
+        return getattr(self._attributes, "dropped", 0)
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped_events
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped_links
+
+    @property
+    def resource(self) -> Any:
+        return self._owner._resource
+
+    @property
+    def instrumentation_scope(self) -> Any:
+        return self._owner._scope
+
+    @property
+    def instrumentation_info(self) -> Any:
+        return self._owner._info
+
+    def to_json(self, indent: int | None = 4) -> str:
+        json: str = self._readable().to_json(indent)
+        return json
+
     # --- the API ---
     def get_span_context(self) -> SpanContext:
         return self._context
 
     def is_recording(self) -> bool:
         return self._end is None
+
+    def start(self, start_time: int | None = None, parent_context: Context | None = None) -> None:
+        # The SDK's answer to a second start(): this span started when it was made.
+        _logger.warning("Calling start() on a started span.")
 
     def update_name(self, name: str) -> None:
         if self._end is None:
@@ -238,16 +283,32 @@ class RequestSpan(trace.Span):
             timestamp if timestamp is not None else time.time_ns(),
         )
         with _APP_LOCK:
-            if self._end is None and (not limits or len(self._events) < limits.max_events):
-                self._events.append(event)
+            if self._end is not None:
+                return
+            if limits and len(self._events) >= limits.max_events:  # the SDK's BoundedList: oldest out
+                self._dropped_events += 1
+                del self._events[0]
+            self._events.append(event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
-        if not context.is_valid:
+        if context is None or (not context.is_valid and not attributes):  # the SDK's rule
             return
+        limits = self._owner._limits
+        link = Link(
+            context,
+            BoundedAttributes(
+                limits.max_link_attributes if limits else None,
+                attributes,
+                max_value_len=limits.max_attribute_length if limits else None,
+            ),
+        )
         with _APP_LOCK:
-            limits = self._owner._limits
-            if self._end is None and (not limits or len(self._links) < limits.max_links):
-                self._links.append(Link(context, BoundedAttributes(None, attributes)))
+            if self._end is not None:
+                return
+            if limits and len(self._links) >= limits.max_links:
+                self._dropped_links += 1
+                del self._links[0]
+            self._links.append(link)
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         # The SDK's rules: OK is final, UNSET never overrides.
@@ -276,27 +337,41 @@ class RequestSpan(trace.Span):
     def end(self, end_time: int | None = None) -> None:
         with _APP_LOCK:
             if self._end is not None:
+                _logger.warning("Calling end() on an ended span.")
                 return
             self._end = end_time if end_time is not None else time.time_ns()
+        _leaf.hand_to(self._owner._processor, self._readable())
+
+    def _readable(self) -> ReadableSpan:
         owner = self._owner
-        span = _leaf.readable_span(
+        return _leaf.readable_span(
             self._name,
             self._context,
             self._parent,
             owner._resource,
             self._attributes,
-            self._events,
-            self._links,
+            _sequence(self._events, self._dropped_events),
+            _sequence(self._links, self._dropped_links),
             self._kind,
             self._status,
             self._start,
-            self._end,
+            self._end,  # type: ignore[arg-type]  # None before end(), as on the SDK's span
             owner._scope,
         )
-        _leaf.hand_to(owner._processor, span)
 
     def __repr__(self) -> str:
         return f"RequestSpan(name={self._name!r}, context={self._context!r})"
+
+
+def _sequence(items: list[Any], dropped: int) -> Sequence[Any]:
+    """A tuple, or with drops the SDK's BoundedList carrying the count (``ReadableSpan``'s
+    ``dropped_events``/``dropped_links`` read it from there)."""
+    if not dropped:
+        return tuple(items)
+    bounded: BoundedList[Any] = BoundedList(len(items))
+    bounded.extend(items)
+    bounded.dropped = dropped
+    return bounded
 
 
 _leaf.register_plain_span_type(RequestSpan)  # a trace.Span: get_current_span() accepts it as it is

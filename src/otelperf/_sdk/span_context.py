@@ -18,6 +18,8 @@ from typing import Any
 
 from opentelemetry.trace import SpanContext, TraceFlags, TraceState
 
+from otelperf._sdk.fast_paths import env_forced_off
+
 __all__ = [
     "is_remote",
     "is_valid",
@@ -50,7 +52,7 @@ def _tuple_layout_holds() -> bool:
         return False
 
 
-uses_tuple_layout = _tuple_layout_holds()
+uses_tuple_layout = _tuple_layout_holds() and not env_forced_off()
 
 _getters: list[Callable[[Any], Any]] = [
     itemgetter(index) if uses_tuple_layout else attrgetter(name) for index, name in enumerate(_FIELDS)
@@ -92,4 +94,4 @@ def _readable_span_fields_hold() -> bool:
         return False
 
 
-readable_span_fields = _readable_span_fields_hold()
+readable_span_fields = _readable_span_fields_hold() and not env_forced_off()

@@ -157,6 +157,10 @@ class OTLPBatchProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
 
+    def otelperf_end_only(self) -> bool:
+        """Only ended spans matter here: otelperf may build spans without ``start_span``."""
+        return True
+
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
         if context is None or not context.trace_flags.sampled:

@@ -26,7 +26,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.metrics import Histogram
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _internal, _names
@@ -48,43 +48,6 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 RequestParts = tuple[str, str, str, str, int | None]
 
 
-class _ClientLeafSpans(LeafSpans):
-    """LeafSpans that can also give an ERROR status its description, as ``Span.set_status`` does.
-
-    A failed call's status says ``"ConnectError: ..."``; ``LeafSpans.emit`` only knows ERROR
-    without a description.
-    """
-
-    __slots__ = ()
-
-    def emit_failed(  # noqa: PLR0917 - mirrors LeafSpans.emit
-        self,
-        name: str,
-        parent: SpanContext,
-        context: SpanContext,
-        start_ns: int,
-        end_ns: int,
-        attributes: dict[str, Any],
-        event: Event,
-        description: str,
-    ) -> None:
-        span = ReadableSpan(
-            name,
-            context=context,
-            parent=parent,
-            resource=self._resource,
-            attributes=attributes,
-            events=(event,),
-            kind=SpanKind.CLIENT,
-            status=Status(StatusCode.ERROR, description),
-            start_time=start_ns,
-            end_time=end_ns,
-            instrumentation_scope=self._scope,
-        )
-        assert self._processor is not None
-        self._processor.on_end(span)
-
-
 class ClientState:
     """The tracer, histogram and per-library details of one instrumented client library."""
 
@@ -98,7 +61,7 @@ class ClientState:
         redact: Callable[[str], str],
     ) -> None:
         self.tracer: Tracer = ctx.tracer
-        self.leaf = _ClientLeafSpans(ctx.tracer)
+        self.leaf = LeafSpans(ctx.tracer)
         self.duration: Histogram = ctx.meter.create_histogram(
             _names.METRIC_HTTP_CLIENT_DURATION,
             unit="s",
@@ -203,15 +166,17 @@ def _finish(call: Call, status: int | None, error: BaseException | None) -> None
             span_attrs[_names.ERROR_TYPE] = error_type
         if error is not None:
             event = _exception_event(error)
-            state.leaf.emit_failed(
+            state.leaf.emit(
                 call.name,
+                _CLIENT,
                 call.parent,
-                call.context,
                 call.start_ns,
                 time.time_ns(),
                 span_attrs,
-                event,
-                status_description(error),
+                (event,),
+                True,
+                call.context,
+                Status(StatusCode.ERROR, status_description(error)),
             )
         else:
             state.leaf.emit(

@@ -37,6 +37,7 @@ from opentelemetry.trace import Status, StatusCode
 from otelperf import _internal, _names
 from otelperf._sdk import leaf as _leaf
 from otelperf._sdk import span_context as _ctx
+from otelperf._sdk.fast_paths import processor_reason
 from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
 from otelperf.detectors._findings import FindingsSink
 from otelperf.pipeline.share import LOW_64_BITS, share_limit
@@ -120,6 +121,10 @@ class DetectorSpanProcessor(SpanProcessor):
     # --- the app's thread ---
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._inner.on_start(span, parent_context)
+
+    def otelperf_end_only(self) -> bool:
+        """Whether the processor this one wraps needs nothing but ended spans."""
+        return processor_reason(self._inner) is None
 
     def on_end(self, span: ReadableSpan) -> None:
         if _BY_INDEX and type(span) is ReadableSpan:  # leaf and request spans: fields, tuples by index

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -126,10 +124,9 @@ def test_request_spans_are_read_as_they_are_and_readable_span_takes_positional_a
     assert RequestSpan in _leaf._PLAIN_SPAN_TYPES
     # The fast paths are what the installed SDK gets (the leaf test above compares their output).
     assert _leaf._POSITIONAL
-    assert _leaf._STORES
 
 
-def test_a_span_built_by_stores_is_the_one_the_constructor_builds() -> None:
+def test_readable_span_is_the_one_the_constructor_builds_with_keywords() -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -146,23 +143,6 @@ def test_a_span_built_by_stores_is_the_one_the_constructor_builds() -> None:
     assert vars(built) == vars(ReadableSpan(*arguments[:8], None, *arguments[8:]))
     # Without a resource the constructor makes one: that span is the constructor's own.
     assert _leaf.readable_span(*arguments[:3], None, *arguments[4:]).resource is not None
-
-
-def test_a_constructor_that_does_more_than_store_its_arguments_turns_the_store_path_off(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from opentelemetry.sdk.trace import ReadableSpan
-
-    from otelperf._sdk import leaf as _leaf
-
-    original = ReadableSpan.__init__
-
-    def counting(self: ReadableSpan, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self._seen = True  # type: ignore[attr-defined]
-
-    monkeypatch.setattr(ReadableSpan, "__init__", counting)
-    assert not _leaf._init_only_stores()
 
 
 def test_every_processor_gets_leaf_spans_even_one_added_after_the_leaf_spans_were_made() -> None:

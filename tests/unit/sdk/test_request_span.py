@@ -154,15 +154,31 @@ def test_record_exception_and_events() -> None:
     assert link.context.span_id == 2 and dict(link.attributes or {}) == {"why": "batch"}
 
 
-@pytest.mark.parametrize("n", [3])
-def test_event_limit(n: int) -> None:
-    spans, exporter = _setup(span_limits=SpanLimits(max_events=n))
-    span = spans.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, None)
-    for i in range(n + 2):
+def _sdk_span_events(limits: SpanLimits | None, n: int) -> tuple[list[str], int]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("t").start_span("GET")
+    for i in range(n):
         span.add_event(f"e{i}")
     span.end()
     (done,) = exporter.get_finished_spans()
-    assert [e.name for e in done.events] == [f"e{i}" for i in range(n)]
+    return [e.name for e in done.events], done.dropped_events
+
+
+@pytest.mark.parametrize("limits", [SpanLimits(max_events=3), None], ids=["max_events=3", "default"])
+def test_events_beyond_the_limit_are_dropped_as_the_sdk_drops_them(limits: SpanLimits | None) -> None:
+    # Non-default limits take the SDK's path; the default ones (128) the request span's own.
+    n = 5 if limits is not None else 130
+    spans, exporter = _setup(span_limits=limits)
+    span = spans.start("GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, None)
+    assert (type(span) is RequestSpan) is (limits is None)
+    for i in range(n):
+        span.add_event(f"e{i}")
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert ([e.name for e in done.events], done.dropped_events) == _sdk_span_events(limits, n)
+    assert done.dropped_events == 2
 
 
 class _CountingSampler(ParentBased):
@@ -205,14 +221,20 @@ def _parents() -> dict[str, Context]:
 def test_the_shortcut_for_the_sdks_plain_samplers_decides_as_the_sdk(sampler_name: str) -> None:
     """ALWAYS_ON/OFF and ParentBased(ALWAYS_ON) are decided without calling them: the decision,
     flags, trace state and attributes must be the SDK tracer's, for a root and every kind of parent."""
+    import random
+
     for parent_name, parent in _parents().items():
-        ours, ours_out = _setup(sampler=_SAMPLERS[sampler_name](), id_generator=_FixedIds())
+        ours, ours_out = _setup(sampler=_SAMPLERS[sampler_name]())
         theirs_out = InMemorySpanExporter()
-        provider = TracerProvider(sampler=_SAMPLERS[sampler_name](), id_generator=_FixedIds())
+        provider = TracerProvider(sampler=_SAMPLERS[sampler_name]())
         provider.add_span_processor(SimpleSpanProcessor(theirs_out))
+        random.seed(20261202)  # the same draws for the SDK's RandomIdGenerator and the inline ids
         sdk_span = provider.get_tracer("t").start_span("GET", parent, SpanKind.SERVER, {"url.path": "/x"})
+        random.seed(20261202)
         span = ours.start("GET", parent, SpanKind.SERVER, {"url.path": "/x"})
         where = f"{sampler_name} / {parent_name}"
+        fast = sampler_name in ("always_on", "parentbased_always_on") and sdk_span.is_recording()
+        assert (type(span) is RequestSpan) is fast, where
         assert span.is_recording() == sdk_span.is_recording(), where
         assert span.get_span_context() == sdk_span.get_span_context(), where
         span.end()
@@ -222,30 +244,19 @@ def test_the_shortcut_for_the_sdks_plain_samplers_decides_as_the_sdk(sampler_nam
         ], where
 
 
-def test_any_other_sampler_is_asked_and_its_attributes_kept() -> None:
+def test_any_other_sampler_takes_the_sdks_path_and_is_asked_once() -> None:
     sampler = _CountingSampler()
     spans, exporter = _setup(sampler=sampler)
-    spans.start(
+    span = spans.start(
         "GET", trace.set_span_in_context(trace.INVALID_SPAN), SpanKind.SERVER, {"url.path": "/x"}
-    ).end()
+    )
+    assert type(span) is not RequestSpan
+    assert spans.reason is not None and "sampler" in spans.reason
+    span.end()
     assert sampler.calls == 1
     (done,) = exporter.get_finished_spans()
-    assert dict(done.attributes or {}) == {"url.path": "/x", "sampler.extra": "yes"}
-
-
-class _FixedIds(RandomIdGenerator):
-    """The same ids in the same order for two providers, so their spans can be compared whole."""
-
-    def __init__(self) -> None:
-        self._next = 0x1000
-
-    def generate_span_id(self) -> int:
-        self._next += 1
-        return self._next
-
-    def generate_trace_id(self) -> int:
-        self._next += 1
-        return self._next << 64 | 0x5555
+    # The SDK keeps the attributes its sampler returns (ALWAYS_ON returns the span's own).
+    assert dict(done.attributes or {}) == {"sampler.extra": "yes"}
 
 
 def test_parent_in_reads_a_request_spans_context_as_get_span_context_gives_it() -> None:
@@ -263,7 +274,7 @@ def test_ids_and_context_made_inline_are_the_id_generators_and_span_contexts(par
     import random
 
     spans, _ = _setup()
-    assert spans._fast_ids  # the SDK's default generator: the inline path
+    assert spans._gate.open()  # the SDK's default generator: the inline path
     state = TraceState([("vendor", "v1")])
     parents = {
         "root": Context(),
