@@ -14,10 +14,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-try:  # the configurator base class moved between SDK versions
-    from opentelemetry.sdk._configuration import _BaseConfigurator as _ConfiguratorBase
-except ImportError:  # pragma: no cover
-    _ConfiguratorBase = object  # type: ignore[misc,assignment]
+from otelperf._sdk.private_api import ConfiguratorBase as _ConfiguratorBase
 
 logger = logging.getLogger("otelperf")
 

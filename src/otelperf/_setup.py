@@ -43,6 +43,7 @@ from opentelemetry.trace import Tracer
 
 from otelperf import _internal, _names, _sigterm, redaction
 from otelperf._runtime import exit_logging, fork, global_providers
+from otelperf._sdk import fast_paths
 from otelperf._version import __version__
 from otelperf.config import BOUNDS, ConfigError, Settings, resolve_settings
 from otelperf.detectors._findings import FindingsSink
@@ -207,6 +208,7 @@ def start(
         logger.info("otelperf is disabled (OTEL_SDK_DISABLED / OTELPERF_DISABLED): no telemetry is produced")
         return runtime
 
+    fast_paths.force_off(not settings.sdk_fast_paths)
     resource = build_resource(settings)
     health = runtime.health
     processor: SpanProcessor

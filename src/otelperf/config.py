@@ -84,6 +84,9 @@ class Settings:
     export_concurrency: int = 4  # OTLP span exports in flight at once
     metric_export_interval: float = 10.0
     strict: bool = False
+    # otelperf builds spans itself where the SDK adapter finds it equivalent (docs/internals.md);
+    # False sends every span through Tracer.start_span/Span.end.
+    sdk_fast_paths: bool = True
     # Redaction (docs/security.md): query parameters whose values are hidden, beyond the defaults
     # ("=" first replaces them, "-name" exempts, "*suffix" adds a suffix rule)...
     sensitive_query_params: tuple[str, ...] = ()
@@ -601,6 +604,7 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("export_share", "OTELPERF_EXPORT_SHARE", None, _parse_ratio, None),
     ("flush_on_sigterm", "OTELPERF_FLUSH_ON_SIGTERM", None, _parse_bool, None),
     ("strict", "OTELPERF_STRICT", None, _parse_bool, None),
+    ("sdk_fast_paths", "OTELPERF_SDK_FAST_PATHS", None, _parse_bool, None),
     ("sensitive_query_params", "OTELPERF_SENSITIVE_QUERY_PARAMS", None, _parse_query_param_names, None),
     ("query_params_allow", "OTELPERF_QUERY_PARAMS_ALLOW", None, _parse_query_allow, None),
     ("exception_messages", "OTELPERF_EXCEPTION_MESSAGES", None, _parse_exception_messages, None),

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
 from otelperf._runtime import global_providers
+from otelperf._sdk.metrics import abandon_readers
 
 if TYPE_CHECKING:
     from otelperf._setup import Runtime
@@ -91,14 +92,7 @@ def _abandon(runtime: Runtime) -> None:
     # The SDK's periodic metric reader restarts its thread in the child (its own hook), and would
     # send the parent's cumulative metrics under the parent's resource: stop it and point it at
     # an exporter that sends nothing. Its span batch worker restarts with an empty queue and idles.
-    provider = runtime.meter_provider
-    readers: Any = getattr(provider, "_metric_readers", None)  # the SDK's own list (1.30 to 1.45 at least)
-    if readers is None:
-        readers = getattr(getattr(provider, "_sdk_config", None), "metric_readers", ())
-    for reader in readers:
-        if hasattr(reader, "_exporter") and hasattr(reader, "_shutdown_event"):
-            reader._exporter = _DISCARD
-            reader._shutdown_event.set()
+    abandon_readers(runtime.meter_provider, _DISCARD)
 
 
 class _DiscardMetrics(MetricExporter):

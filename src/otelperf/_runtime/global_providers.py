@@ -24,13 +24,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import _Gauge as _ApiGauge  # the API exports the sync gauge under this name
 from opentelemetry.util.types import Attributes
 
-try:  # the API's own context-manager-and-decorator helper (what its ProxyTracer uses)
-    from opentelemetry.util._decorator import _agnosticcontextmanager
-except ImportError:  # pragma: no cover - older API
-    from contextlib import contextmanager as _agnosticcontextmanager  # type: ignore[assignment]
+from otelperf._sdk.private_api import APIGauge as _ApiGauge
+from otelperf._sdk.private_api import agnostic_contextmanager as _agnosticcontextmanager
 
 __all__ = ["METER_PROVIDER", "TRACER_PROVIDER", "activate", "deactivate", "install_globals"]
 

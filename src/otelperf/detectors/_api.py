@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from otelperf import _names
-from otelperf._sdk import span_context as _ctx
+from otelperf._sdk import readable as _readable
 
 Severity = Literal["warning", "critical"]
 Component = Literal["db", "cache", "http", "app"]
@@ -69,7 +69,7 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     """A span's attributes for reading. ``ReadableSpan.attributes`` builds a new read-only proxy at
     every access; the detectors read several attributes of every span, so they read the mapping
     itself (and never write to it)."""
-    attributes: Mapping[str, Any] | None = getattr(span, "_attributes", None)
+    attributes: Mapping[str, Any] | None = _readable.attributes_or_none(span)
     if attributes is None:
         return span.attributes or _NO_ATTRIBUTES
     return attributes
@@ -89,7 +89,7 @@ def _unnamed_component(span: ReadableSpan, attributes: Mapping[str, Any]) -> Com
 
     A SERVER span is the app's: it is a request being handled (every request's root), whatever
     its attributes say; its children carry the time of the database, caches and calls."""
-    kind = span._kind if _ctx.readable_span_fields and type(span) is ReadableSpan else span.kind
+    kind = _readable.kind_of(span) if _readable.FIELDS_HOLD and type(span) is ReadableSpan else span.kind
     if kind is _SERVER:
         return "app"
     if attributes.get(_names.CACHE_NAME) is not None:
@@ -145,7 +145,7 @@ class TraceView:
             index = {}
             for s in self.spans:
                 # otelperf's own spans name their component: read it here, without a call.
-                attributes = getattr(s, "_attributes", None)
+                attributes = _readable.attributes_or_none(s)
                 if type(attributes) is not dict:
                     attributes = attributes_of(s)
                 named = attributes.get(_names.COMPONENT)

@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from otelperf import _names
-from otelperf._sdk import span_context as _ctx
+from otelperf._sdk import readable as _readable
 from otelperf.detectors._api import Finding, Severity, TraceView, hex_span_id
 from otelperf.detectors.breakdown import COMPONENTS, Attribution, Offender, attribute
 
@@ -171,8 +171,8 @@ class LatencyBudgetDetector:
     # --- the detector ---
     def analyze(self, trace: TraceView) -> list[Finding]:
         root = trace.root
-        if _ctx.readable_span_fields and type(root) is ReadableSpan:  # the fields, not the properties
-            kind, route, start, end = root._kind, root._name, root._start_time, root._end_time
+        if _readable.FIELDS_HOLD and type(root) is ReadableSpan:  # the fields, not the properties
+            kind, route, start, end = _readable.kind_name_times(root)
         else:
             kind, route, start, end = root.kind, root.name, root.start_time, root.end_time
         if kind is not _SERVER:

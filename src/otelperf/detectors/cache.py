@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
-from otelperf._sdk import span_context as _ctx
+from otelperf._sdk import readable as _readable
 from otelperf.detectors._api import Finding, TraceView, attributes_of, duration_ms, hex_span_id
 
 if TYPE_CHECKING:
@@ -116,11 +116,12 @@ def _tally(cache_spans: Sequence[ReadableSpan]) -> dict[str, _Tally]:
     """The lookups among ``TraceView.spans_of("cache")`` by cache name. A cache span that is no
     lookup (a write, a delete: no boolean ``otelperf.cache.hit``) or has not ended is left out."""
     tallies: dict[str, _Tally] = {}
-    fields = _ctx.readable_span_fields
+    fields = _readable.FIELDS_HOLD
     for span in cache_spans:
         if fields and type(span) is ReadableSpan:  # the fields, not the properties
-            attributes: Mapping[str, Any] = span._attributes or _NO_ATTRIBUTES
-            end = span._end_time
+            attributes: Mapping[str, Any]
+            attributes, end = _readable.attributes_and_end(span)
+            attributes = attributes or _NO_ATTRIBUTES
         else:
             attributes, end = attributes_of(span), span.end_time
         hit = attributes.get(_HIT)

@@ -47,6 +47,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from otelperf import _internal, _names
+from otelperf._sdk.suppression import SUPPRESS_KEY
 from otelperf.detectors._explain_session import (
     STATEMENT_TIMEOUT_MS,
     Session,
@@ -81,10 +82,8 @@ MAX_STATEMENT_LENGTH = 10_000
 MAX_PARAMETERS = 1000
 MAX_SEQ_SCANS = 8
 
-try:  # the API's own key, as in instrumentation/cache.py: instrumentations skip our connection
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
-except ImportError:  # pragma: no cover - very old API
-    _SUPPRESS_KEY = "suppress_instrumentation"
+# Instrumentations skip otelperf's own EXPLAIN connection.
+_SUPPRESS_KEY = SUPPRESS_KEY
 
 # --- which database a span talks to ------------------------------------------------------------
 

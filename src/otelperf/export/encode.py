@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, StatusCode
 
+from otelperf._sdk import readable as _readable
 from otelperf._sdk import span_context as _ctx
 
 if TYPE_CHECKING:
@@ -300,9 +301,9 @@ _IDENTITY_BLOCKS_MAX = 1024
 
 
 def _span(span: ReadableSpan) -> bytes:
-    if type(span) is not ReadableSpan or not _ctx.readable_span_fields:
+    if type(span) is not ReadableSpan or not _readable.FIELDS_HOLD:
         return _span_general(span)
-    events, links, attributes = span._events, span._links, span._attributes
+    events, links, attributes = _readable.payload_fields(span)
     if (
         events
         or links
@@ -314,8 +315,7 @@ def _span(span: ReadableSpan) -> bytes:
     # The common case (otelperf's own spans: plain-dict attributes, no events or links, so nothing
     # dropped): read the fields behind ReadableSpan's properties, and the SpanContexts' tuples.
     # Attribute reads, not ``span.__dict__``: on CPython 3.11+ that builds a dict for the object.
-    ctx, parent, name, kind = span._context, span._parent, span._name, span._kind
-    start, end, status = span._start_time, span._end_time, span._status
+    ctx, parent, name, kind, start, end, status = _readable.head_fields(span)
     if ctx is None or not _ctx.uses_tuple_layout:
         return _span_general(span)
     try:
@@ -433,8 +433,8 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     by_ids: dict[tuple[int, int], list[bytes]] = {}
     last_resource = last_scope = entry = None
     for span in spans:
-        if type(span) is ReadableSpan and _ctx.readable_span_fields:
-            resource, scope = span._resource, span._instrumentation_scope
+        if type(span) is ReadableSpan and _readable.FIELDS_HOLD:
+            resource, scope = _readable.resource_and_scope(span)
         else:
             resource, scope = span.resource, span.instrumentation_scope
         if entry is None or resource is not last_resource or scope is not last_scope:

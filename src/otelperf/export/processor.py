@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import SpanProcessor
 
 from otelperf._internal import RateLimitedWarning
+from otelperf._sdk.suppression import suppressing
 from otelperf.export import _stats
 from otelperf.export._buffer import Payload, RetryBuffer
 from otelperf.export._stats import DeliveryStats
@@ -241,13 +242,7 @@ class OTLPBatchProcessor(SpanProcessor):
         # The export requests are otelperf's own: instrumentation (otelperf's requests/urllib3
         # wrappers, or contrib's) must not trace them, or every export would make a span that the
         # next export carries, which makes another: a request per batch interval, forever.
-        otel_context.attach(
-            otel_context.set_value(
-                otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
-                True,
-                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True),
-            )
-        )
+        otel_context.attach(suppressing())
         while True:
             with self._cond:
                 payload = self._next_payload()

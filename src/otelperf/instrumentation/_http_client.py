@@ -31,6 +31,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, S
 
 from otelperf import _internal, _names
 from otelperf._sdk.leaf import LeafSpans
+from otelperf._sdk.suppression import SUPPRESS_HTTP_KEY, SUPPRESS_KEY
 from otelperf.instrumentation._base import InstrumentContext
 from otelperf.redaction.exceptions import exception_attributes, status_description
 
@@ -38,7 +39,7 @@ _CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on
 
 __all__ = ["Call", "ClientState", "begin", "end"]
 
-SUPPRESS_KEYS = (otel_context._SUPPRESS_INSTRUMENTATION_KEY, otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY)
+SUPPRESS_KEYS = (SUPPRESS_KEY, SUPPRESS_HTTP_KEY)
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )

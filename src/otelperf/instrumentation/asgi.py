@@ -42,6 +42,7 @@ from otelperf import _internal, _names
 from otelperf._sdk import context as _context
 from otelperf._sdk.leaf import parent_in
 from otelperf._sdk.request_span import RequestSpan, RequestSpans
+from otelperf._sdk.suppression import SUPPRESS_KEY
 from otelperf.instrumentation._asgi_request import extract_parent, request_attributes
 from otelperf.instrumentation._asgi_routes import RouteIndex, find_prefix
 from otelperf.instrumentation._asgi_routes import route_template as _route_template
@@ -64,7 +65,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _SCOPE_KEY = "otelperf.request"
 # Only the general key: "suppress_http_instrumentation" is about outgoing calls, and an in-process
 # client (httpx.ASGITransport) may set it while the app serves the request.
-_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_SUPPRESS_KEY = SUPPRESS_KEY
 _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )

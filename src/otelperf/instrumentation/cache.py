@@ -56,7 +56,8 @@ from otelperf import _names, _setup
 from otelperf._internal import swallow
 from otelperf._sdk import context as _context
 from otelperf._sdk import span_context as _ctx
-from otelperf._sdk.leaf import _PLAIN_SPAN_TYPES, _SPAN_KEY, LeafSpans, parent_in
+from otelperf._sdk.leaf import LeafSpans, parent_in
+from otelperf._sdk.suppression import LEGACY_KEY, SUPPRESS_KEY, instrumentation_suppressed
 
 __all__ = [
     "MAX_CACHE_NAMES",
@@ -64,7 +65,6 @@ __all__ = [
     "InstrumentedCache",
     "InstrumentedCachedFunction",
     "instrument_cache",
-    "instrumentation_suppressed",
     "stats_for",
 ]
 
@@ -72,17 +72,7 @@ MAX_CACHE_NAMES = 1000
 """Distinct cache names the metrics keep apart; later ones are counted under ``OVERFLOW_NAME``."""
 OVERFLOW_NAME = "_overflow"
 
-try:  # the API's own key, which `suppress_instrumentation()` of opentelemetry-instrumentation sets
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
-except ImportError:  # pragma: no cover - very old API
-    _SUPPRESS_KEY = "suppress_instrumentation"
-_SUPPRESS_KEY_PLAIN = "suppress_instrumentation"  # the legacy plain-string key, still honoured by contrib
-
-
-def instrumentation_suppressed() -> bool:
-    """True inside ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` (or an equivalent)."""
-    current = _context.get_current()  # what get_value reads, fetched once for both keys
-    return bool(current.get(_SUPPRESS_KEY) or current.get(_SUPPRESS_KEY_PLAIN))
+_SUPPRESS_KEY, _SUPPRESS_KEY_PLAIN = SUPPRESS_KEY, LEGACY_KEY  # read inline on the lookup path
 
 
 # --- metrics shared by every cache, in-process or Redis ----------------------------------------------
@@ -349,11 +339,7 @@ def _leaf_parent(runtime: _setup.Runtime) -> tuple[LeafSpans, SpanContext] | boo
     tracer = runtime.tracer
     last = _last_leaf  # _leaf_spans(), inline
     leaf = last[1] if last is not None and last[0] is tracer else _leaf_spans(tracer)  # type: ignore[arg-type]
-    if _SPAN_KEY is not None:  # parent_in(current), inline for the span types it reads directly
-        span = current.get(_SPAN_KEY)
-        parent = span._context if type(span) in _PLAIN_SPAN_TYPES else parent_in(current)  # type: ignore[attr-defined]
-    else:  # pragma: no cover - an API without the key
-        parent = parent_in(current)
+    parent = parent_in(current)
     if _TUPLE_LAYOUT:  # is_valid and trace_flags, read by index
         if leaf.enabled and parent[5] and parent[3] & _SAMPLED:
             return leaf, parent

@@ -51,6 +51,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode,
 from otelperf import _names
 from otelperf._internal import swallow
 from otelperf._sdk.leaf import LeafSpans
+from otelperf._sdk.suppression import instrumentation_suppressed
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._redis_commands import (
     CACHE_NAME,
@@ -63,7 +64,7 @@ from otelperf.instrumentation._redis_commands import (
     query_text,
     span_attributes,
 )
-from otelperf.instrumentation.cache import CacheStats, instrumentation_suppressed, stats_for
+from otelperf.instrumentation.cache import CacheStats, stats_for
 
 _CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11
 

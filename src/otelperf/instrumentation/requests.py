@@ -23,13 +23,14 @@ from urllib.parse import urlsplit
 import wrapt
 from opentelemetry import context as otel_context
 
+from otelperf._sdk.suppression import SUPPRESS_HTTP_KEY
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._http_client import ClientState, RequestParts, begin, end
 from otelperf.redaction.url import redact_url
 
 __all__ = ["INSTRUMENTOR"]
 
-_SUPPRESS_HTTP = otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY
+_SUPPRESS_HTTP = SUPPRESS_HTTP_KEY
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _state: ClientState | None = None

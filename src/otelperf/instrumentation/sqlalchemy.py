@@ -49,8 +49,8 @@ from otelperf import _internal, _names
 from otelperf._sdk import context as _context
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.leaf import LeafSpans, parent_in
+from otelperf._sdk.suppression import instrumentation_suppressed
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
-from otelperf.instrumentation.cache import instrumentation_suppressed
 from otelperf.pipeline.fast_histograms import FastHistogram
 from otelperf.redaction.sql import MAX_CACHED_LENGTH, operation_and_collection, sanitize
 

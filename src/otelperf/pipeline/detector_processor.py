@@ -36,6 +36,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from otelperf import _internal, _names
 from otelperf._sdk import leaf as _leaf
+from otelperf._sdk import readable as _readable
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.fast_paths import processor_reason
 from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
@@ -128,7 +129,7 @@ class DetectorSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         if _BY_INDEX and type(span) is ReadableSpan:  # leaf and request spans: fields, tuples by index
-            ctx, parent = span._context, span._parent
+            ctx, parent = _readable.context_and_parent(span)
             if ctx is None or self._shutdown:
                 self._inner.on_end(span)
                 return
@@ -227,13 +228,13 @@ class DetectorSpanProcessor(SpanProcessor):
             self.stats.not_exported += len(spans)
 
     def _keep(self, root: ReadableSpan, spans: list[ReadableSpan]) -> bool:
-        fields = _ctx.readable_span_fields
-        ctx = root._context if fields and type(root) is ReadableSpan else root.context
+        fields = _readable.FIELDS_HOLD
+        ctx = _readable.context_of(root) if fields and type(root) is ReadableSpan else root.context
         # In the share by trace id (pipeline.share.in_share(), inline). Checked first: it is cheaper.
         if ctx is not None and (_ctx.trace_id(ctx) & LOW_64_BITS) < self._share_limit:
             return True
         for span in spans:
-            status = span._status if fields and type(span) is ReadableSpan else span.status
+            status = _readable.status_of(span) if fields and type(span) is ReadableSpan else span.status
             # Most spans carry one of a few shared "unset" statuses: known without reading them.
             if status not in _PLAIN_UNSET and status is not None and status.status_code is _ERROR:
                 return True
@@ -352,10 +353,10 @@ def _split_request(root_id: int, spans: list[ReadableSpan]) -> tuple[list[Readab
     add = ids.add
     for span in reversed(spans):  # the common case: one request per trace, all its spans
         if _BY_INDEX and type(span) is ReadableSpan:  # fields and SpanContext's tuple, read directly
-            parent = span._parent
+            context, parent = _readable.context_and_parent(span)
             if parent is None or parent[2] or parent[1] not in ids:  # is_remote, span_id
                 break
-            add(span._context[1])  # type: ignore[index]
+            add(context[1])
             continue
         parent, context = span.parent, span.context
         if parent is None or parent.is_remote or parent.span_id not in ids:

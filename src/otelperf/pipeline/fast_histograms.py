@@ -22,14 +22,12 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, Meter
-from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
-from opentelemetry.sdk.metrics._internal.instrument import _Histogram as SDKHistogramImpl
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -46,6 +44,7 @@ from opentelemetry.trace import SpanContext
 
 from otelperf._internal import record_internal_error
 from otelperf._sdk import span_context as _ctx
+from otelperf._sdk.metrics import Exemplar, SDKHistogramImpl, hook_collect
 from otelperf.pipeline.share import LOW_64_BITS, share_limit
 
 DEFAULT_CARDINALITY_LIMIT = 2000
@@ -249,21 +248,17 @@ class FastMetrics:
 
     def attach(self, reader: MetricReader) -> None:
         """Make ``reader``'s collections include these histograms. Call after the MeterProvider exists."""
-        original: Callable[..., MetricsData | None] | None = reader._collect  # type: ignore[assignment]
-        if original is None:
-            return
         temporality = _histogram_temporality(reader)
         reader_id = id(reader)
 
-        def collect(reader_: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
-            data = original(reader_, timeout_millis=timeout_millis)
+        def merge(data: MetricsData | None) -> MetricsData | None:
             try:
                 return self._merge(data, reader_id, temporality)
             except Exception as exc:
                 record_internal_error("metrics.collect", exc)
                 return data
 
-        reader._set_collect_callback(collect)  # type: ignore[arg-type]
+        hook_collect(reader, merge)
 
     def _merge(
         self, data: MetricsData | None, reader_id: int, temporality: AggregationTemporality

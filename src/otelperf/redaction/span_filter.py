@@ -25,10 +25,11 @@ from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.util import BoundedList as _BoundedList
 from opentelemetry.trace import Status, StatusCode
 
 from otelperf import _names
+from otelperf._sdk import readable as _readable
+from otelperf._sdk.readable import events_for_len, status_code_of, status_of
 from otelperf.redaction import exceptions as _exceptions
 from otelperf.redaction.text import mask_message, scrub_error_text, scrub_stacktrace
 
@@ -42,7 +43,7 @@ def _events_of(span: ReadableSpan) -> Sequence[Event]:
     # ReadableSpan.events copies the list into a tuple on every read; the field itself is read
     # here because this runs for every exported span. Any other span type takes the property.
     try:
-        events: Sequence[Event] = span._events
+        events: Sequence[Event] = _readable.events_field(span)
     except AttributeError:
         events = span.events
     return events
@@ -135,14 +136,9 @@ def scrub_spans(spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
     """
     try:
         for span in spans:
-            if span._status._status_code is _ERROR:
+            if status_code_of(status_of(span)) is _ERROR:
                 break
-            events: Any = span._events
-            # The SDK's spans keep events in a BoundedList, whose len() is Python code; its
-            # deque answers in C. otelperf's own spans keep a tuple.
-            if events.__class__ is _BoundedList:
-                events = events._dq  # type: ignore[attr-defined]
-            if events:
+            if events_for_len(span):
                 break
         else:
             return spans
@@ -168,7 +164,7 @@ def _scrubbed(span: ReadableSpan) -> ReadableSpan:
     if status.status_code is _ERROR and status.description:
         status = Status(_ERROR, _description(status.description, type_name))
     try:
-        attributes: Any = span._attributes  # keeps the dropped-attributes count of BoundedAttributes
+        attributes: Any = _readable.attributes_field(span)  # keeps BoundedAttributes' dropped count
     except AttributeError:
         attributes = span.attributes
     return ReadableSpan(

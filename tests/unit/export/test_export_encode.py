@@ -31,7 +31,7 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from otelperf._sdk import span_context as _spanctx
+from otelperf._sdk import readable as _readable
 from otelperf.export import encode as _otlp_encode
 from otelperf.export.encode import encode_spans
 
@@ -550,7 +550,7 @@ def test_an_sdk_whose_readable_span_fields_differ_takes_the_general_path(
 ) -> None:
     spans = [_leaf_like(7, None if i == 0 else 9, 10 + i, {"k": "v"}) for i in range(3)]
     fast = encode_spans(spans)
-    monkeypatch.setattr(_spanctx, "readable_span_fields", False)
+    monkeypatch.setattr(_readable, "FIELDS_HOLD", False)
     general = []
     real_general = _otlp_encode._span_general
     monkeypatch.setattr(_otlp_encode, "_span_general", lambda s: general.append(s) or real_general(s))
