@@ -1,0 +1,9 @@
+"""``python -m otelperf.cli``: the same as the ``otelperf`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from otelperf.cli import main
+
+sys.exit(main())
