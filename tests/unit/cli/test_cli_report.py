@@ -7,6 +7,7 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,16 @@ N_PLUS_ONE = {
 SLOW = {**N_PLUS_ONE, "detector": "slow_query", "fingerprint": "f2", "statement": "SELECT products"}
 
 
+@dataclass
+class FakePrometheus:
+    url: str
+    queries: list[str]
+    answers: dict[str, list[tuple[dict[str, str], str]]]
+
+
 @pytest.fixture
-def prometheus() -> Iterator[tuple[str, list[str]]]:
-    """A loopback stand-in for Prometheus' query API holding two findings' series."""
+def prometheus() -> Iterator[FakePrometheus]:
+    """A loopback stand-in for Prometheus' query API holding two findings' series and nothing else."""
     queries: list[str] = []
     answers = {
         "otelperf_findings_time_milliseconds_total": [(N_PLUS_ONE, "1250"), (SLOW, "3400")],
@@ -36,12 +44,20 @@ def prometheus() -> Iterator[tuple[str, list[str]]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)["query"][0]
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)["query"][0]
             queries.append(query)
-            # The time series' name contains the count's: look for the longer one first.
-            name = max((n for n in answers if n in query), key=len)
-            result = [{"metric": m, "value": [0, v]} for m, v in answers[name]]
-            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+            data: Any
+            if url.path == "/api/v1/query":
+                # The time series' name contains the count's: look for the longer one first.
+                name = max((n for n in answers if n in query), key=len, default="")
+                result = [{"metric": m, "value": [0, v]} for m, v in answers.get(name, [])]
+                data = {"resultType": "vector", "result": result}
+            elif url.path == "/api/v1/query_range":  # the HTML report's charts: no data in the window
+                data = {"resultType": "matrix", "result": []}
+            else:
+                data = []
+            body = json.dumps({"status": "success", "data": data})
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -52,15 +68,15 @@ def prometheus() -> Iterator[tuple[str, list[str]]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", queries
+    yield FakePrometheus(f"http://127.0.0.1:{server.server_address[1]}", queries, answers)
     server.shutdown()
     server.server_close()
 
 
 def test_report_ranks_findings_by_the_time_they_cost(
-    prometheus: tuple[str, list[str]], capsys: pytest.CaptureFixture[str]
+    prometheus: FakePrometheus, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url, queries = prometheus
+    url, queries = prometheus.url, prometheus.queries
     assert main(["report", "--prometheus", url, "--window", "15m"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"findings of the last 15m, most time-consuming first (from {url})"
@@ -73,13 +89,53 @@ def test_report_ranks_findings_by_the_time_they_cost(
 
 
 def test_report_limit_keeps_the_costliest(
-    prometheus: tuple[str, list[str]], capsys: pytest.CaptureFixture[str]
+    prometheus: FakePrometheus, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url, _ = prometheus
+    url = prometheus.url
     assert main(["report", "--prometheus", url, "--limit", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("findings of the last 1h,")
     assert len(out) == 3 and "slow_query" in out[2]
+
+
+def test_html_report_of_a_window_with_budgets_and_a_baseline(
+    prometheus: FakePrometheus,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prometheus.answers.clear()  # no findings: nothing to look up in Jaeger
+    url, queries = prometheus.url, prometheus.queries
+    monkeypatch.chdir(tmp_path)
+    Path("otelperf.toml").write_text('service = "shop"\n[defaults]\np95 = "300ms"\n', encoding="utf-8")
+    Path("baselines").mkdir()
+    routes = {"GET /orders": {"p95_ms": 12.0, "rps": 40.0, "error_rate": 0.0}}
+    Path("baselines/shop.json").write_text(json.dumps({"routes": routes}), encoding="utf-8")
+
+    assert (
+        main(["report", "--html", "report.html", "--service", "shop", "--since", "15m", "--prometheus", url])
+        == 0
+    )
+    assert (
+        capsys.readouterr().out
+        == "wrote report.html: 0 routes (0 over budget), 0 kinds of findings, 15.0 min of shop\n"
+    )
+    html = Path("report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "shop" in html
+    assert any('job="shop"' in q for q in queries)
+
+    argv = [
+        "report",
+        "--html",
+        "report.html",
+        "--budgets",
+        "otelperf.toml",
+        "--baseline",
+        "baselines/shop.json",
+    ]
+    assert main([*argv, "--prometheus", url]) == 0
+    assert "of shop" in capsys.readouterr().out  # the service from the budgets file
+    assert "GET /orders" in Path("report.html").read_text(encoding="utf-8")  # the baseline's route
 
 
 def test_report_without_prometheus_says_how_to_start_it(capsys: pytest.CaptureFixture[str]) -> None:
