@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from otelperf.budgets import BudgetError, Budgets, find_budgets_file, load_budgets
-from otelperf.cli import main
 from otelperf.config import resolve_settings
 
 
@@ -160,13 +159,3 @@ def test_settings_with_a_bad_file_warn_or_raise_when_strict(
     assert resolve_settings(environ=env).budgets == {}
     with pytest.raises(ConfigError, match=r"b.toml:2: defaults.p95"):
         resolve_settings(environ=env, strict=True)
-
-
-def test_cli_budgets_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = write(tmp_path / "otelperf.toml", GOOD)
-    assert main(["budgets", "check", str(good)]) == 0
-    out = capsys.readouterr().out
-    assert "GET /orders/{order_id}" in out and "200 ms" in out and "99.500%" in out
-    bad = write(tmp_path / "bad.toml", "[cache]\nmin_hit = 1\n")
-    assert main(["budgets", "check", str(bad)]) == 1
-    assert f"{bad}:2: cache.min_hit: unknown key" in capsys.readouterr().err

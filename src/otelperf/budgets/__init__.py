@@ -34,13 +34,11 @@ Every problem is a :class:`BudgetError` whose message starts ``<file>:<line>: <k
 what is accepted; a misspelt key gets a did-you-mean. ``otelperf budgets check`` prints it.
 
 Modules: :mod:`~otelperf.budgets.model` (the types), :mod:`~otelperf.budgets.load` (reading and
-checking the file), :mod:`~otelperf.budgets.cli` (``otelperf budgets check``).
+checking the file); the command is :mod:`otelperf.cli.budgets`.
 """
 
 from __future__ import annotations
 
-from otelperf.budgets.cli import add_parser as add_parser
-from otelperf.budgets.cli import format_budgets as format_budgets
 from otelperf.budgets.load import FILE_NAME as FILE_NAME
 from otelperf.budgets.load import find_budgets_file, load_budgets, parse_budgets
 from otelperf.budgets.model import DEFAULT_ROUTE, BudgetError, Budgets, RouteBudget

@@ -4,23 +4,24 @@ Everything is a pure function of the budgets file (plus a few URLs), so the gene
 committed and a test can check that they still match: the budgets are the one source of truth.
 
     otelperf generate all --budgets examples/shop/otelperf.toml --out .
+
+The command is :mod:`otelperf.cli.generate`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from otelperf.budgets import BudgetError, Budgets, load_budgets
+from otelperf.budgets import Budgets
 from otelperf.generate import _yaml
 from otelperf.generate.alertmanager import build_alertmanager
 from otelperf.generate.dashboards import build_dashboards, build_provisioning
 from otelperf.generate.rules import build_rules
 
-__all__ = ["KINDS", "add_parser", "generate", "render"]
+__all__ = ["KINDS", "generate", "render"]
 
 KINDS = ("rules", "alertmanager", "dashboards")
 RULES_FILE = "prometheus/rules/otelperf.rules.yml"
@@ -80,37 +81,3 @@ def generate(budgets: Budgets, kinds: tuple[str, ...], out: Path, **options: Any
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
-
-
-def _cmd(args: Any) -> int:
-    try:
-        budgets = load_budgets(args.budgets)
-    except BudgetError as exc:
-        print(f"otelperf generate: {exc}", file=sys.stderr)
-        return 1
-    kinds = KINDS if args.kind == "all" else (args.kind,)
-    out = Path(args.out)
-    for path in generate(budgets, kinds, out, jaeger_url=args.jaeger_url, webhook_url=args.webhook_url):
-        print(f"wrote {path}")
-    if "rules" in kinds:
-        print("Prometheus reads new rules on reload: curl -X POST http://127.0.0.1:9090/-/reload")
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``otelperf generate rules|alertmanager|dashboards|all`` on the CLI's subparsers."""
-    gen = sub.add_parser(
-        "generate",
-        help="Prometheus rules, Alertmanager config, Grafana dashboards from the budgets file",
-        description="Generate monitoring configuration from the budgets (otelperf.toml / [tool.otelperf]).",
-    )
-    gen.add_argument("kind", choices=[*KINDS, "all"])
-    gen.add_argument("--budgets", metavar="FILE", help="budgets file (default: found from the cwd upwards)")
-    gen.add_argument(
-        "--out", default=".", help="directory that gets prometheus/, alertmanager/, grafana/ (default: .)"
-    )
-    gen.add_argument(
-        "--jaeger-url", default="http://127.0.0.1:16686", help="Jaeger UI base URL for alert links"
-    )
-    gen.add_argument("--webhook-url", help="Alertmanager receivers post here (default: notify nobody)")
-    gen.set_defaults(func=_cmd)

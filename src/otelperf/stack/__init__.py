@@ -9,8 +9,8 @@ True
 
 Modules: ``components`` (the process table as data, binary lookup), ``ports`` (free or held by
 whom), ``state`` (pid records, logs), ``metrics`` (the collector's span counters), ``manager``
-(:class:`Stack`: the whole stack, or one component), ``results`` (what it answers), ``cli``
-(``otelperf stack ...``).
+(:class:`Stack`: the whole stack, or one component), ``results`` (what it answers). The command
+``otelperf stack ...`` is :mod:`otelperf.cli.stack`.
 """
 
 from __future__ import annotations

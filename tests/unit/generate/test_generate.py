@@ -6,8 +6,6 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from otelperf.budgets import load_budgets
 from otelperf.cli import main
 from otelperf.generate import KINDS, _yaml, render
@@ -186,13 +184,3 @@ def test_promtool_unit_tests_fire_p95_and_burn_rate_alerts(tmp_path: Path) -> No
         [PROMTOOL, "test", "rules", "tests.yml"], cwd=rules_dir, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.mark.parametrize("kind", ["rules", "alertmanager", "dashboards"])
-def test_cli_generates_one_kind(tmp_path: Path, kind: str) -> None:
-    assert main(["generate", kind, "--budgets", str(EXAMPLE), "--out", str(tmp_path)]) == 0
-    produced = sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file())
-    assert (
-        set(produced)
-        == {"rules": {"prometheus"}, "alertmanager": {"alertmanager"}, "dashboards": {"grafana"}}[kind]
-    )

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from otelperf.budgets import load_budgets
-from otelperf.cli import main
 from otelperf.report_html.model import BaselineRoute, Budget
 from otelperf.report_html.prom import Window, parse_duration, parse_time
 from otelperf.report_html.sources import BaselineError, budget_lookup, load_baseline
@@ -80,28 +78,3 @@ def test_bad_baseline_names_the_problem(tmp_path: Path, content: str, message: s
     path.write_text(content)
     with pytest.raises(BaselineError, match=message.replace(".", r"\.").replace("(", r"\(")):
         load_baseline(path)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens there
-
-
-def test_prometheus_unreachable_is_one_line_and_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)  # no budgets file around: the defaults
-    out = tmp_path / "r.html"
-    url = f"http://127.0.0.1:{closed_port()}"
-    rc = main(["report", "--html", str(out), "--prometheus", url, "--since", "5m"])
-    err = capsys.readouterr().err
-    assert rc == 2
-    assert err.count("\n") == 1 and err.startswith("otelperf report: Prometheus unreachable:") and url in err
-    assert not out.exists()
-
-
-def test_bad_window_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["report", "--html", str(tmp_path / "r.html"), "--since", "a while"])
-    assert rc == 2
-    assert "not a duration: 'a while'" in capsys.readouterr().err

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from otelperf.cli import build_parser, main
+from otelperf.cli.stack import follow_files, format_status
 from otelperf.stack import StackStatus
-from otelperf.stack.cli import follow_files, format_status
 from otelperf.stack.components import COLLECTOR, JAEGER, PROMETHEUS, Component
 from otelperf.stack.manager import ComponentStatus
 from otelperf.stack.metrics import SpanFlow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
 import urllib.error
@@ -185,3 +186,17 @@ def _print_delivery(report: dict[str, Any]) -> None:
         drops = ", ".join(f"{k}: {v}" for k, v in sorted(figures["dropped"].items())) or "none"
         dropped = sum(figures["dropped"].values())
         print(f"  {service:<24} delivered {figures['delivered']:<10} dropped {dropped} ({drops})")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    return run_doctor(timeout=args.timeout, as_json=args.json)
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``otelperf doctor`` on the CLI's subparsers."""
+    doctor = sub.add_parser(
+        "doctor", help="print the resolved settings and libraries, and check the collector"
+    )
+    doctor.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the OTLP endpoint")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(func=cmd_doctor)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from otelperf import _doctor
 from otelperf._otlp_sink import Fault, OTLPSink
+from otelperf.cli import doctor
 from otelperf.export import figures
 
 
@@ -63,7 +63,7 @@ def prometheus(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def test_doctor_sends_a_test_batch_and_shows_its_accounting(
     sink: OTLPSink, prometheus: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _doctor.run_doctor(timeout=3.0) == 0
+    assert doctor.run_doctor(timeout=3.0) == 0
     out = capsys.readouterr().out
     assert "span delivery (a test batch through otelperf's exporter): ok" in out
     assert "delivered 10 of 10 test spans" in out
@@ -81,7 +81,7 @@ def test_doctor_fails_when_the_collector_rejects_the_spans(
     sink: OTLPSink, prometheus: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     sink.fault = Fault("partial", rejected=10)  # answers 200, yet keeps none of the spans
-    assert _doctor.run_doctor(timeout=3.0) == 1
+    assert doctor.run_doctor(timeout=3.0) == 1
     out = capsys.readouterr().out
     assert "span delivery (a test batch through otelperf's exporter): FAILED" in out
     assert "delivered 0 of 10 test spans (dropped: rejected: 10)" in out
@@ -90,7 +90,7 @@ def test_doctor_fails_when_the_collector_rejects_the_spans(
 def test_doctor_json_carries_the_figures(
     sink: OTLPSink, prometheus: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _doctor.run_doctor(timeout=3.0, as_json=True) == 0
+    assert doctor.run_doctor(timeout=3.0, as_json=True) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["delivery"]["stats"]["spans_exported"] == 10
     assert report["prometheus_delivery"]["services"]["shop"] == {
@@ -106,5 +106,18 @@ def test_prometheus_not_answering_is_reported_not_raised(monkeypatch: pytest.Mon
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setattr(figures, "PROMETHEUS_URL", f"http://127.0.0.1:{port}")
-    report = _doctor.prometheus_delivery(timeout=1.0)
+    report = doctor.prometheus_delivery(timeout=1.0)
     assert report["services"] == {} and report["error"].startswith("not available")
+
+
+def test_the_doctor_command_line(
+    sink: OTLPSink, prometheus: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from otelperf.cli import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("otelperf ") and "\nsettings (value  <- where it came from):\n" in out
+    assert f"  {sink.endpoint}/v1/traces: ok: accepted an empty OTLP export (HTTP 200)" in out
+    assert main(["doctor", "--json", "--timeout", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["endpoint"]["ok"] is True

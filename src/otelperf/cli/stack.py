@@ -1,4 +1,4 @@
-"""``otelperf stack up|down|status|logs``: the command-line face of :class:`Stack`.
+"""``otelperf stack up|down|status|logs``: the command-line face of :class:`otelperf.stack.Stack`.
 
 Exit codes: 0 ok; 1 could not do it (the message says why and how to fix it); 3 ``status``
 found a component down.
@@ -12,11 +12,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from otelperf.stack.components import COMPONENTS, StackError
-from otelperf.stack.manager import URLS, Stack, StackStatus
-from otelperf.stack.state import tail_lines
+if TYPE_CHECKING:
+    from otelperf.stack.manager import Stack, StackStatus
 
 EXIT_FAILED = 1
 EXIT_DOWN = 3
@@ -27,6 +26,10 @@ def _say(message: str) -> None:
 
 
 def run_stack_command(args: argparse.Namespace) -> int:
+    # The stack's modules load only when this command runs, not for every `otelperf ...`.
+    from otelperf.stack.components import StackError
+    from otelperf.stack.manager import Stack
+
     try:
         stack = Stack(
             args.config_dir,
@@ -58,6 +61,8 @@ def run_stack_command(args: argparse.Namespace) -> int:
 
 
 def _up(stack: Stack, timeout: float) -> int:
+    from otelperf.stack.manager import URLS
+
     _say(f"otelperf stack: configs from {stack.config_dir}, state in {stack.state_dir}")
     result = stack.up(timeout=timeout)
     for note in result.notes:
@@ -100,6 +105,8 @@ def format_status(status: StackStatus) -> list[str]:
 
 
 def _status(stack: Stack, as_json: bool, timeout: float) -> int:
+    from otelperf.stack.manager import URLS
+
     status = stack.status(timeout=timeout)
     if as_json:
         print(json.dumps({**status.to_dict(), "state_dir": str(stack.state_dir)}, indent=2))
@@ -112,6 +119,9 @@ def _status(stack: Stack, as_json: bool, timeout: float) -> int:
 
 
 def _logs(stack: Stack, component: str | None, count: int, follow: bool, out: TextIO) -> int:
+    from otelperf.stack.components import COMPONENTS, StackError
+    from otelperf.stack.state import tail_lines
+
     names = [component] if component else [c.name for c in COMPONENTS]
     paths = {name: stack.log_path(name) for name in names}
     existing = {name: path for name, path in paths.items() if path.exists()}
@@ -164,3 +174,48 @@ def follow_files(paths: dict[str, Path], out: TextIO, prefix: bool, stop_after: 
                 out.flush()
             positions[name] = (st.st_ino, offset)
         time.sleep(0.25)
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``otelperf stack up|down|status|logs`` on the CLI's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config-dir",
+        help="otelperf checkout holding collector-config/, jaeger/, prometheus/ "
+        "(default: this checkout; env OTELPERF_STACK_CONFIG_DIR)",
+    )
+    common.add_argument(
+        "--state-dir",
+        help="pids, logs and data (default ~/.cache/otelperf/state/stack; env OTELPERF_STACK_STATE)",
+    )
+    stack = sub.add_parser(
+        "stack",
+        help="run the local backend: collector, Jaeger, Prometheus",
+        description="Start, stop and inspect the local OpenTelemetry Collector, Jaeger and Prometheus.",
+    )
+    actions = stack.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", parents=[common], help="start the stack and wait until it is healthy")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (default 60)")
+    alertmanager = up.add_mutually_exclusive_group()
+    alertmanager.add_argument(
+        "--with-alertmanager",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also run Alertmanager on 127.0.0.1:9093 (default: when installed and configured)",
+    )
+    alertmanager.add_argument("--without-alertmanager", dest="with_alertmanager", action="store_false")
+    up.add_argument(
+        "--jaeger-storage", choices=["memory", "badger"], default="memory", help="badger keeps traces"
+    )
+    down = actions.add_parser("down", parents=[common], help="stop the processes `up` started")
+    down.add_argument("--timeout", type=float, default=10.0, help="seconds before SIGKILL (default 10)")
+    down.add_argument("--purge", action="store_true", help="also delete logs and stored data")
+    status = actions.add_parser("status", parents=[common], help="what runs, its health, spans flowing")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--timeout", type=float, default=1.0, help="seconds per health probe")
+    logs = actions.add_parser("logs", parents=[common], help="print (or follow) the components' logs")
+    logs.add_argument("component", nargs="?", choices=["collector", "jaeger", "prometheus", "alertmanager"])
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines per log (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    stack.set_defaults(func=run_stack_command)
