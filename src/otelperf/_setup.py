@@ -94,6 +94,13 @@ class Runtime:
     def enabled(self) -> bool:
         return self.tracer_provider is not None
 
+    def fast_paths(self) -> list[tuple[str, bool, str]]:
+        """``(fast path, on, why)`` for otelperf's fast paths around the SDK, as of now (a processor
+        added to the provider since init is taken into account)."""
+        from otelperf._sdk import describe
+
+        return describe(self.tracer)
+
     @property
     def delivery(self) -> DeliveryStats | None:
         """Span delivery figures (delivered, dropped by reason, buffered), when otelperf exports."""

@@ -93,6 +93,28 @@ def prometheus_delivery(timeout: float) -> dict[str, Any]:
     return {"url": PROMETHEUS_URL, "error": None, "services": {k: v.to_dict() for k, v in services.items()}}
 
 
+def fast_paths(settings: Settings) -> list[dict[str, Any]]:
+    """otelperf's fast paths around the SDK for a provider as otelperf builds it with these settings
+    (the sampler, the SDK's limits from the environment, ``sdk_fast_paths``). Processors an app adds
+    later are checked by the running process itself (``Runtime.fast_paths()``)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otelperf._sdk import describe
+    from otelperf._sdk import fast_paths as sdk_fast_paths
+    from otelperf._setup import build_sampler
+
+    was_off = sdk_fast_paths.forced_off()
+    sdk_fast_paths.force_off(not settings.sdk_fast_paths)
+    try:
+        provider = TracerProvider(sampler=build_sampler(settings), shutdown_on_exit=False)
+        return [
+            {"path": name, "on": on, "why": why}
+            for name, on, why in describe(provider.get_tracer("otelperf"))
+        ]
+    finally:
+        sdk_fast_paths.force_off(was_off)
+
+
 def gather(timeout: float) -> dict[str, Any]:
     settings = resolve_settings()
     libraries = []
@@ -125,6 +147,7 @@ def gather(timeout: float) -> dict[str, Any]:
         "traces_endpoint": settings.full_traces_endpoint(),
         "metrics_endpoint": settings.full_metrics_endpoint(),
         "libraries": libraries,
+        "fast_paths": fast_paths(settings),
         "endpoint": None
         if endpoint is None
         else {"url": endpoint.url, "ok": endpoint.ok, "detail": endpoint.detail},
@@ -147,6 +170,9 @@ def run_doctor(timeout: float = 2.0, as_json: bool = False) -> int:
             version = lib["version"] or "-"
             extra = f"  ({lib['detail']})" if lib["detail"] else ""
             print(f"  {lib['name']:<15} {lib['library']:<11} {version:<10} {lib['state']}{extra}")
+        print("\nfast paths around the OpenTelemetry SDK (docs/internals.md#the-sdk-adapter):")
+        for path in report["fast_paths"]:
+            print(f"  {path['path']:<42} {'on ' if path['on'] else 'off'}  {path['why']}")
         print("\nOTLP endpoint:")
         if endpoint is None:
             print("  not checked: otelperf is disabled (OTEL_SDK_DISABLED / OTELPERF_DISABLED)")

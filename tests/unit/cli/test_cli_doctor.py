@@ -121,3 +121,28 @@ def test_the_doctor_command_line(
     assert f"  {sink.endpoint}/v1/traces: ok: accepted an empty OTLP export (HTTP 200)" in out
     assert main(["doctor", "--json", "--timeout", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["endpoint"]["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("env", "on", "why"),
+    [
+        ({}, True, "equivalent for this provider"),
+        ({"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10"}, False, "SpanLimits"),
+        ({"OTELPERF_SDK_FAST_PATHS": "false"}, False, "forced off"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}, False, "sampler"),
+    ],
+)
+def test_doctor_says_which_fast_paths_are_on_and_why(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    on: bool,
+    why: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: no batch
+    doctor.run_doctor(timeout=0.2)
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if "leaf and request spans built directly" in line]
+    assert (" on " in line) is on and why in line, line
