@@ -215,7 +215,7 @@ def start(
         logger.info("otelperf is disabled (OTEL_SDK_DISABLED / OTELPERF_DISABLED): no telemetry is produced")
         return runtime
 
-    fast_paths.force_off(not settings.sdk_fast_paths)
+    fast_paths.force_off(not settings.sdk_fast_paths or fast_paths.env_forced_off())
     resource = build_resource(settings)
     health = runtime.health
     processor: SpanProcessor

@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 from opentelemetry import context as otel_context
@@ -383,7 +383,16 @@ def _lookup_done(  # noqa: PLR0917 - the hot path's own helper, positional for s
 # --- functools.lru_cache / functools.cache -----------------------------------------------------------
 
 
-class InstrumentedCachedFunction(wrapt.FunctionWrapper[..., Any]):
+# wrapt 2 types its proxies as generics; wrapt 1 (still in the declared range) cannot subscript them.
+if TYPE_CHECKING:
+    _FunctionWrapper = wrapt.FunctionWrapper[..., Any]
+    _ObjectProxy = wrapt.ObjectProxy[Any]
+else:
+    _FunctionWrapper = wrapt.FunctionWrapper
+    _ObjectProxy = wrapt.ObjectProxy
+
+
+class InstrumentedCachedFunction(_FunctionWrapper):
     """A ``functools.lru_cache``'d function whose calls are ``cache.get <name>`` spans.
 
     ``cache_info``, ``cache_clear`` and every other attribute still reach the cached function;
@@ -437,7 +446,7 @@ class InstrumentedCachedFunction(wrapt.FunctionWrapper[..., Any]):
 _MISSING: Any = object()
 
 
-class InstrumentedCache(wrapt.ObjectProxy[Any]):
+class InstrumentedCache(_ObjectProxy):
     """A proxy for a dict-like cache whose reads, writes and deletes are spans.
 
     A ``KeyError`` from ``[key]`` is a miss and is re-raised unchanged. Membership tests,

@@ -123,6 +123,7 @@ def test_the_doctor_command_line(
     assert json.loads(capsys.readouterr().out)["endpoint"]["ok"] is True
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize(
     ("env", "on", "why"),
     [

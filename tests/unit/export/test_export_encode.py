@@ -353,6 +353,7 @@ def test_randomized_spans_property() -> None:
         assert_same_as_sdk(spans[start : start + 64])
 
 
+@pytest.mark.fast_paths
 def test_otelperf_shaped_spans_take_the_short_path_and_still_equal_the_sdk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -478,6 +479,7 @@ def test_cache_is_bounded_and_correct_after_it_is_cleared(rec: _Recorder) -> Non
     assert_same_as_sdk([spans[0], spans[-1]])
 
 
+@pytest.mark.fast_paths
 def test_attribute_blocks_are_cached_apart_by_type_and_never_for_floats_or_sequences() -> None:
     """Whole attribute blocks are cached by their pairs and types: equal-but-different values
     (1 / True, [1] / [True], 0.0 / -0.0) must each keep their own encoding."""

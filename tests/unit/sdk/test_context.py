@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 from opentelemetry import context as otel_context
 
 from otelperf._sdk import context as _context
 
 
+@pytest.mark.fast_paths
 def test_it_reads_the_apis_contextvar_with_this_api() -> None:
     assert _context.reads_the_contextvar  # else every read takes the API's two Python calls
 

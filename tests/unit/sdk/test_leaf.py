@@ -12,6 +12,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from otelperf._sdk.leaf import LeafSpans
 
+pytestmark = pytest.mark.fast_paths  # see tests/conftest.py
+
 
 def _parent(random_id: bool, remote: bool) -> SpanContext:
     flags = TraceFlags.SAMPLED | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)

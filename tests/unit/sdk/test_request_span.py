@@ -31,6 +31,8 @@ from opentelemetry.trace import (
 
 from otelperf._sdk.request_span import RequestSpan, RequestSpans
 
+pytestmark = pytest.mark.fast_paths  # see tests/conftest.py
+
 
 def _setup(**provider_kwargs: object) -> tuple[RequestSpans, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()

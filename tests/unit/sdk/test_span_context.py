@@ -9,6 +9,8 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, TraceFlags, T
 
 from otelperf._sdk import span_context as _spanctx
 
+pytestmark = pytest.mark.fast_paths  # see tests/conftest.py
+
 
 def _contexts() -> list[SpanContext]:
     rng = random.Random(3)
