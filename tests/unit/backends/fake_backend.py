@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,12 +27,12 @@ def recorded(name: str) -> Any:
 @dataclass
 class FakeBackend:
     url: str
-    answers: dict[str, Answer | Callable[[dict[str, str]], Answer]]
+    answers: Mapping[str, Answer | Callable[[dict[str, str]], Answer]]
     asked: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
 
 @contextmanager
-def fake_backend(answers: dict[str, Answer | Callable[[dict[str, str]], Answer]]) -> Iterator[FakeBackend]:
+def fake_backend(answers: Mapping[str, Answer | Callable[[dict[str, str]], Answer]]) -> Iterator[FakeBackend]:
     """Serve ``answers`` (path -> answer, or path -> f(params) -> answer); other paths: 404."""
 
     class Handler(BaseHTTPRequestHandler):
