@@ -40,7 +40,7 @@ fmt:
 # Leaves the backend (collector, Jaeger, Prometheus, Alertmanager) running for a look around;
 # demo-down stops it. DEMO_DURATION: seconds of load (the alerts need about a minute of it).
 demo: setup services
-	$(PY) scripts/demo.py --duration $${DEMO_DURATION:-60}
+	$(PY) -m examples.shop.tour --duration $${DEMO_DURATION:-60}
 
 demo-down:
 	$(VENV)/bin/otelperf stack down

@@ -7,12 +7,11 @@ processes are gone. In a process, :func:`format_ranked` prints the same table fr
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from otelperf.backends import Prometheus
 
 
 @dataclass(frozen=True)
@@ -24,16 +23,6 @@ class RankedFinding:
     statement: str
     occurrences: float
     total_ms: float
-
-
-def _query(prometheus: str, promql: str, timeout: float) -> list[dict[str, Any]]:
-    url = prometheus.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise RuntimeError(f"Prometheus answered {body.get('status')}: {body.get('error')}")
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
 
 
 def growth(metric: str, select: str, window: str, labels: str) -> str:
@@ -54,17 +43,20 @@ def growth(metric: str, select: str, window: str, labels: str) -> str:
 def ranked_from_prometheus(
     prometheus: str, window: str = "1h", timeout: float = 5.0, matchers: str = ""
 ) -> list[RankedFinding]:
-    """``matchers``: extra PromQL label matchers for both series, e.g. ``'job="shop"'``."""
+    """``matchers``: extra PromQL label matchers for both series, e.g. ``'job="shop"'``.
+
+    Raises :class:`~otelperf.backends.BackendError` (an OSError) when Prometheus cannot be read,
+    :class:`~otelperf.backends.PrometheusQueryError` when it refuses the query.
+    """
+    prom = Prometheus(prometheus, timeout)
     labels = "detector, severity, route, fingerprint, statement"
     select = f"{{{matchers}}}" if matchers else ""
-    times = _query(
-        prometheus, growth("otelperf_findings_time_milliseconds_total", select, window, labels), timeout
-    )
-    counts = _query(prometheus, growth("otelperf_findings_total", select, window, labels), timeout)
-    count_of = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in counts}
+    times = prom.query(growth("otelperf_findings_time_milliseconds_total", select, window, labels))
+    counts = prom.query(growth("otelperf_findings_total", select, window, labels))
+    count_of = {tuple(sorted(r.labels.items())): r.value for r in counts}
     out = []
     for row in times:
-        m = row["metric"]
+        m = row.labels
         out.append(
             RankedFinding(
                 m.get("detector", ""),
@@ -73,7 +65,7 @@ def ranked_from_prometheus(
                 m.get("fingerprint", ""),
                 m.get("statement", ""),
                 count_of.get(tuple(sorted(m.items())), 0.0),
-                float(row["value"][1]),
+                row.value,
             )
         )
     return sorted(

@@ -1,5 +1,6 @@
-"""Reading the real backend back: Jaeger's /api/v3 (OTLP JSON), Prometheus' /api/v1/query, the
-collector's own counters, and the ``otelperf.finding`` span events the detectors write.
+"""Reading the real backend back, through :mod:`otelperf.backends`: Jaeger's api_v3 as typed spans,
+Prometheus' queries, the collector's own counters, and the ``otelperf.finding`` span events the
+detectors write.
 
 Everything that waits polls until a deadline (``poll``) and fails with the last answer it saw, so a
 failing end-to-end test says what the backend held, not just "timeout".
@@ -7,26 +8,22 @@ failing end-to-end test says what the backend held, not just "timeout".
 
 from __future__ import annotations
 
-import base64
-import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-JAEGER = "http://127.0.0.1:16686"
-PROMETHEUS = "http://127.0.0.1:9090"
+from otelperf.backends import JAEGER_URL, PROMETHEUS_URL, Jaeger, Prometheus, Sample, Span, SpanKind
+from otelperf.backends.exposition import scrape, sum_family
+from otelperf.backends.jaeger import iter_events
+
+JAEGER = JAEGER_URL
+PROMETHEUS = PROMETHEUS_URL
 OTLP_HTTP = "http://127.0.0.1:4318"
 COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"
 JAEGER_METRICS = "http://127.0.0.1:14269/metrics"
-
-# Loopback only: an http_proxy in the environment must not see the test's backend queries.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -34,14 +31,6 @@ class StackUrls:
     jaeger: str = JAEGER
     prometheus: str = PROMETHEUS
     otlp_http: str = OTLP_HTTP
-
-
-def get_json(url: str, params: dict[str, str] | None = None, timeout: float = 5.0) -> Any:
-    """GET a JSON document; HTTPError (e.g. Jaeger's 404 for an unknown trace) propagates."""
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    with OPENER.open(url, timeout=timeout) as response:
-        return json.loads(response.read())
 
 
 def poll(what: str, fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float) -> Any:
@@ -53,7 +42,7 @@ def poll(what: str, fetch: Callable[[], Any], done: Callable[[Any], bool], timeo
             last = fetch()
             if done(last):
                 return last
-        except (OSError, urllib.error.URLError) as exc:  # HTTPError is a URLError
+        except OSError as exc:  # the backends' BackendError is an OSError
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
             pytest.fail(f"{what}: not there after {timeout:g} s; last answer: {str(last)[:2000]}")
@@ -63,16 +52,14 @@ def poll(what: str, fetch: Callable[[], Any], done: Callable[[Any], bool], timeo
 # --- Prometheus ---------------------------------------------------------------------------------------
 
 
-def prometheus_result(promql: str, prometheus: str = PROMETHEUS) -> list[dict[str, Any]]:
-    """The ``data.result`` of an instant query (one dict per series)."""
-    result: list[dict[str, Any]] = get_json(f"{prometheus}/api/v1/query", {"query": promql})["data"]["result"]
-    return result
+def prometheus_result(promql: str, prometheus: str = PROMETHEUS) -> list[Sample]:
+    """An instant query's series."""
+    return Prometheus(prometheus, timeout=5.0).query(promql)
 
 
 def prometheus_value(promql: str, prometheus: str = PROMETHEUS) -> float | None:
     """The first series' value of an aggregating query (``sum(...)``), None while there is none."""
-    result = prometheus_result(promql, prometheus)
-    return float(result[0]["value"][1]) if result else None
+    return Prometheus(prometheus, timeout=5.0).value(promql)
 
 
 # --- the collector and Jaeger have stored everything ---------------------------------------------
@@ -80,14 +67,9 @@ def prometheus_value(promql: str, prometheus: str = PROMETHEUS) -> float | None:
 
 def _span_counters(url: str, exporter: str) -> tuple[float, float]:
     """(spans the OTLP receiver accepted, spans ``exporter`` sent) from a collector's own metrics."""
-    with OPENER.open(url, timeout=2) as response:
-        text = response.read().decode()
-    accepted = sent = 0.0
-    for line in text.splitlines():
-        if line.startswith("otelcol_receiver_accepted_spans_total{"):
-            accepted += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("otelcol_exporter_sent_spans_total{") and f'exporter="{exporter}"' in line:
-            sent += float(line.rsplit(" ", 1)[1])
+    text = scrape(url)
+    accepted = sum_family(text, "otelcol_receiver_accepted_spans") or 0.0
+    sent = sum_family(text, "otelcol_exporter_sent_spans", {"exporter": exporter}) or 0.0
     return accepted, sent
 
 
@@ -112,108 +94,24 @@ def wait_spans_stored(timeout: float = 20.0) -> None:
     )
 
 
-# --- Jaeger's OTLP JSON ------------------------------------------------------------------------------
+# --- Jaeger ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class JSpan:
-    trace_id: str  # 32 hex
-    span_id: str  # 16 hex
-    parent_span_id: str  # "" for none
-    name: str
-    kind: int  # OTLP enum: 2 SERVER, 3 CLIENT
-    attributes: dict[str, Any]
-    resource: dict[str, Any]
-
-
-def hex_id(value: str, size: int) -> str:
-    """OTLP JSON ids: Jaeger's api_v3 writes hex; protobuf's canonical JSON would be base64."""
-    if not value:
-        return ""
-    if len(value) == size * 2 and all(c in "0123456789abcdefABCDEF" for c in value):
-        return value.lower()
-    return base64.b64decode(value).hex()
-
-
-def any_value(value: dict[str, Any]) -> Any:
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])  # proto3 JSON writes int64 as a string
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "arrayValue" in value:
-        return [any_value(v) for v in value["arrayValue"].get("values", [])]
-    return value
-
-
-def attributes(items: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {a["key"]: any_value(a.get("value", {})) for a in items or []}
-
-
-def spans_of(document: dict[str, Any]) -> list[JSpan]:
-    out = []
-    for resource_spans in document.get("result", {}).get("resourceSpans", []):
-        resource = attributes(resource_spans.get("resource", {}).get("attributes"))
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                out.append(
-                    JSpan(
-                        trace_id=hex_id(span["traceId"], 16),
-                        span_id=hex_id(span["spanId"], 8),
-                        parent_span_id=hex_id(span.get("parentSpanId", ""), 8),
-                        name=span["name"],
-                        kind=int(span.get("kind", 0)),
-                        attributes=attributes(span.get("attributes")),
-                        resource=resource,
-                    )
-                )
-    return out
-
-
-def span_events(document: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(raw span, raw event) for every event of every span in a Jaeger OTLP JSON document."""
-    for resource_spans in document["result"]["resourceSpans"]:
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                for event in span.get("events", []):
-                    yield span, event
-
-
-def jaeger_trace(trace_id: str, timeout: float = 20.0, min_spans: int = 1) -> list[JSpan]:
-    """The trace's spans from /api/v3/traces/<id>, once at least ``min_spans`` are there."""
-    document = poll(
+def jaeger_trace(trace_id: str, timeout: float = 20.0, min_spans: int = 1) -> list[Span]:
+    """The trace's spans, once at least ``min_spans`` are there."""
+    jaeger = Jaeger(JAEGER, timeout=5.0)
+    spans: list[Span] = poll(
         f"trace {trace_id} in Jaeger",
-        lambda: get_json(f"{JAEGER}/api/v3/traces/{trace_id}"),
-        lambda doc: len(spans_of(doc)) >= min_spans,
+        lambda: list(jaeger.trace(trace_id).spans),
+        lambda spans: len(spans) >= min_spans,
         timeout,
     )
-    return spans_of(document)
+    return spans
 
 
-def rfc3339(unix_seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_seconds))
-
-
-def jaeger_search(service: str, start: float, end: float) -> list[JSpan]:
-    """Every span of every trace of ``service`` started in [start, end] (Jaeger api_v3 FindTraces)."""
-    try:
-        document = get_json(
-            f"{JAEGER}/api/v3/traces",
-            {
-                "query.service_name": service,
-                "query.start_time_min": rfc3339(start - 1),
-                "query.start_time_max": rfc3339(end + 1),
-                "query.num_traces": "1000",
-            },
-        )
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:  # "No traces found"
-            return []
-        raise
-    return spans_of(document)
+def jaeger_search(service: str, start: float, end: float) -> list[Span]:
+    """Every span of every trace of ``service`` started in [start, end]."""
+    return Jaeger(JAEGER, timeout=5.0).search_spans(service, start=start, end=end, limit=1000)
 
 
 # --- the detectors' findings on a trace --------------------------------------------------------------
@@ -221,7 +119,7 @@ def jaeger_search(service: str, start: float, end: float) -> list[JSpan]:
 
 @dataclass(frozen=True)
 class FindingEvent:
-    span: JSpan  # the span the finding is shown on
+    span: Span  # the span the finding is shown on
     attributes: dict[str, Any]
 
     @property
@@ -229,21 +127,17 @@ class FindingEvent:
         return str(self.attributes["otelperf.finding.detector"])
 
 
-def trace_with_findings(trace_id: str) -> tuple[list[JSpan], list[FindingEvent]]:
-    """The trace's spans and its ``otelperf.finding`` events (JSpan itself carries no events)."""
-    spans = {s.span_id: s for s in jaeger_trace(trace_id)}
-    document = get_json(f"{JAEGER}/api/v3/traces/{trace_id}")
-    assert len(spans_of(document)) == len(spans)
+def trace_with_findings(trace_id: str) -> tuple[list[Span], list[FindingEvent]]:
+    """The trace's spans and its ``otelperf.finding`` events."""
+    spans = jaeger_trace(trace_id)
     findings = [
-        FindingEvent(spans[hex_id(span["spanId"], 8)], attributes(event.get("attributes")))
-        for span, event in span_events(document)
-        if event["name"] == "otelperf.finding"
+        FindingEvent(span, dict(event.attributes)) for span, event in iter_events(spans, "otelperf.finding")
     ]
-    return list(spans.values()), findings
+    return spans, findings
 
 
-def server_root(spans: list[JSpan], parent_span_id: str) -> JSpan:
+def server_root(spans: list[Span], parent_span_id: str) -> Span:
     """The SERVER span continuing the traceparent whose span id was ``parent_span_id``."""
     (root,) = [s for s in spans if s.parent_span_id == parent_span_id]
-    assert root.kind == 2, root
+    assert root.kind == SpanKind.SERVER, root
     return root

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from otelperf.backends import Prometheus, PrometheusQueryError
+
 DASHBOARDS = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
 _GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "30s", "$__range": "1h"}
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -66,16 +65,6 @@ def panel_queries(
     return out
 
 
-def query(prom_url: str, expr: str, timeout: float = 10.0) -> dict[str, Any]:
-    url = prom_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    try:
-        with _OPENER.open(url, timeout=timeout) as response:
-            body: dict[str, Any] = json.load(response)
-    except urllib.error.HTTPError as exc:  # 400/422: Prometheus explains in the body
-        body = json.load(exc)
-    return body
-
-
 def check_dashboard_queries(
     prom_url: str,
     require_data: bool,
@@ -90,11 +79,14 @@ def check_dashboard_queries(
     queries = panel_queries(directory, variables)
     if not queries:
         return [f"no panel queries found in {directory}"]
+    prometheus = Prometheus(prom_url)
     problems = []
     for q in queries:
-        body = query(prom_url, q.expr)
-        if body.get("status") != "success":
-            problems.append(f"{q}: {body.get('errorType')}: {body.get('error')}")
-        elif require_data and not body["data"]["result"]:
+        try:
+            result = prometheus.query(q.expr)
+        except PrometheusQueryError as exc:  # the query's own fault; an unreachable Prometheus raises
+            problems.append(f"{q}: {exc}")
+            continue
+        if require_data and not result:
             problems.append(f"{q}: no data")
     return problems

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.request
-from typing import Any
 
 from tests.conftest import skip_or_fail
 from tests.e2e.conftest import StackUrls
 
+from otelperf.backends import Alertmanager, Prometheus
 from otelperf.stack import Stack, StackError
 from otelperf.stack.components import ALERTMANAGER, find_binary
-
-PROMETHEUS = "http://127.0.0.1:9090"
-ALERTMANAGER_URL = "http://127.0.0.1:9093"
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def get(url: str) -> Any:
-    with _OPENER.open(url, timeout=5) as response:
-        return json.load(response)
 
 
 def test_alertmanager_starts_with_the_stack_and_prometheus_sees_it(stack: StackUrls) -> None:
@@ -35,18 +24,19 @@ def test_alertmanager_starts_with_the_stack_and_prometheus_sees_it(stack: StackU
     result = Stack(with_alertmanager=True).up(timeout=60)
     assert "alertmanager" in result.started + result.already_running
 
-    status = get(f"{ALERTMANAGER_URL}/api/v2/status")
+    status = Alertmanager(timeout=5).status()
     assert status["cluster"]["status"] == "disabled"  # no gossip port on 0.0.0.0
     assert "receiver: ticket" in status["config"]["original"]
 
+    prometheus = Prometheus(timeout=5)
     deadline = time.monotonic() + 30  # Prometheus discovers it within a few evaluation cycles
     active: list[str] = []
     while time.monotonic() < deadline:
-        active = [a["url"] for a in get(f"{PROMETHEUS}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]]
+        active = prometheus.alertmanagers()
         if active:
             break
         time.sleep(1)
     assert active == ["http://127.0.0.1:9093/api/v2/alerts"]
 
-    groups = {g["name"] for g in get(f"{PROMETHEUS}/api/v1/rules")["data"]["groups"]}
+    groups = {rule.group for rule in prometheus.alert_rules()}
     assert {"otelperf.http.alerts", "otelperf.slo.alerts", "otelperf.db.alerts"} <= groups

@@ -23,14 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import httpx
 import pytest
 from tests.conftest import skip_or_fail
-from tests.e2e._backend import OPENER, PROMETHEUS, StackUrls, get_json, poll, prometheus_result
+from tests.e2e._backend import PROMETHEUS, StackUrls, poll, prometheus_result
 from tests.e2e._shop import free_port, fresh_database, run_otelperf, shop_env, start_shop
 from tests.e2e.dashboards_check import check_dashboard_queries, panel_queries
+
+from otelperf.backends import Alertmanager, AlertmanagerAlert, Prometheus, PrometheusAlert, get_text
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -124,11 +126,9 @@ def _wait_ready(daemon: Daemon) -> None:
                 f"{daemon.name} exited with {daemon.proc.returncode}:\n{daemon.output()}", pytrace=False
             )
         try:
-            with OPENER.open(f"{daemon.url}/-/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-                raise OSError(f"{daemon.url}/-/ready: {response.status}")
-        except OSError:
+            get_text(f"{daemon.url}/-/ready", timeout=1)
+            return
+        except OSError:  # the backends' BackendError: not ready yet
             time.sleep(0.2)
     _stop_daemon(daemon)
     pytest.fail(f"{daemon.name} not ready within 30 s:\n{daemon.output()}", pytrace=False)
@@ -272,18 +272,21 @@ def load_run(slow_shop: str, budgets: Path) -> subprocess.CompletedProcess[str]:
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def _alerts_for(alerts: list[dict[str, Any]], route: str, name: str = "LatencyP95OverBudget") -> list[Any]:
+AlertT = TypeVar("AlertT", PrometheusAlert, AlertmanagerAlert)
+
+
+def _alerts_for(alerts: list[AlertT], route: str, name: str = "LatencyP95OverBudget") -> list[AlertT]:
     return [
         a
         for a in alerts
-        if a["labels"].get("alertname") == name
-        and a["labels"].get("route") == route
-        and a["labels"].get("job") == SERVICE
+        if a.labels.get("alertname") == name
+        and a.labels.get("route") == route
+        and a.labels.get("job") == SERVICE
     ]
 
 
-def _prometheus_alerts(prom: Daemon) -> Callable[[], list[dict[str, Any]]]:
-    return lambda: list(get_json(f"{prom.url}/api/v1/alerts")["data"]["alerts"])
+def _prometheus_alerts(prom: Daemon) -> Callable[[], list[PrometheusAlert]]:
+    return Prometheus(prom.url, timeout=5.0).alerts
 
 
 # --- tests ------------------------------------------------------------------------------------------
@@ -298,46 +301,44 @@ def test_injected_slow_route_fires_its_p95_alert_in_prometheus_and_alertmanager(
     firing = poll(
         f"LatencyP95OverBudget firing for {SLOW_ROUTE} in {prometheus.url}/api/v1/alerts",
         _prometheus_alerts(prometheus),
-        lambda alerts: any(a["state"] == "firing" for a in _alerts_for(alerts, SLOW_ROUTE)),
+        lambda alerts: any(a.state == "firing" for a in _alerts_for(alerts, SLOW_ROUTE)),
         timeout=40,
     )
-    [alert] = [a for a in _alerts_for(firing, SLOW_ROUTE) if a["state"] == "firing"]
-    assert alert["labels"]["http_route"] == "/orders/{order_id}"
-    assert alert["labels"]["http_request_method"] == "GET"
-    assert alert["labels"]["severity"] == "ticket" and alert["labels"]["budget"] == "p95"
-    assert float(alert["value"]) > INJECTED_MS / 1000 * 0.9  # the p95 it fired on, in seconds
-    assert "over its 500ms budget" in alert["annotations"]["summary"]
+    [alert] = [a for a in _alerts_for(firing, SLOW_ROUTE) if a.state == "firing"]
+    assert alert.labels["http_route"] == "/orders/{order_id}"
+    assert alert.labels["http_request_method"] == "GET"
+    assert alert.labels["severity"] == "ticket" and alert.labels["budget"] == "p95"
+    assert alert.value > INJECTED_MS / 1000 * 0.9  # the p95 it fired on, in seconds
+    assert "over its 500ms budget" in alert.annotations["summary"]
 
     # Alertmanager received it (Prometheus pushed it; /api/v2/alerts lists what it holds).
     received = poll(
         f"LatencyP95OverBudget for {SLOW_ROUTE} in {alertmanager.url}/api/v2/alerts",
-        lambda: get_json(f"{alertmanager.url}/api/v2/alerts"),
+        Alertmanager(alertmanager.url, timeout=5.0).alerts,
         lambda alerts: bool(_alerts_for(alerts, SLOW_ROUTE)),
         timeout=20,
     )
     [am_alert] = _alerts_for(received, SLOW_ROUTE)
-    assert am_alert["status"]["state"] == "active", am_alert
-    assert am_alert["labels"]["severity"] == "ticket"
-    assert [r["name"] for r in am_alert["receivers"]] == ["ticket"]  # the generated routing tree
+    assert am_alert.state == "active", am_alert
+    assert am_alert.labels["severity"] == "ticket"
+    assert am_alert.receivers == ("ticket",)  # the generated routing tree
 
     # The negative: the fast route has a rule, it is evaluated on real data under budget, no alert.
-    rules = get_json(f"{prometheus.url}/api/v1/rules", {"type": "alert"})["data"]["groups"]
     fast_rules = [
         r
-        for g in rules
-        for r in g["rules"]
-        if r["name"] == "LatencyP95OverBudget" and r["labels"].get("route") == FAST_ROUTE
+        for r in Prometheus(prometheus.url).alert_rules()
+        if r.name == "LatencyP95OverBudget" and r.labels.get("route") == FAST_ROUTE
     ]
-    assert len(fast_rules) == 1 and fast_rules[0]["health"] == "ok", fast_rules
-    assert fast_rules[0]["alerts"] == [] and fast_rules[0]["state"] == "inactive", fast_rules
+    assert len(fast_rules) == 1 and fast_rules[0].health == "ok", fast_rules
+    assert fast_rules[0].alerts == () and fast_rules[0].state == "inactive", fast_rules
     fast_p95 = prometheus_result(
         "job_route:http_server_request_duration_seconds:p95_5m"
         f'{{job="{SERVICE}",http_route="/products/{{product_id}}/price",http_request_method="GET"}}',
         prometheus.url,
     )
-    assert len(fast_p95) == 1 and 0 < float(fast_p95[0]["value"][1]) < BUDGET_MS / 1000, fast_p95
+    assert len(fast_p95) == 1 and 0 < fast_p95[0].value < BUDGET_MS / 1000, fast_p95
     assert _alerts_for(_prometheus_alerts(prometheus)(), FAST_ROUTE) == []
-    assert _alerts_for(get_json(f"{alertmanager.url}/api/v2/alerts"), FAST_ROUTE) == []
+    assert _alerts_for(Alertmanager(alertmanager.url).alerts(), FAST_ROUTE) == []
 
 
 def test_every_dashboard_query_returns_data_after_the_load_run(

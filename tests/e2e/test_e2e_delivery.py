@@ -27,17 +27,18 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.e2e._backend import COLLECTOR_METRICS, JAEGER, OPENER, get_json, rfc3339, spans_of
+from tests.e2e._backend import COLLECTOR_METRICS, JAEGER
 from tests.e2e._badger import Say, jaeger_on_badger, progress_writer
 from tests.e2e.conftest import StackUrls
 
+from otelperf.backends import Jaeger
+from otelperf.backends.exposition import scrape
 from otelperf.stack import SpanFlow, Stack
 from otelperf.stack.components import COLLECTOR
 from otelperf.stack.metrics import span_flow
@@ -95,8 +96,7 @@ class CollectorWatch:
     def sample(self) -> SpanFlow | None:
         flow: SpanFlow | None
         try:
-            with OPENER.open(COLLECTOR_METRICS, timeout=2) as response:
-                flow = span_flow(response.read().decode(errors="replace"))
+            flow = span_flow(scrape(COLLECTOR_METRICS))
         except OSError:
             flow = None  # the collector is down
         self.samples.append((time.time(), flow))
@@ -205,22 +205,7 @@ class Producer:
 def jaeger_span_ids(service: str, start: float, end: float, limit: int) -> tuple[dict[str, set[str]], int]:
     """Span ids per trace id of ``service`` in [start, end], and how many spans Jaeger returned
     (more than the distinct ids: a span stored twice)."""
-    try:
-        document = get_json(
-            f"{JAEGER}/api/v3/traces",
-            {
-                "query.service_name": service,
-                "query.start_time_min": rfc3339(start - 2),
-                "query.start_time_max": rfc3339(end + 2),
-                "query.num_traces": str(limit),
-            },
-            timeout=30.0,
-        )
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:  # "No traces found"
-            return {}, 0
-        raise
-    spans = spans_of(document)
+    spans = Jaeger(JAEGER, timeout=30.0).search_spans(service, start=start - 1, end=end + 1, limit=limit)
     found: dict[str, set[str]] = {}
     for span in spans:
         found.setdefault(span.trace_id, set()).add(span.span_id)
@@ -246,7 +231,7 @@ def wait_in_jaeger(producer: Producer, end: float, accepted: dict[str, int], tim
     while True:
         try:
             found, returned = jaeger_span_ids(producer.service, producer.started, end, limit)
-        except (OSError, urllib.error.URLError):
+        except OSError:  # the backends' BackendError
             found, returned = {}, 0
         missing = {
             tid: f"{len(found.get(tid, ()))} of {n} spans"

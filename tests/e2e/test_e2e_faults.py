@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e._backend import COLLECTOR_METRICS, OPENER, poll, prometheus_result
+from tests.e2e._backend import COLLECTOR_METRICS, poll, prometheus_result
 from tests.e2e._badger import Say, jaeger_on_badger, progress_writer
 from tests.e2e.conftest import StackUrls
 from tests.e2e.test_e2e_delivery import collector_log, jaeger_span_ids
 
+from otelperf.backends.exposition import scrape
 from otelperf.stack import Stack
 from otelperf.stack.metrics import span_flow
 from otelperf.stack.state import tail_lines
@@ -122,9 +123,8 @@ class App:
 def collector_queue_bytes() -> int | None:
     """The collector's sending queue to Jaeger now (bytes), None when it does not answer."""
     try:
-        with OPENER.open(COLLECTOR_METRICS, timeout=2) as response:
-            text = str(response.read().decode(errors="replace"))
-    except OSError:
+        text = scrape(COLLECTOR_METRICS)
+    except OSError:  # the backends' BackendError
         return None
     return span_flow(text).queue_size
 
@@ -224,8 +224,8 @@ def prometheus_drops(service: str) -> dict[str, float]:
     for name in ("otel_sdk_exporter_span_exported_total", "otel_sdk_processor_span_processed_total"):
         query = f'sum by (error_type) ({name}{{service_name="{service}", error_type!=""}})'
         for series in prometheus_result(query):
-            error = series["metric"]["error_type"]
-            drops[error] = drops.get(error, 0.0) + float(series["value"][1])
+            error = series.labels["error_type"]
+            drops[error] = drops.get(error, 0.0) + series.value
     return drops
 
 

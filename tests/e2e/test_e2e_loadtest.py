@@ -75,7 +75,7 @@ def budgets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def prometheus_sum(promql: str) -> float:
-    return sum(float(r["value"][1]) for r in prometheus_result(promql))
+    return sum(r.value for r in prometheus_result(promql))
 
 
 def test_loadtest_thresholds_client_metrics_and_baseline_gate(

@@ -10,11 +10,12 @@ stack) counts only add up. Raw counters, not ``rate()``: the series are as young
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
-from tests.e2e._backend import PROMETHEUS, StackUrls, get_json, jaeger_trace, poll
+from tests.e2e._backend import PROMETHEUS, StackUrls, jaeger_trace, poll
 from tests.e2e.conftest import SERVICE, ShopRun
+
+from otelperf.backends import Prometheus, Sample
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -25,17 +26,13 @@ ORDER_ROUTE = "/orders/{order_id}"
 PRICE_ROUTE = "/products/{product_id}/price"
 
 
-def query(promql: str) -> list[dict[str, Any]]:
-    body = get_json(f"{PROMETHEUS}/api/v1/query", {"query": promql})
-    assert body["status"] == "success", body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
+def query(promql: str) -> list[Sample]:
+    return Prometheus(PROMETHEUS, timeout=5.0).query(promql)
 
 
 def value_of(promql: str) -> float | None:
     """The single value of an aggregating query (``sum(...)``), None while there is no series."""
-    result = query(promql)
-    return float(result[0]["value"][1]) if result else None
+    return Prometheus(PROMETHEUS, timeout=5.0).value(promql)
 
 
 def wait_value(promql: str, expected: float, timeout: float = SCRAPE_WAIT) -> float:
@@ -45,8 +42,8 @@ def wait_value(promql: str, expected: float, timeout: float = SCRAPE_WAIT) -> fl
     return float(value)
 
 
-def wait_series(promql: str, timeout: float = SCRAPE_WAIT) -> list[dict[str, Any]]:
-    series: list[dict[str, Any]] = poll(promql, lambda: query(promql), bool, timeout)
+def wait_series(promql: str, timeout: float = SCRAPE_WAIT) -> list[Sample]:
+    series: list[Sample] = poll(promql, lambda: query(promql), bool, timeout)
     return series
 
 
@@ -79,7 +76,7 @@ def test_http_server_duration_counts_equal_the_requests_sent(shop_run: ShopRun, 
     assert every_run is not None and every_run >= shop_run.sent_to(ORDER_ROUTE)
     labels = query(
         f"http_server_request_duration_seconds_count{run_selector(instance, http_route=ORDER_ROUTE)}"
-    )[0]["metric"]
+    )[0].labels
     assert labels["job"] == SERVICE and labels["instance"] == instance  # honor_labels on the exporter job
     assert labels["http_request_method"] == "GET"
     assert labels["http_response_status_code"] == "200"
@@ -90,12 +87,12 @@ def test_http_server_duration_counts_equal_the_requests_sent(shop_run: ShopRun, 
 def test_db_client_operation_duration_per_system_and_operation(shop_run: ShopRun, instance: str) -> None:
     postgres = run_selector(instance, db_system_name="postgresql", db_operation_name="SELECT")
     series = wait_series(f"db_client_operation_duration_seconds_count{postgres}")
-    assert {s["metric"]["db_namespace"] for s in series} == {shop_run.database}
+    assert {s.labels["db_namespace"] for s in series} == {shop_run.database}
     # Requests alone issue 1 + n (N+1 list) + 2 (orders by id: order + items) ... SELECTs; seeding adds more.
-    assert sum(float(s["value"][1]) for s in series) >= 1 + shop_run.customer_orders
+    assert sum(s.value for s in series) >= 1 + shop_run.customer_orders
     redis = run_selector(instance, db_system_name="redis")
     operations = {
-        s["metric"]["db_operation_name"]: float(s["value"][1])
+        s.labels["db_operation_name"]: s.value
         for s in wait_series(f"db_client_operation_duration_seconds_count{redis}")
     }
     assert operations == {"GET": 2.0, "SET": 1.0}  # price miss: GET + SET; price hit: GET
@@ -116,11 +113,11 @@ def test_spanmetrics_calls_and_duration_buckets(shop_run: ShopRun, instance: str
         shop_run.sent_to(ORDER_ROUTE),
     )
     series = query(f"traces_span_metrics_calls_total{run_selector(instance, **server)}")
-    assert {s["metric"]["status_code"] for s in series} == {"STATUS_CODE_UNSET"}
-    assert {s["metric"]["http_route"] for s in series} == {ORDER_ROUTE}
+    assert {s.labels["status_code"] for s in series} == {"STATUS_CODE_UNSET"}
+    assert {s.labels["http_route"] for s in series} == {ORDER_ROUTE}
     # 500 ms (the latency budget) is a bucket edge, not an interpolation between 400 and 800 ms.
     buckets = query(f"traces_span_metrics_duration_seconds_bucket{run_selector(instance, **server)}")
-    edges = {s["metric"]["le"] for s in buckets}
+    edges = {s.labels["le"] for s in buckets}
     assert "0.5" in edges, sorted(edges)
     under_budget = value_of(
         f"sum(traces_span_metrics_duration_seconds_bucket{run_selector(instance, le='0.5', **server)})"
@@ -128,7 +125,7 @@ def test_spanmetrics_calls_and_duration_buckets(shop_run: ShopRun, instance: str
     assert under_budget is not None and under_budget <= shop_run.sent_to(ORDER_ROUTE)
     # The SDK histogram has the same edge.
     sdk_edges = {
-        s["metric"]["le"]
+        s.labels["le"]
         for s in query(
             f"http_server_request_duration_seconds_bucket{run_selector(instance, http_route=ORDER_ROUTE)}"
         )
@@ -138,26 +135,20 @@ def test_spanmetrics_calls_and_duration_buckets(shop_run: ShopRun, instance: str
 
 def test_host_postgresql_and_redis_receiver_metrics(stack: StackUrls, shop_run: ShopRun) -> None:
     cpu = wait_series('system_cpu_time_seconds_total{job="otelcol-exporter"}')
-    assert {"user", "system", "idle"} <= {s["metric"]["state"] for s in cpu}
+    assert {"user", "system", "idle"} <= {s.labels["state"] for s in cpu}
     backends = wait_series("postgresql_backends")
-    databases = {s["metric"].get("postgresql_database_name") for s in backends}
+    databases = {s.labels.get("postgresql_database_name") for s in backends}
     assert "postgres" in databases, databases
-    assert all(s["metric"]["instance"].endswith(":5433") for s in backends)
+    assert all(s.labels["instance"].endswith(":5433") for s in backends)
     clients = wait_series('redis_clients_connected{job="otelcol-exporter"}')
-    assert float(clients[0]["value"][1]) >= 1  # the collector's own receiver is connected
-    assert clients[0]["metric"]["redis_version"]
+    assert clients[0].value >= 1  # the collector's own receiver is connected
+    assert clients[0].labels["redis_version"]
 
 
 def _exemplar_trace_ids(metric_selector: str) -> set[str]:
     now = time.time()
-    body = get_json(
-        f"{PROMETHEUS}/api/v1/query_exemplars",
-        {"query": metric_selector, "start": f"{now - 900:.0f}", "end": f"{now + 60:.0f}"},
-    )
-    assert body["status"] == "success", body
-    return {
-        exemplar["labels"].get("trace_id", "") for series in body["data"] for exemplar in series["exemplars"]
-    }
+    found = Prometheus(PROMETHEUS, timeout=5.0).exemplars(metric_selector, now - 900, now + 60)
+    return {exemplar.labels.get("trace_id", "") for series in found for exemplar in series.exemplars}
 
 
 # Only spanmetrics here. The SDK histograms' exemplars do not reliably reach Prometheus: the SDK

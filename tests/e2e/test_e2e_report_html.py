@@ -21,14 +21,13 @@ from tests.e2e._backend import (
     JAEGER,
     PROMETHEUS,
     StackUrls,
-    get_json,
     poll,
     prometheus_result,
-    span_events,
-    spans_of,
     wait_spans_stored,
 )
 from tests.e2e._shop import free_port, run_otelperf, shop_env, start_shop
+
+from otelperf.backends import Jaeger
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -75,7 +74,7 @@ def report_run(stack: StackUrls, shop_database: tuple[str, str], redis_url: str)
     def counted() -> dict[str, float]:
         query = f'sum by (http_route) (http_server_request_duration_seconds_count{{job="{SERVICE}"}})'
         rows = prometheus_result(query)
-        return {r["metric"]["http_route"]: float(r["value"][1]) for r in rows}
+        return {r.labels["http_route"]: r.value for r in rows}
 
     poll(  # the exit flush reached Prometheus: every request is counted
         "the run's request counts in Prometheus",
@@ -174,10 +173,9 @@ def test_finding_links_resolve_in_jaeger(report: Page) -> None:
     assert links, "no finding links to Jaeger"
     assert all(href.startswith(f"{JAEGER}/trace/") for href in links)
     trace_id = links[0].rsplit("/", 1)[1]
-    document = get_json(f"{JAEGER}/api/v3/traces/{trace_id}")
-    spans = spans_of(document)
-    assert spans and {s.resource.get("service.name") for s in spans} == {SERVICE}
-    events = [event["name"] for _, event in span_events(document)]
+    spans = Jaeger(JAEGER).trace(trace_id).spans
+    assert spans and {s.service for s in spans} == {SERVICE}
+    events = [event.name for s in spans for event in s.events]
     assert "otelperf.finding" in events
 
 

@@ -28,7 +28,6 @@ import httpx
 import pytest
 from tests.e2e._backend import (
     FindingEvent,
-    JSpan,
     StackUrls,
     jaeger_trace,
     poll,
@@ -47,6 +46,8 @@ from tests.e2e._shop import (
     shop_env,
     start_shop,
 )
+
+from otelperf.backends import Span
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -136,7 +137,7 @@ def scenario_run(stack: StackUrls, scenarios_database: str, redis_url: str) -> S
 # --- reading a trace's findings back from Jaeger ----------------------------------------------------
 
 
-def dump(spans: list[JSpan]) -> str:
+def dump(spans: list[Span]) -> str:
     """One line per span, for assertion messages: what the test saw when it failed."""
     return "\n".join(
         f"  {s.span_id} <- {s.parent_span_id or '-':16} kind={s.kind} {s.name!r} "
@@ -145,7 +146,7 @@ def dump(spans: list[JSpan]) -> str:
     )
 
 
-def only_finding(sent: SentRequest, detector: str) -> tuple[list[JSpan], FindingEvent]:
+def only_finding(sent: SentRequest, detector: str) -> tuple[list[Span], FindingEvent]:
     spans, findings = trace_with_findings(sent.trace_id)
     assert [f.detector for f in findings] == [detector], (
         f"{sent.path}: findings {[(f.detector, f.attributes) for f in findings]}\n{dump(spans)}"
@@ -251,7 +252,7 @@ def findings_series(run: ScenarioRun) -> dict[tuple[str, str], float]:
 
     def series() -> dict[tuple[str, str], float]:
         return {
-            (r["metric"].get("detector", ""), r["metric"].get("route", "")): float(r["value"][1])
+            (r.labels.get("detector", ""), r.labels.get("route", "")): r.value
             for r in prometheus_result(query)
         }
 

@@ -22,25 +22,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.error
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e._backend import (
-    COLLECTOR_METRICS,
-    JAEGER,
-    OPENER,
-    PROMETHEUS,
-    attributes,
-    get_json,
-    hex_id,
-    poll,
-    rfc3339,
-)
+from tests.e2e._backend import COLLECTOR_METRICS, JAEGER, PROMETHEUS, poll
 from tests.e2e.conftest import StackUrls
 from tests.integration._canary_scenario import (
     EXPECTED_STATUSES,
@@ -53,46 +41,29 @@ from tests.integration._canary_scenario import (
 )
 
 import otelperf
+from otelperf.backends import Jaeger, Prometheus, Sample, get_text, parse_spans
 from otelperf.stack import Stack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 REPO = Path(__file__).resolve().parents[2]
 EXPORTER_METRICS = "http://127.0.0.1:8889/metrics"  # the collector's Prometheus exporter
-STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
-KINDS = {"SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2, "SPAN_KIND_CLIENT": 3}
+STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
 
 
-def get_text(url: str, params: dict[str, str] | None = None, timeout: float = 10.0) -> str:
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    with OPENER.open(url, timeout=timeout) as response:
-        return str(response.read().decode("utf-8", errors="replace"))
-
-
-def enum(value: Any, names: dict[str, int]) -> int:
-    """OTLP JSON enums: a number, or its name (protobuf's canonical JSON)."""
-    return names.get(value, 0) if isinstance(value, str) else int(value or 0)
-
-
-def records(document: dict[str, Any]) -> list[dict[str, Any]]:
+def records(text: str) -> list[dict[str, Any]]:
     """Jaeger's OTLP JSON spans as ``_canary_scenario.check_present`` reads them, events included."""
-    out = []
-    for resource_spans in document.get("result", {}).get("resourceSpans", []):
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                status = span.get("status", {})
-                out.append(
-                    span_record(
-                        span["name"],
-                        kind=enum(span.get("kind"), KINDS),
-                        status=enum(status.get("code"), STATUS_CODES),
-                        description=status.get("message", ""),
-                        attributes=attributes(span.get("attributes")),
-                        events=[(e["name"], attributes(e.get("attributes"))) for e in span.get("events", [])],
-                    )
-                )
-    return out
+    return [
+        span_record(
+            span.name,
+            kind=int(span.kind),
+            status=STATUS_CODES[span.status_code],
+            description=span.status_message,
+            attributes=dict(span.attributes),
+            events=[(e.name, dict(e.attributes)) for e in span.events],
+        )
+        for span in parse_spans(json.loads(text))
+    ]
 
 
 def jaeger_texts(
@@ -100,29 +71,18 @@ def jaeger_texts(
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Raw JSON text of the service's traces (the search answer, and each trace by id), and their
     spans as records (from the search answer unless ``by_id``)."""
-    params = {
-        "query.service_name": service,
-        "query.start_time_min": rfc3339(start - 2),
-        "query.start_time_max": rfc3339(end + 2),
-        "query.num_traces": "1000",
-    }
-    try:
-        texts = {"search": get_text(f"{JAEGER}/api/v3/traces", params)}
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:  # "No traces found" (yet)
-            return {}, []
-        raise
+    jaeger = Jaeger(JAEGER)
+    search = jaeger.search_text(service, start=start - 1, end=end + 1, limit=1000)
+    if not search:  # "No traces found" (yet)
+        return {}, []
+    texts = {"search": search}
     if not by_id:
-        return texts, records(json.loads(texts["search"]))
-    trace_ids: set[str] = set()
-    for resource_spans in json.loads(texts["search"]).get("result", {}).get("resourceSpans", []):
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            trace_ids.update(hex_id(s["traceId"], 16) for s in scope_spans.get("spans", []))
+        return texts, records(search)
     spans = []
-    for trace_id in sorted(trace_ids):
-        text = get_text(f"{JAEGER}/api/v3/traces/{trace_id}")
+    for trace_id in sorted({s.trace_id for s in parse_spans(json.loads(search))}):
+        text = jaeger.trace_text(trace_id)
         texts[f"trace {trace_id}"] = text
-        spans.extend(records(json.loads(text)))
+        spans.extend(records(text))
     return texts, spans
 
 
@@ -132,7 +92,7 @@ def prometheus_texts(service: str) -> dict[str, str]:
     texts = {}
     for selector in (f'{{service_name="{service}"}}', f'{{job="{service}"}}'):
         texts[f"series {selector}"] = get_text(f"{PROMETHEUS}/api/v1/series", {"match[]": selector})
-    for name in get_json(f"{PROMETHEUS}/api/v1/labels")["data"]:
+    for name in Prometheus(PROMETHEUS).labels():
         texts[f"label {name}"] = get_text(f"{PROMETHEUS}/api/v1/label/{name}/values")
     texts["collector :8889/metrics"] = get_text(EXPORTER_METRICS)
     texts["collector :8888/metrics"] = get_text(COLLECTOR_METRICS)
@@ -205,17 +165,13 @@ def test_no_canary_reaches_the_backends(stack: StackUrls, postgres_url: str, red
 
     # The findings metric, labelled with the sanitized statement, scraped by Prometheus: after
     # that, the final metric export of the run is in Prometheus too.
-    def findings() -> list[dict[str, Any]]:
-        query = f'otelperf_findings_total{{service_name="{service}"}}'
-        result: list[dict[str, Any]] = get_json(f"{PROMETHEUS}/api/v1/query", {"query": query})["data"][
-            "result"
-        ]
-        return result
+    def findings() -> list[Sample]:
+        return Prometheus(PROMETHEUS).query(f'otelperf_findings_total{{service_name="{service}"}}')
 
     series = poll(
         "the findings metric with the sanitized slow statement in Prometheus",
         findings,
-        lambda result: any("SELECT pg_sleep(?), ?" in s["metric"].values() for s in result),
+        lambda result: any("SELECT pg_sleep(?), ?" in s.labels.values() for s in result),
         timeout=30,
     )
     texts, spans = jaeger_texts(service, started, time.time())

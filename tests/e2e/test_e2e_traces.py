@@ -17,11 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 from examples.shop.config import Config
-from tests.e2e._backend import JSpan, StackUrls, jaeger_search, jaeger_trace, poll, wait_spans_stored
+from tests.e2e._backend import StackUrls, jaeger_search, jaeger_trace, poll, wait_spans_stored
 from tests.e2e._shop import shop_env, start_shop, traced_request
 from tests.e2e.conftest import SERVICE, ShopRun
 
 import otelperf
+from otelperf.backends import Span
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -30,11 +31,11 @@ SERVER, CLIENT = 2, 3
 PLACEHOLDER = re.compile(r"\$\d+")
 
 
-def by_id(spans: list[JSpan]) -> dict[str, JSpan]:
+def by_id(spans: list[Span]) -> dict[str, Span]:
     return {s.span_id: s for s in spans}
 
 
-def root_server_span(spans: list[JSpan], trace_id: str, parent_span_id: str) -> JSpan:
+def root_server_span(spans: list[Span], trace_id: str, parent_span_id: str) -> Span:
     """The one span of the trace whose parent is not in it: the SERVER span, child of our traceparent."""
     assert {s.trace_id for s in spans} == {trace_id}
     ids = by_id(spans)
@@ -47,19 +48,19 @@ def root_server_span(spans: list[JSpan], trace_id: str, parent_span_id: str) -> 
     return root
 
 
-def children(spans: list[JSpan], parent: JSpan) -> list[JSpan]:
+def children(spans: list[Span], parent: Span) -> list[Span]:
     return [s for s in spans if s.parent_span_id == parent.span_id]
 
 
-def sql_spans(spans: list[JSpan]) -> list[JSpan]:
+def sql_spans(spans: list[Span]) -> list[Span]:
     return [s for s in spans if s.attributes.get("db.system.name") == "postgresql"]
 
 
-def redis_spans(spans: list[JSpan]) -> list[JSpan]:
+def redis_spans(spans: list[Span]) -> list[Span]:
     return [s for s in spans if s.attributes.get("db.system.name") == "redis"]
 
 
-def assert_sanitized_sql(spans: list[JSpan], *literals: object) -> None:
+def assert_sanitized_sql(spans: list[Span], *literals: object) -> None:
     for span in spans:
         assert span.kind == CLIENT
         text = span.attributes["db.query.text"]
@@ -70,13 +71,13 @@ def assert_sanitized_sql(spans: list[JSpan], *literals: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def traces(shop_run: ShopRun) -> dict[str, list[JSpan]]:
+def traces(shop_run: ShopRun) -> dict[str, list[Span]]:
     wait_spans_stored()
     return {tag: jaeger_trace(sent.trace_id) for tag, sent in shop_run.requests.items()}
 
 
 def test_every_request_is_one_trace_rooted_at_its_server_span(
-    shop_run: ShopRun, traces: dict[str, list[JSpan]]
+    shop_run: ShopRun, traces: dict[str, list[Span]]
 ) -> None:
     for tag, sent in shop_run.requests.items():
         spans = traces[tag]
@@ -94,7 +95,7 @@ def test_every_request_is_one_trace_rooted_at_its_server_span(
 
 
 def test_n_plus_one_list_has_one_select_per_order_under_the_server_span(
-    shop_run: ShopRun, traces: dict[str, list[JSpan]]
+    shop_run: ShopRun, traces: dict[str, list[Span]]
 ) -> None:
     sent = shop_run.requests["list"]
     spans = traces["list"]
@@ -112,7 +113,7 @@ def test_n_plus_one_list_has_one_select_per_order_under_the_server_span(
     assert_sanitized_sql(selects)
 
 
-def test_order_by_id_sql_is_sanitized(shop_run: ShopRun, traces: dict[str, list[JSpan]]) -> None:
+def test_order_by_id_sql_is_sanitized(shop_run: ShopRun, traces: dict[str, list[Span]]) -> None:
     for tag, order_id in (("order-1", shop_run.order_ids[0]), ("order-2", shop_run.order_ids[1])):
         sent = shop_run.requests[tag]
         spans = traces[tag]
@@ -123,13 +124,13 @@ def test_order_by_id_sql_is_sanitized(shop_run: ShopRun, traces: dict[str, list[
         assert_sanitized_sql(sql, order_id)
 
 
-def _price_root(shop_run: ShopRun, traces: dict[str, list[JSpan]], tag: str) -> tuple[JSpan, list[JSpan]]:
+def _price_root(shop_run: ShopRun, traces: dict[str, list[Span]], tag: str) -> tuple[Span, list[Span]]:
     sent = shop_run.requests[tag]
     return root_server_span(traces[tag], sent.trace_id, sent.parent_span_id), traces[tag]
 
 
 def test_price_lookups_are_redis_spans_miss_then_hit(
-    shop_run: ShopRun, traces: dict[str, list[JSpan]]
+    shop_run: ShopRun, traces: dict[str, list[Span]]
 ) -> None:
     miss_root, miss = _price_root(shop_run, traces, "price-miss")
     hit_root, hit = _price_root(shop_run, traces, "price-hit")
@@ -154,7 +155,7 @@ def test_price_lookups_are_redis_spans_miss_then_hit(
 
 
 def test_outgoing_http_call_parents_the_stock_services_server_span(
-    shop_run: ShopRun, traces: dict[str, list[JSpan]]
+    shop_run: ShopRun, traces: dict[str, list[Span]]
 ) -> None:
     sent = shop_run.requests["inventory"]
     spans = traces["inventory"]
@@ -173,7 +174,7 @@ def test_outgoing_http_call_parents_the_stock_services_server_span(
     assert_sanitized_sql(stock_sql)
 
 
-def test_login_spans_carry_no_password(shop_run: ShopRun, traces: dict[str, list[JSpan]]) -> None:
+def test_login_spans_carry_no_password(shop_run: ShopRun, traces: dict[str, list[Span]]) -> None:
     from examples.shop.db import SEED_PASSWORD
 
     sent = shop_run.requests["login"]

@@ -12,8 +12,6 @@ import os
 import socket
 import stat
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from tests.conftest import skip_or_fail
 
+from otelperf.backends import BackendError, Jaeger, Trace
 from otelperf.cli import main
 from otelperf.stack import Stack, StackError
 from otelperf.stack.components import CORE, find_binary
@@ -33,7 +32,6 @@ from otelperf.stack.ports import find_holder, port_in_use
 pytestmark = pytest.mark.slow
 
 STACK_PORTS = sorted({port.number for component in CORE for port in component.ports})
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture(scope="module")
@@ -86,32 +84,23 @@ def _send_span(name: str) -> str:
     return format(trace_id, "032x")
 
 
-def _jaeger_trace(trace_id: str, timeout: float) -> dict[str, object]:
-    url = f"http://127.0.0.1:16686/api/v3/traces/{trace_id}"
+def _jaeger_trace(trace_id: str, timeout: float) -> Trace:
+    jaeger = Jaeger(timeout=2)
     deadline = time.monotonic() + timeout
-    last = ""
+    last = "no spans yet"
     while time.monotonic() < deadline:
         try:
-            with _OPENER.open(url, timeout=2) as response:
-                body: dict[str, object] = json.loads(response.read())
-                return body
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
+            trace = jaeger.trace(trace_id)
+            if trace.spans:
+                return trace
+        except BackendError as exc:
             last = str(exc)
         time.sleep(0.3)
     raise AssertionError(f"trace {trace_id} not in Jaeger after {timeout} s ({last})")
 
 
-def _span_names(trace: dict[str, object]) -> list[str]:
-    result = trace["result"]
-    assert isinstance(result, dict)
-    return [
-        span["name"]
-        for resource_spans in result["resourceSpans"]
-        for scope_spans in resource_spans["scopeSpans"]
-        for span in scope_spans["spans"]
-    ]
+def _span_names(trace: Trace) -> list[str]:
+    return [span.name for span in trace.spans]
 
 
 def test_up_carries_a_span_to_jaeger_and_down_frees_the_ports(stack: Stack) -> None:

@@ -11,58 +11,49 @@ exact. Top fingerprints come from the detectors' ``otelperf_findings_time_millis
 
 from __future__ import annotations
 
-import json
 import math
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from otelperf import _names
+from otelperf.backends import (
+    JAEGER_URL,
+    PROMETHEUS_URL,
+    BackendError,
+    Jaeger,
+    Prometheus,
+    PrometheusQueryError,
+    Sample,
+    Span,
+    SpanKind,
+)
 
-# Loopback backends: an http_proxy in the environment must not see these queries.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 ROUTE_LABELS = "http_route, http_request_method"
 DURATION = "http_server_request_duration_seconds"
 
 
 class CollectError(RuntimeError):
-    """A backend could not be read."""
+    """A backend could not be read, or Prometheus refused a query."""
 
 
 @dataclass(frozen=True)
 class Backends:
-    prometheus: str = "http://127.0.0.1:9090"
-    jaeger: str = "http://127.0.0.1:16686"
+    prometheus: str = PROMETHEUS_URL
+    jaeger: str = JAEGER_URL
     timeout: float = 10.0
 
 
-def _get_json(url: str, params: dict[str, str], timeout: float) -> Any:
-    full = url + "?" + urllib.parse.urlencode(params)
-    try:
-        with _OPENER.open(full, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise CollectError(f"cannot read {url}: {exc}") from exc
-
-
-def query(backends: Backends, promql: str, at: float) -> list[dict[str, Any]]:
+def query(backends: Backends, promql: str, at: float) -> list[Sample]:
     """An instant PromQL query evaluated at unix time ``at``."""
-    url = backends.prometheus.rstrip("/") + "/api/v1/query"
     try:
-        body = _get_json(url, {"query": promql, "time": f"{at:.3f}"}, backends.timeout)
-    except urllib.error.HTTPError as exc:
-        raise CollectError(f"Prometheus refused {promql!r}: {exc.read()[:300]!r}") from exc
-    if body.get("status") != "success":
-        raise CollectError(f"Prometheus answered {body.get('status')}: {body.get('error')}")
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
+        return Prometheus(backends.prometheus, backends.timeout).query(promql, at)
+    except BackendError as exc:
+        raise CollectError(f"cannot read Prometheus: {exc}") from exc
+    except PrometheusQueryError as exc:
+        raise CollectError(f"Prometheus refused {promql!r}: {exc}") from exc
 
 
 def growth(series: str, range_s: int, by: str) -> str:
@@ -79,18 +70,17 @@ def growth(series: str, range_s: int, by: str) -> str:
     )
 
 
-def _route_key(metric: dict[str, str]) -> str | None:
+def _route_key(metric: Mapping[str, Any]) -> str | None:
     route, method = metric.get("http_route", ""), metric.get("http_request_method", "")
     return f"{method} {route}" if route and method else None
 
 
-def _by_route(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
+def _by_route(rows: Iterable[Sample]) -> dict[str, float]:
     out: dict[str, float] = {}
     for row in rows:
-        key = _route_key(row["metric"])
-        value = float(row["value"][1])
-        if key is not None and not math.isnan(value):
-            out[key] = out.get(key, 0.0) + value
+        key = _route_key(row.labels)
+        if key is not None and not math.isnan(row.value):
+            out[key] = out.get(key, 0.0) + row.value
     return out
 
 
@@ -138,75 +128,43 @@ def wait_for_requests(
 # --- Jaeger: DB spans per SERVER span ---------------------------------------------------------------
 
 
-def _attr(value: dict[str, Any]) -> Any:
-    for key in ("stringValue", "boolValue", "doubleValue"):
-        if key in value:
-            return value[key]
-    if "intValue" in value:
-        return int(value["intValue"])
-    return None
-
-
-def _rfc3339(unix_seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_seconds))
-
-
 def queries_per_request(
     backends: Backends, service: str, start: float, end: float, max_traces: int = 300
 ) -> tuple[dict[str, float], int]:
-    """``({route: mean DB spans per request}, traces read)`` from Jaeger's api_v3 trace search."""
-    params = {
-        "query.service_name": service,
-        "query.start_time_min": _rfc3339(start - 1),
-        "query.start_time_max": _rfc3339(end + 1),
-        "query.num_traces": str(max_traces),
-    }
+    """``({route: mean DB spans per request}, traces read)`` from a Jaeger trace search."""
+    jaeger = Jaeger(backends.jaeger, backends.timeout * 3)
     try:
-        document = _get_json(backends.jaeger.rstrip("/") + "/api/v3/traces", params, backends.timeout * 3)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:  # "No traces found"
-            return {}, 0
-        raise CollectError(f"Jaeger answered {exc.code}: {exc.read()[:300]!r}") from exc
-    return count_queries(document)
+        spans = jaeger.search_spans(service, start=start, end=end, limit=max_traces)
+    except BackendError as exc:
+        raise CollectError(f"cannot read Jaeger: {exc}") from exc
+    return count_queries(spans)
 
 
-def count_queries(document: dict[str, Any]) -> tuple[dict[str, float], int]:
-    """Mean DB spans per SERVER span, per route, from an OTLP-JSON trace document.
+def count_queries(spans: Iterable[Span]) -> tuple[dict[str, float], int]:
+    """Mean DB spans per SERVER span, per route, from the spans of some traces.
 
     Each DB span counts for its nearest SERVER ancestor, so a request that calls the same service
     (``/inventory/{id}`` -> ``/internal/stock/{id}``) does not get the inner request's queries.
     """
-    spans: dict[str, dict[str, Any]] = {}
-    traces: set[str] = set()
-    for resource_spans in document.get("result", {}).get("resourceSpans", []):
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                attributes = {a["key"]: _attr(a.get("value", {})) for a in span.get("attributes", [])}
-                key = span["traceId"] + "/" + span["spanId"]
-                parent = span.get("parentSpanId") or ""
-                spans[key] = {
-                    "parent": span["traceId"] + "/" + parent if parent else "",
-                    "server": int(span.get("kind", 0)) == 2,
-                    "attributes": attributes,
-                }
-                traces.add(span["traceId"])
-    queries: dict[str, int] = defaultdict(int)
-    for span in spans.values():
-        if span["attributes"].get(_names.COMPONENT) != _names.COMPONENT_DB:
+    by_key = {(s.trace_id, s.span_id): s for s in spans}
+    traces = {trace_id for trace_id, _ in by_key}
+    queries: dict[tuple[str, str], int] = defaultdict(int)
+    for span in by_key.values():
+        if span.attributes.get(_names.COMPONENT) != _names.COMPONENT_DB:
             continue
-        parent = span["parent"]
-        while parent and parent in spans and not spans[parent]["server"]:
-            parent = spans[parent]["parent"]
-        if parent in spans:
-            queries[parent] += 1
+        parent = by_key.get((span.trace_id, span.parent_span_id))
+        while parent is not None and parent.kind != SpanKind.SERVER:
+            parent = by_key.get((parent.trace_id, parent.parent_span_id))
+        if parent is not None:
+            queries[(parent.trace_id, parent.span_id)] += 1
     per_route: dict[str, list[int]] = defaultdict(list)
-    for key, span in spans.items():
-        if not span["server"]:
+    for key, span in by_key.items():
+        if span.kind != SpanKind.SERVER:
             continue
         route = _route_key(
             {
-                "http_route": span["attributes"].get(_names.HTTP_ROUTE) or "",
-                "http_request_method": span["attributes"].get(_names.HTTP_REQUEST_METHOD) or "",
+                "http_route": span.attributes.get(_names.HTTP_ROUTE) or "",
+                "http_request_method": span.attributes.get(_names.HTTP_REQUEST_METHOD) or "",
             }
         )
         if route is not None:
@@ -225,13 +183,13 @@ def top_fingerprints(
     select = f'{{job="{service}"}}'
     times = query(backends, growth(f"otelperf_findings_time_milliseconds_total{select}", range_s, labels), at)
     counts = query(backends, growth(f"otelperf_findings_total{select}", range_s, labels), at)
-    count_of = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in counts}
-    rows = []
+    count_of = {tuple(sorted(r.labels.items())): r.value for r in counts}
+    rows: list[dict[str, Any]] = []
     for row in times:
-        total_ms = float(row["value"][1])
+        total_ms = row.value
         if not total_ms > 0:
             continue
-        metric = row["metric"]
+        metric = row.labels
         rows.append(
             {
                 "detector": metric.get("detector", ""),

@@ -12,14 +12,13 @@ Prometheus as ``otel_sdk_exporter_span_exported_total`` and
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
+
+from otelperf.backends import prometheus
 
 __all__ = ["ServiceDelivery", "delivery_by_service"]
 
-PROMETHEUS_URL = "http://127.0.0.1:9090"
+PROMETHEUS_URL = prometheus.PROMETHEUS_URL
 # Prometheus names of the two counters; a "_span" unit suffix appears with some translation modes.
 _EXPORTED = '{__name__=~"otel_sdk_exporter_span_exported(_span)?_total"}'
 _PROCESSED_DROPS = '{__name__=~"otel_sdk_processor_span_processed(_span)?_total", error_type!=""}'
@@ -27,8 +26,6 @@ _BY = "service_name, error_type"
 # Process restarts reset counters; summing the series' current values is what "so far" means here.
 _QUERY_EXPORTED = f"sum by ({_BY}) ({_EXPORTED})"
 _QUERY_PROCESSOR_DROPS = f"sum by ({_BY}) ({_PROCESSED_DROPS})"
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
 
 
 @dataclass
@@ -50,10 +47,16 @@ class ServiceDelivery:
 
 
 def delivery_by_service(url: str = PROMETHEUS_URL, timeout: float = 1.0) -> dict[str, ServiceDelivery]:
-    """Delivered and dropped spans per service; raises OSError/ValueError when Prometheus does not answer."""
+    """Delivered and dropped spans per service.
+
+    Raises :class:`~otelperf.backends.BackendError` (an OSError) when Prometheus cannot be read,
+    :class:`~otelperf.backends.PrometheusQueryError` (a ValueError) when it refuses the query.
+    """
+    client = prometheus.Prometheus(url, timeout)
     out: dict[str, ServiceDelivery] = {}
     for query in (_QUERY_EXPORTED, _QUERY_PROCESSOR_DROPS):
-        for labels, value in _query(url, query, timeout):
+        for sample in client.query(query):
+            labels, value = sample.labels, sample.value
             service = labels.get("service_name") or "unknown_service"
             entry = out.setdefault(service, ServiceDelivery(service))
             error = labels.get("error_type")
@@ -62,12 +65,3 @@ def delivery_by_service(url: str = PROMETHEUS_URL, timeout: float = 1.0) -> dict
             else:
                 entry.delivered += int(value)
     return out
-
-
-def _query(url: str, query: str, timeout: float) -> list[tuple[dict[str, str], float]]:
-    target = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    with _OPENER.open(target, timeout=timeout) as response:
-        body = json.loads(response.read().decode())
-    if body.get("status") != "success":
-        raise ValueError(f"Prometheus answered {body.get('status')}: {body.get('error')}")
-    return [(item["metric"], float(item["value"][1])) for item in body["data"]["result"]]

@@ -1,8 +1,8 @@
 """``otelperf report --html FILE``: an offline HTML report of a run, from Prometheus and Jaeger.
 
 Map:
-- ``prom``: Prometheus HTTP API client and the report's time window
-- ``jaeger``: example traces of findings (Jaeger api_v3 search)
+- ``prom``: the report's time window (the Prometheus client is :mod:`otelperf.backends`)
+- ``jaeger``: example traces of findings (a Jaeger search per route with findings)
 - ``collect``: the PromQL, turning the backends' answers into ``model.ReportData``
 - ``sources``: the budgets (``otelperf.budgets``) and baseline files
 - ``svg``: inline SVG line charts; ``page``: the HTML document
@@ -13,6 +13,7 @@ Map:
 
 from __future__ import annotations
 
+from otelperf.backends.jaeger import JAEGER_URL
 from otelperf.budgets import Budgets
 from otelperf.report_html.collect import Collector
 from otelperf.report_html.model import BaselineRoute, ReportData
@@ -38,12 +39,13 @@ def collect_report(
     window: Window,
     *,
     service: str = "",
-    jaeger: str = "http://127.0.0.1:16686",
+    jaeger: str = JAEGER_URL,
     budgets: Budgets | None = None,
     baseline: dict[str, BaselineRoute] | None = None,
     baseline_source: str = "",
 ) -> ReportData:
-    """Read everything the report shows. Raises PrometheusUnreachable / PrometheusQueryError."""
+    """Read everything the report shows. Raises PrometheusUnreachable (the backends' BackendError)
+    / PrometheusQueryError."""
     prometheus.check()
     budgets = budgets or Budgets()
     data = Collector(prometheus, window, service, jaeger, budget_lookup(budgets)).collect()

@@ -8,11 +8,13 @@ Each chart point looks back ``Window.rate_range`` seconds; the totals look back 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
 
+from otelperf.backends import BackendError, Jaeger, Prometheus, RangeSeries, Sample
+from otelperf.backends.jaeger import JAEGER_URL
 from otelperf.report import growth
-from otelperf.report_html.jaeger import JaegerUnreachable, finding_traces
+from otelperf.report_html.jaeger import finding_traces
 from otelperf.report_html.model import (
     QUANTILES,
     Budget,
@@ -22,7 +24,7 @@ from otelperf.report_html.model import (
     RouteReport,
     Series,
 )
-from otelperf.report_html.prom import Prometheus, Window, number, promql_duration
+from otelperf.report_html.prom import Window, promql_duration
 
 HTTP = "http_server_request_duration_seconds"
 CLIENT = "otelperf_loadtest_request_duration_seconds"
@@ -43,27 +45,29 @@ def route_name(metric: dict[str, str]) -> str:
     return f"{method} {route}".strip() or "(no route)"
 
 
+def _finite(value: float) -> float | None:
+    """NaN/Inf (a quantile over no requests) reads as "no value"."""
+    return value if math.isfinite(value) else None
+
+
 def _matrix(
-    rows: list[dict[str, Any]], key: Callable[[dict[str, str]], str], scale: float = 1.0
+    rows: list[RangeSeries], key: Callable[[dict[str, str]], str], scale: float = 1.0
 ) -> dict[str, Series]:
     out: dict[str, Series] = {}
     for row in rows:
         points: Series = []
-        for t, v in row["values"]:
-            value = number(v)
-            points.append((float(t), None if value is None else value * scale))
-        out[key(row["metric"])] = points
+        for t, v in row.points:
+            value = _finite(v)
+            points.append((t, None if value is None else value * scale))
+        out[key(dict(row.labels))] = points
     return out
 
 
-def _vector(
-    rows: list[dict[str, Any]], key: Callable[[dict[str, str]], str], scale: float = 1.0
-) -> dict[str, float]:
+def _vector(rows: list[Sample], key: Callable[[dict[str, str]], str], scale: float = 1.0) -> dict[str, float]:
     out: dict[str, float] = {}
     for row in rows:
-        value = number(row["value"][1])
-        if value is not None:
-            out[key(row["metric"])] = value * scale
+        if row.finite is not None:
+            out[key(dict(row.labels))] = row.finite * scale
     return out
 
 
@@ -84,7 +88,7 @@ class Collector:
         prometheus: Prometheus,
         window: Window,
         service: str = "",
-        jaeger: str = "http://127.0.0.1:16686",
+        jaeger: str = JAEGER_URL,
         budget_for: Callable[[str], Budget | None] | None = None,
     ) -> None:
         self.prom = prometheus
@@ -101,6 +105,12 @@ class Collector:
     def _growth(self, metric: str, labels: str, over: float, *matchers: str) -> str:
         return growth(metric, self._sel(*matchers), promql_duration(over), labels)
 
+    def _instant(self, promql: str, at: float) -> list[Sample]:
+        return self.prom.query(promql, at)
+
+    def _range(self, promql: str, w: Window) -> list[RangeSeries]:
+        return self.prom.query_range(promql, w.start, w.end, w.step)
+
     def collect(self) -> ReportData:
         data = ReportData(self.service, self.window.start, self.window.end, self.prom.url, self.jaeger)
         data.routes = self.routes()
@@ -114,10 +124,10 @@ class Collector:
     def routes(self) -> list[RouteReport]:
         w, r = self.window, self.window.rate_range
         total = _vector(
-            self.prom.instant(self._growth(f"{HTTP}_count", ROUTE_LABELS, w.seconds), w.end), route_name
+            self._instant(self._growth(f"{HTTP}_count", ROUTE_LABELS, w.seconds), w.end), route_name
         )
         errors = _vector(
-            self.prom.instant(
+            self._instant(
                 self._growth(f"{HTTP}_count", ROUTE_LABELS, w.seconds, 'http_response_status_code=~"5.."'),
                 w.end,
             ),
@@ -130,26 +140,24 @@ class Collector:
         }
         buckets = self._growth(f"{HTTP}_bucket", f"le, {ROUTE_LABELS}", w.seconds)
         for label, q in QUANTILES:
-            values = _vector(
-                self.prom.instant(f"histogram_quantile({q}, {buckets})", w.end), route_name, 1000
-            )
+            values = _vector(self._instant(f"histogram_quantile({q}, {buckets})", w.end), route_name, 1000)
             for name, value in values.items():
                 if name in reports:
                     setattr(reports[name], f"{label}_ms", value)
         step_buckets = self._growth(f"{HTTP}_bucket", f"le, {ROUTE_LABELS}", r)
         for label, q in QUANTILES:
-            series = _matrix(self.prom.range(f"histogram_quantile({q}, {step_buckets})", w), route_name, 1000)
+            series = _matrix(self._range(f"histogram_quantile({q}, {step_buckets})", w), route_name, 1000)
             for name, points in series.items():
                 if name in reports:
                     reports[name].latency[label] = _fill(points, w)
         count_r = self._growth(f"{HTTP}_count", ROUTE_LABELS, r)
         err_r = self._growth(f"{HTTP}_count", ROUTE_LABELS, r, 'http_response_status_code=~"5.."')
-        for name, points in _matrix(self.prom.range(f"({count_r}) / {r:g}", w), route_name).items():
+        for name, points in _matrix(self._range(f"({count_r}) / {r:g}", w), route_name).items():
             if name in reports:
                 reports[name].throughput = _fill(points, w)
         # Steps with requests and no 5xx have no error series: 0, not a gap.
         ratio = f"(({err_r}) or ({count_r}) * 0) / ({count_r} > 0)"
-        for name, points in _matrix(self.prom.range(ratio, w), route_name).items():
+        for name, points in _matrix(self._range(ratio, w), route_name).items():
             if name in reports:
                 reports[name].error_rate = _fill(points, w)
         self._slowest_traces(reports)
@@ -158,15 +166,15 @@ class Collector:
     def _slowest_traces(self, reports: dict[str, RouteReport]) -> None:
         """Per route, the trace id of the exemplar with the highest latency (Prometheus exemplars)."""
         try:
-            rows = self.prom.exemplars(f"{HTTP}_bucket{self._sel()}", self.window)
+            rows = self.prom.exemplars(f"{HTTP}_bucket{self._sel()}", self.window.start, self.window.end)
         except Exception:  # exemplar storage is optional: no link then
             return
         best: dict[str, tuple[float, str]] = {}
         for row in rows:
-            name = route_name(row.get("seriesLabels", {}))
-            for ex in row.get("exemplars", []):
-                trace_id = ex.get("labels", {}).get("trace_id")
-                value = number(str(ex.get("value", "nan")))
+            name = route_name(dict(row.labels))
+            for ex in row.exemplars:
+                trace_id = ex.labels.get("trace_id")
+                value = _finite(ex.value)
                 if trace_id and value is not None and value > best.get(name, (-1.0, ""))[0]:
                     best[name] = (value, trace_id)
         for name, (_, trace_id) in best.items():
@@ -177,8 +185,8 @@ class Collector:
 
     def findings(self, notes: list[str]) -> list[Finding]:
         w = self.window
-        times = self.prom.instant(self._growth(FINDINGS_TIME, FINDING_LABELS, w.seconds), w.end)
-        counts = self.prom.instant(self._growth(FINDINGS, FINDING_LABELS, w.seconds), w.end)
+        times = self._instant(self._growth(FINDINGS_TIME, FINDING_LABELS, w.seconds), w.end)
+        counts = self._instant(self._growth(FINDINGS, FINDING_LABELS, w.seconds), w.end)
 
         def key(m: dict[str, str]) -> str:
             return "\x00".join(
@@ -196,8 +204,9 @@ class Collector:
                     Finding(job, detector, severity, route, fingerprint, statement, occurrences, total_ms)
                 )
         try:
-            examples = finding_traces(self.jaeger, {(f.service, f.route) for f in rows}, w.start, w.end)
-        except JaegerUnreachable as exc:
+            jaeger = Jaeger(self.jaeger, timeout=self.prom.timeout)
+            examples = finding_traces(jaeger, {(f.service, f.route) for f in rows}, w.start, w.end)
+        except BackendError as exc:
             notes.append(f"Jaeger: {exc}; findings are shown without links to their traces")
             examples = {}
         out = []
@@ -212,8 +221,8 @@ class Collector:
         w = self.window
         client = ('span_kind="SPAN_KIND_CLIENT"', 'db_system_name!=""')
         labels = "span_name, db_system_name"
-        sums = self.prom.instant(self._growth(f"{SPANS}_sum", labels, w.seconds, *client), w.end)
-        calls = self.prom.instant(self._growth(f"{SPANS}_count", labels, w.seconds, *client), w.end)
+        sums = self._instant(self._growth(f"{SPANS}_sum", labels, w.seconds, *client), w.end)
+        calls = self._instant(self._growth(f"{SPANS}_count", labels, w.seconds, *client), w.end)
 
         def key(m: dict[str, str]) -> str:
             return m.get("span_name", "") + "\x00" + m.get("db_system_name", "")
@@ -237,14 +246,14 @@ class Collector:
         saved, self.job = self.job, ""
         try:
             total = _vector(
-                self.prom.instant(self._growth(f"{CLIENT}_count", "", w.seconds), w.end), lambda m: "all"
+                self._instant(self._growth(f"{CLIENT}_count", "", w.seconds), w.end), lambda m: "all"
             )
             if total.get("all", 0.0) <= 0:
                 return {}, 0.0
             buckets = self._growth(f"{CLIENT}_bucket", "le", r)
             out: dict[str, Series] = {}
             for label, q in QUANTILES:
-                rows = self.prom.range(f"histogram_quantile({q}, {buckets})", w)
+                rows = self._range(f"histogram_quantile({q}, {buckets})", w)
                 series = _matrix(rows, lambda m: "all", 1000)
                 out[label] = _fill(series.get("all", []), w)
             return out, total["all"]

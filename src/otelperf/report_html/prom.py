@@ -1,33 +1,36 @@
-"""A small Prometheus HTTP API client: instant and range queries, and the report's time window.
+"""The report's time window and its parsing; the Prometheus client is :mod:`otelperf.backends`.
 
-Loopback backends are read without any ``http_proxy`` from the environment (a proxy would not
-reach 127.0.0.1, and must not see the queries).
+``PrometheusUnreachable`` is the backends' :class:`~otelperf.backends.BackendError` (Prometheus
+could not be read: refused, timeout, HTTP error, not Prometheus); ``PrometheusQueryError``:
+Prometheus read the query and refused it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from typing import Any
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from otelperf.backends import BackendError, Prometheus, PrometheusQueryError
+
+__all__ = [
+    "SCRAPE_INTERVAL_S",
+    "Prometheus",
+    "PrometheusQueryError",
+    "PrometheusUnreachable",
+    "Window",
+    "parse_duration",
+    "parse_time",
+    "promql_duration",
+]
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SCRAPE_INTERVAL_S = 5  # prometheus/prometheus.yml: a step shorter than this would show gaps
 
 
-class PrometheusUnreachable(Exception):
-    """Prometheus did not answer (connection refused, timeout, not Prometheus)."""
-
-
-class PrometheusQueryError(Exception):
-    """Prometheus answered with an error (bad PromQL, too many points)."""
+PrometheusUnreachable = BackendError
 
 
 def parse_duration(text: str) -> float:
@@ -91,57 +94,3 @@ class Window:
     def rate_range(self) -> float:
         """The range each chart point looks back over: a few scrapes, so no point falls between two."""
         return max(self.step, 4 * SCRAPE_INTERVAL_S)
-
-
-class Prometheus:
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def _get(self, path: str, params: dict[str, str]) -> Any:
-        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with _OPENER.open(url, timeout=self.timeout) as response:
-                body = json.loads(response.read())
-        except urllib.error.HTTPError as exc:  # 400/422: bad query; the body says why
-            try:
-                body = json.loads(exc.read())
-            except ValueError:
-                raise PrometheusUnreachable(f"{self.url} answered HTTP {exc.code}") from None
-        except (OSError, ValueError) as exc:  # URLError is an OSError; ValueError: not JSON
-            raise PrometheusUnreachable(f"cannot read {self.url}: {exc}") from None
-        if not isinstance(body, dict) or "status" not in body:
-            raise PrometheusUnreachable(f"{self.url} does not look like Prometheus")
-        if body["status"] != "success":
-            raise PrometheusQueryError(f"{body.get('errorType')}: {body.get('error')}")
-        return body["data"]
-
-    def check(self) -> None:
-        """Raise PrometheusUnreachable unless the API answers."""
-        self._get("/api/v1/query", {"query": "1"})
-
-    def instant(self, promql: str, at: float) -> list[dict[str, Any]]:
-        data = self._get("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
-        result: list[dict[str, Any]] = data["result"]
-        return result
-
-    def range(self, promql: str, window: Window) -> list[dict[str, Any]]:
-        params = {
-            "query": promql,
-            "start": f"{window.start:.3f}",
-            "end": f"{window.end:.3f}",
-            "step": f"{window.step:g}",
-        }
-        result: list[dict[str, Any]] = self._get("/api/v1/query_range", params)["result"]
-        return result
-
-    def exemplars(self, promql: str, window: Window) -> list[dict[str, Any]]:
-        params = {"query": promql, "start": f"{window.start:.3f}", "end": f"{window.end:.3f}"}
-        result: list[dict[str, Any]] = self._get("/api/v1/query_exemplars", params)
-        return result
-
-
-def number(text: str) -> float | None:
-    """A sample value; NaN/Inf (a quantile over no requests) reads as "no value"."""
-    value = float(text)
-    return value if math.isfinite(value) else None

@@ -12,12 +12,13 @@ import os
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from otelperf.backends import BackendError
+from otelperf.backends._http import get_bytes
+from otelperf.backends.exposition import scrape
 from otelperf.export.figures import ServiceDelivery, delivery_by_service
 from otelperf.stack import components as comp
 from otelperf.stack.components import Component, StackError
@@ -45,8 +46,6 @@ _LOG_TAIL = 30
 # Processes started by this Python process: kept so they are reaped (no zombies) when stopped
 # from the same process, as a test session does.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-# Loopback only: never route health probes through an http_proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def started_by_this_process(pid: int) -> bool:
@@ -75,10 +74,10 @@ def resolve_config_dir(explicit: str | Path | None, environ: Mapping[str, str]) 
 
 def probe(url: str, timeout: float = 1.0) -> bool:
     try:
-        with _OPENER.open(url, timeout=timeout) as response:
-            return 200 <= int(response.status) < 300
-    except (OSError, urllib.error.URLError, ValueError):
+        get_bytes(url, timeout=timeout)  # returns on 2xx, raises BackendError on anything else
+    except BackendError:
         return False
+    return True
 
 
 def _port_conflicts(components: list[Component]) -> list[str]:
@@ -449,9 +448,8 @@ class Stack:
         error: str | None = None
         if collector.running:
             try:
-                with _OPENER.open(COLLECTOR_METRICS_URL, timeout=timeout) as response:
-                    telemetry = span_flow(response.read().decode(errors="replace"))
-            except (OSError, urllib.error.URLError) as exc:
+                telemetry = span_flow(scrape(COLLECTOR_METRICS_URL, timeout))
+            except BackendError as exc:
                 error = f"cannot read {COLLECTOR_METRICS_URL}: {exc}"
         delivery: dict[str, ServiceDelivery] | None = None
         delivery_error: str | None = None

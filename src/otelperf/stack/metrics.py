@@ -1,15 +1,13 @@
 """Is telemetry flowing? The collector's own span counters and its Jaeger exporter's sending queue,
-read from its :8888/metrics.
-
-A small reader of the Prometheus text format: enough for counters with labels, exemplars and
-timestamps; histograms and escaping inside label values are tolerated, not interpreted.
+read from its :8888/metrics (the text format: :mod:`otelperf.backends.exposition`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from otelperf.backends.exposition import sum_family
 
 # Counter families, without the `_total` suffix (older collectors and OpenMetrics differ on it).
 ACCEPTED = "otelcol_receiver_accepted_spans"
@@ -21,61 +19,6 @@ ENQUEUE_FAILED = "otelcol_exporter_enqueue_failed_spans"  # refused by a full se
 # In the unit of the queue's `sizer`: bytes of serialized spans in collector-config/otelcol.yaml.
 QUEUE_SIZE = "otelcol_exporter_queue_size"
 QUEUE_CAPACITY = "otelcol_exporter_queue_capacity"
-
-
-def sample_name_and_value(line: str) -> tuple[str, float] | None:
-    """``name{labels} value [timestamp] [# exemplar]`` -> (name, value); None for other lines."""
-    line = line.strip()
-    if not line or line.startswith("#"):
-        return None
-    brace = line.find("{")
-    space = line.find(" ")
-    if brace != -1 and (space == -1 or brace < space):
-        name = line[:brace]
-        close = _closing_brace(line, brace)
-        if close == -1:
-            return None
-        rest = line[close + 1 :]
-    else:
-        if space == -1:
-            return None
-        name, rest = line[:space], line[space:]
-    fields = rest.split("#", 1)[0].split()
-    if not fields:
-        return None
-    try:
-        value = float(fields[0])
-    except ValueError:
-        return None
-    return name.strip(), value
-
-
-def _closing_brace(line: str, start: int) -> int:
-    in_quotes = escaped = False
-    for index in range(start + 1, len(line)):
-        char = line[index]
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            in_quotes = not in_quotes
-        elif char == "}" and not in_quotes:
-            return index
-    return -1
-
-
-def sum_family(text: str, family: str) -> float | None:
-    """Sum of every sample of ``family`` (with or without `_total`) over all label sets;
-    None when the family is absent (the collector creates some series only on first use)."""
-    names = {family, family + "_total"}
-    total: float | None = None
-    for line in text.splitlines():
-        parsed = sample_name_and_value(line)
-        if parsed is None or parsed[0] not in names or math.isnan(parsed[1]):
-            continue
-        total = (total or 0.0) + parsed[1]
-    return total
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otelperf.backends import JAEGER_URL, PROMETHEUS_URL
 from otelperf.export.figures import ServiceDelivery
 from otelperf.stack import components as comp
 from otelperf.stack.metrics import SpanFlow
 
 URLS = {
-    "Jaeger UI/API": "http://127.0.0.1:16686",
-    "Prometheus": "http://127.0.0.1:9090",
+    "Jaeger UI/API": JAEGER_URL,
+    "Prometheus": PROMETHEUS_URL,
     "OTLP/gRPC": "http://127.0.0.1:4317",
     "OTLP/HTTP": "http://127.0.0.1:4318",
 }

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from otelperf.backends import Span, SpanKind
 from otelperf.baseline.collect import count_queries, growth
 
 
-def span(trace: str, span_id: str, parent: str, kind: int, **attributes: Any) -> dict[str, Any]:
-    return {
-        "traceId": trace,
-        "spanId": span_id,
-        "parentSpanId": parent,
-        "kind": kind,
-        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attributes.items()],
-    }
+def span(trace: str, span_id: str, parent: str, kind: int, **attributes: Any) -> Span:
+    return Span(trace, span_id, parent, "span", SpanKind(kind), "shop", 0, 1, attributes)
 
 
-def server(trace: str, span_id: str, parent: str, route: str) -> dict[str, Any]:
+def server(trace: str, span_id: str, parent: str, route: str) -> Span:
     return span(trace, span_id, parent, 2, **{"http.route": route, "http.request.method": "GET"})
 
 
-def db(trace: str, span_id: str, parent: str) -> dict[str, Any]:
+def db(trace: str, span_id: str, parent: str) -> Span:
     return span(trace, span_id, parent, 3, **{"otelperf.component": "db"})
 
 
@@ -41,8 +36,7 @@ def test_db_spans_count_for_their_nearest_server_span() -> None:
         server("t3", "s4", "", "/orders"),
         db("t3", "d5", "s4"),
     ]
-    document = {"result": {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}}
-    per_route, traces = count_queries(document)
+    per_route, traces = count_queries(spans)
     assert traces == 3
     assert per_route == {
         "GET /orders": 2.0,  # (3 + 1) / 2

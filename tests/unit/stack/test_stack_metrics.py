@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from otelperf.stack.metrics import SpanFlow, sample_name_and_value, span_flow, sum_family
+from otelperf.backends.exposition import sample_name_and_value, sum_family
+from otelperf.stack.metrics import SpanFlow, span_flow
 
 COLLECTOR_METRICS = """\
 # HELP otelcol_receiver_accepted_spans_total Number of spans successfully pushed into the pipeline.

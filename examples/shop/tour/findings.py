@@ -1,0 +1,81 @@
+"""Step 6: what the in-process detectors found, ranked from Prometheus as ``otelperf report`` ranks
+them, and for the top N+1 and the top budget finding the trace in Jaeger whose span carries it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from examples.shop.tour.common import BIN, BUDGETS_FILE, FINDING_EVENT, SERVICE, prometheus, relative, say
+from examples.shop.tour.traces import RequestTrace, search, show_links
+from otelperf.backends import Span
+from otelperf.report import RankedFinding, format_ranked, ranked_from_prometheus
+
+
+def _event_ms(attrs: Mapping[str, Any]) -> float:
+    return float(attrs.get("otelperf.finding.duration_ms", 0.0))
+
+
+def finding_example(
+    row: RankedFinding, start: float, end: float
+) -> tuple[RequestTrace, Span, Mapping[str, Any]] | None:
+    """The trace of this run where ``row``'s finding cost the most: (trace, the span the finding
+    is on, the finding event's attributes); None when Jaeger has no trace carrying it."""
+    best: tuple[RequestTrace, Span, Mapping[str, Any]] | None = None
+    for trace in search(row.route, start, end):
+        for span in trace.spans:
+            for event in span.events_named(FINDING_EVENT):
+                attrs = event.attributes
+                if (
+                    attrs.get("otelperf.finding.detector") == row.detector
+                    and attrs.get("otelperf.finding.fingerprint") == row.fingerprint
+                    and (best is None or _event_ms(attrs) > _event_ms(best[2]))
+                ):
+                    best = (trace, span, attrs)
+    return best
+
+
+def what_detectors_found(instance: str | None, start: float, end: float) -> list[RankedFinding]:
+    """Prints this run's findings and an example trace of the top ones; returns the findings."""
+    say()
+    print("== What the detectors found ==")
+    print(
+        f"(the app ran with OTELPERF_BUDGETS_FILE={relative(BUDGETS_FILE)}: its per-route p95 "
+        "budgets; N+1 and slow-query thresholds are the defaults: OTELPERF_N_PLUS_ONE_MIN_MS=50, "
+        "OTELPERF_SLOW_QUERY_MS=100)"
+    )
+    # A window from just before the app started to now: this run, and nothing older.
+    window = f"{math.ceil(time.time() - start) + 5}s"
+    matchers = f'job="{SERVICE}"' + (f',service_instance_id="{instance}"' if instance else "")
+    rows = ranked_from_prometheus(prometheus.url, window, matchers=matchers)
+    print(f"\nThis run's findings, most time-consuming first (Prometheus, {{{matchers}}}, last {window}):")
+    if not rows:
+        print("   none: no request of this run produced a finding")
+    else:
+        print("\n".join("   " + line for line in format_ranked(rows, limit=10).splitlines()))
+    for detector, title in (("n_plus_one", "N+1"), ("latency_budget", "budget")):
+        top = next((r for r in rows if r.detector == detector), None)
+        if top is None:
+            if rows:
+                print(f"\nThe top {title} finding: none in this run")
+            continue
+        print(f"\nThe top {title} finding: {top.route}: {top.statement[:100]}")
+        example = finding_example(top, start, end)
+        if example is None:
+            print(f"   (no trace of this run in Jaeger carries it: searched {top.route!r})")
+            continue
+        trace, span, attrs = example
+        count = int(attrs.get("otelperf.finding.count", 0))
+        print(
+            f"   the costliest occurrence: {count} x, {_event_ms(attrs):.1f} ms, "
+            f"on span {span.name!r} ({span.span_id}, {span.duration_ms:.1f} ms)"
+        )
+        print(f"   hint: {attrs.get('otelperf.finding.hint', '')}")
+        show_links(trace.root.trace_id)
+    print(
+        f"\nRerun the ranking (every service, from Prometheus): "
+        f"{BIN / 'otelperf'} report --prometheus {prometheus.url} --window 15m"
+    )
+    return rows
