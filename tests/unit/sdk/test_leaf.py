@@ -16,7 +16,8 @@ pytestmark = pytest.mark.fast_paths  # see tests/conftest.py
 
 
 def _parent(random_id: bool, remote: bool) -> SpanContext:
-    flags = TraceFlags.SAMPLED | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)
+    # W3C level-2 "random trace id" is bit 0x02; APIs before 1.42 do not name it (and ignore it).
+    flags = TraceFlags.SAMPLED | (getattr(TraceFlags, "RANDOM_TRACE_ID", 0x02) if random_id else 0)
     return SpanContext(
         0x5BF92F3577B34DA6A3CE929D0E0E4736,
         0x00F067AA0BA902B7,

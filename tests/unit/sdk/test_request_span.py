@@ -112,13 +112,12 @@ def test_application_attributes_are_checked_and_limited_as_the_sdk_does() -> Non
     (done,) = exporter.get_finished_spans()
     (expected,) = oracle_exporter.get_finished_spans()
     assert dict(done.attributes or {}) == dict(expected.attributes or {})
-    # The SDK's rules: invalid values dropped, strings truncated, the oldest evicted past the limit.
-    assert dict(done.attributes or {}) == {
-        "tags": ("x", "y"),
-        "mixed": (1, "a"),
-        "four": 4,
-        "one.too.many": 5,
-    }
+    # The SDK's rules: invalid values dropped, strings truncated, the oldest evicted past the limit
+    # (which values are invalid changed across SDK versions: a mixed list is kept from 1.44 on).
+    got = dict(done.attributes or {})
+    assert len(got) == 4 and "bad" not in got and "a" not in got
+    assert got["four"] == 4 and got["one.too.many"] == 5 and got["tags"] == ("x", "y")
+    assert all(len(value) <= 5 for value in got.values() if isinstance(value, str))
 
 
 def test_status_rules_match_the_sdk() -> None:
