@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 VENV ?= .venv
-# The oldest supported versions (scripts/install.sh OLDEST_PINS); named when it pinned SQLAlchemy alone.
-VENV_SA20 ?= .venv-sa20
+# The oldest supported versions (scripts/install.sh OLDEST_PINS: OpenTelemetry 1.30, SQLAlchemy 2.0, ...).
+VENV_OLDEST ?= .venv-oldest
 PY := $(VENV)/bin/python
 # Env lines from scripts/services.sh: OTELPERF_TEST_POSTGRES_URL / OTELPERF_TEST_REDIS_URL.
 SERVICE_ENV = $$(scripts/services.sh env)
@@ -19,13 +19,19 @@ services:
 services-stop:
 	scripts/services.sh stop
 
+# Four legs: everything on the newest releases; the unit suite with otelperf's fast paths around
+# the SDK forced off; the unit suite (and the PostgreSQL tests) on the oldest supported releases,
+# with the fast paths on and forced off. The end-to-end suite runs on the newest (the pinned stack).
+VERSIONS = 'import sqlalchemy as s, fastapi as f, starlette as t, opentelemetry.sdk.version as o; \
+	print(f"OpenTelemetry SDK {o.__version__}, SQLAlchemy {s.__version__}, FastAPI {f.__version__}, Starlette {t.__version__}")'
 test: setup services
 	env $(SERVICE_ENV) $(VENV)/bin/pytest -q
-	@echo "== oldest supported versions ($(VENV_SA20)): $$($(VENV_SA20)/bin/python -c \
-		'import sqlalchemy as s, fastapi as f, starlette as t; print(f"SQLAlchemy {s.__version__}, FastAPI {f.__version__}, Starlette {t.__version__}")') =="
-	env $(SERVICE_ENV) $(VENV_SA20)/bin/pytest -q \
-		tests/unit/instrumentation/test_sqlalchemy.py tests/integration/test_postgres.py \
-		tests/unit/instrumentation/test_asgi.py tests/unit/instrumentation/test_asgi_routes.py
+	@echo "== fast paths forced off (OTELPERF_SDK_FAST_PATHS=0): unit suite on $$($(PY) -c $(VERSIONS)) =="
+	env OTELPERF_SDK_FAST_PATHS=0 $(VENV)/bin/pytest -q tests/unit
+	@echo "== oldest supported versions ($(VENV_OLDEST)): $$($(VENV_OLDEST)/bin/python -c $(VERSIONS)) =="
+	env $(SERVICE_ENV) $(VENV_OLDEST)/bin/pytest -q tests/unit tests/integration/test_postgres.py
+	@echo "== oldest supported versions, fast paths forced off =="
+	env OTELPERF_SDK_FAST_PATHS=0 $(VENV_OLDEST)/bin/pytest -q tests/unit
 
 lint:
 	$(VENV)/bin/ruff check

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One install script for contributors, `make setup`, `make demo` and CI (Debian 12, root or sudo).
 #
-#   scripts/install.sh           system packages (PostgreSQL, Redis) + .venv + .venv-sa20
+#   scripts/install.sh           system packages (PostgreSQL, Redis) + .venv + .venv-oldest
 #
-# .venv has the newest releases; .venv-sa20 the oldest ones otelperf supports (see OLDEST_PINS).
+# .venv has the newest releases; .venv-oldest the oldest ones otelperf supports (see OLDEST_PINS).
 #
 # Idempotent: each step is skipped when already done (binaries present; venv installed from the
 # same pyproject.toml, recorded as a hash inside the venv). Progress lines start with "[install]";
@@ -19,12 +19,27 @@ mkdir -p "$CACHE/pip" "$LOGS"
 export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$CACHE/pip}" PIP_DISABLE_PIP_VERSION_CHECK=1
 # Pinned so that the plain-OpenTelemetry comparison arms are reproducible.
 OTEL_INSTRUMENTATION_PIN="opentelemetry-instrumentation==0.66b2"
-# The low ends of the ranges pyproject.toml declares, for `make test`'s second leg: SQLAlchemy 2.0
-# (also the contrib SQLAlchemy instrumentor's newest, for the comparison), FastAPI 0.100 (the first
-# on pydantic 2) with the Starlette it pins, 0.27. Starlette 0.27's TestClient needs httpx < 0.28.
-OLDEST_PINS=('sqlalchemy>=2.0,<2.1' 'fastapi==0.100.0' 'starlette==0.27.0' 'httpx>=0.24,<0.28')
+# The low ends of the ranges pyproject.toml declares, for `make test`'s oldest-versions leg:
+# OpenTelemetry SDK/API/exporters 1.30 with the contrib 0.51b0 releases made for them (and the
+# wrapt 1.x they bring), SQLAlchemy 2.0 (also the contrib SQLAlchemy instrumentor's newest, for the
+# comparison), FastAPI 0.100 (the first on pydantic 2) with the Starlette it pins, 0.27.
+# Starlette 0.27's TestClient needs httpx < 0.28.
+OTEL_OLDEST=1.30.0
+OTEL_CONTRIB_OLDEST=0.51b0
+OLDEST_PINS=(
+    "opentelemetry-api==$OTEL_OLDEST" "opentelemetry-sdk==$OTEL_OLDEST" "opentelemetry-proto==$OTEL_OLDEST"
+    "opentelemetry-exporter-otlp-proto-common==$OTEL_OLDEST" "opentelemetry-exporter-otlp-proto-http==$OTEL_OLDEST"
+    "opentelemetry-exporter-otlp-proto-grpc==$OTEL_OLDEST"
+    "opentelemetry-instrumentation==$OTEL_CONTRIB_OLDEST" "opentelemetry-semantic-conventions==$OTEL_CONTRIB_OLDEST"
+    "opentelemetry-util-http==$OTEL_CONTRIB_OLDEST"
+    "opentelemetry-instrumentation-fastapi==$OTEL_CONTRIB_OLDEST" "opentelemetry-instrumentation-asgi==$OTEL_CONTRIB_OLDEST"
+    "opentelemetry-instrumentation-sqlalchemy==$OTEL_CONTRIB_OLDEST" "opentelemetry-instrumentation-httpx==$OTEL_CONTRIB_OLDEST"
+    "opentelemetry-instrumentation-requests==$OTEL_CONTRIB_OLDEST" "opentelemetry-instrumentation-redis==$OTEL_CONTRIB_OLDEST"
+    'sqlalchemy>=2.0,<2.1' 'fastapi==0.100.0' 'starlette==0.27.0' 'httpx>=0.24,<0.28'
+)
 
 say() { printf '[install] %s\n' "$*"; }
+VERSIONS='import sqlalchemy, fastapi, starlette, wrapt, opentelemetry.sdk.version as v; print("SQLAlchemy", sqlalchemy.__version__, "/ FastAPI", fastapi.__version__, "/ Starlette", starlette.__version__, "/ opentelemetry-sdk", v.__version__, "/ wrapt", wrapt.__version__)'
 
 # run_step NAME CMD...: run CMD with output to a log; on failure name the step and show the tail.
 run_step() {
@@ -102,7 +117,7 @@ make_venv() {
     say "$name: pip install -e '.[dev]' $*"
     run_step "pip-$name" "$dir/bin/python" -m pip install -e '.[dev]' "$@"
     echo "$want" >"$stamp"
-    say "$name: $("$dir/bin/python" -c 'import sqlalchemy, fastapi, starlette, opentelemetry.sdk.version as v; print("SQLAlchemy", sqlalchemy.__version__, "/ FastAPI", fastapi.__version__, "/ Starlette", starlette.__version__, "/ opentelemetry-sdk", v.__version__)')"
+    say "$name: $("$dir/bin/python" -c "$VERSIONS")"
 }
 
 start=$(date +%s)
@@ -114,9 +129,8 @@ if ! PY="$(find_python)"; then
     PY="$(find_python)" || { say "FAILED at step 'python': still no usable Python >= 3.10"; exit 1; }
 fi
 make_venv "$ROOT/.venv" "$OTEL_INSTRUMENTATION_PIN"
-# Oldest-versions leg (named when it pinned SQLAlchemy 2.0 alone). New pins change the hash, so the
-# next install installs them into it.
-make_venv "$ROOT/.venv-sa20" "$OTEL_INSTRUMENTATION_PIN" "${OLDEST_PINS[@]}"
+# Oldest-versions leg. New pins change the hash, so the next install installs them into it.
+make_venv "$ROOT/.venv-oldest" "${OLDEST_PINS[@]}"
 # The backend (collector, Jaeger, Prometheus): cached Go builds, seconds when already built; a cold
 # build takes about half an hour on 2 cores. OTELPERF_SKIP_STACK=1 leaves it out.
 if [ "${OTELPERF_SKIP_STACK:-0}" = 1 ]; then

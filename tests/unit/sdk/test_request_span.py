@@ -113,7 +113,7 @@ def test_application_attributes_are_checked_and_limited_as_the_sdk_does() -> Non
     (expected,) = oracle_exporter.get_finished_spans()
     assert dict(done.attributes or {}) == dict(expected.attributes or {})
     # The SDK's rules: invalid values dropped, strings truncated, the oldest evicted past the limit
-    # (which values are invalid changed across SDK versions: a mixed list is kept from 1.44 on).
+    # (which values are invalid changed across SDK versions: 1.43 drops a mixed list, 1.45 keeps it).
     got = dict(done.attributes or {})
     assert len(got) == 4 and "bad" not in got and "a" not in got
     assert got["four"] == 4 and got["one.too.many"] == 5 and got["tags"] == ("x", "y")
