@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otelperf._setup import Runtime
+from otelperf._runtime.setup import Runtime
 from otelperf._version import __version__
 from otelperf.config import ConfigError, Settings
 from otelperf.detectors._api import Finding
@@ -38,7 +38,7 @@ def init(**settings: Any) -> Runtime:
 
     >>> otelperf.init(service_name="shop", environment="prod")  # doctest: +SKIP
     """
-    from otelperf import _setup
+    from otelperf._runtime import setup as _setup
 
     return _setup.init(**settings)
 
@@ -50,7 +50,7 @@ def findings() -> list[Finding]:
     ...     print(f.summary())
     n_plus_one [warning] GET /orders: SELECT order_items WHERE order_id = ? x12 (84.0 ms) - ...
     """
-    from otelperf import _setup
+    from otelperf._runtime import setup as _setup
 
     runtime = _setup.current()
     if runtime is None or runtime.findings is None:
@@ -61,7 +61,7 @@ def findings() -> list[Finding]:
 def shutdown(timeout: float | None = None) -> bool:
     """Flush what is buffered and stop exporting. Returns within ``timeout`` seconds (default 5)
     even when the collector does not answer; True when everything was flushed in time."""
-    from otelperf import _setup
+    from otelperf._runtime import setup as _setup
 
     return _setup.shutdown(timeout)
 

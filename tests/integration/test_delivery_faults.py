@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import pytest
 
 import otelperf
-from otelperf import _setup
-from otelperf._otlp_sink import Fault, OTLPSink
+from otelperf._runtime import setup as _setup
 from otelperf.config import RETRY_BUFFER_MIN
+from otelperf.testing.otlp_sink import Fault, OTLPSink
 
 pytestmark = pytest.mark.slow
 

@@ -209,7 +209,7 @@ def test_otelperf_run_reports_missing_command() -> None:
 def test_otelperf_run_starts_otelperf_and_keeps_an_existing_sitecustomize(tmp_path: Path) -> None:
     (tmp_path / "sitecustomize.py").write_text("import builtins\nbuiltins.USER_SITECUSTOMIZE_RAN = True\n")
     probe = (
-        "import builtins, otelperf._setup as s; r = s.current(); "
+        "import builtins, otelperf._runtime.setup as s; r = s.current(); "
         "print(getattr(builtins, 'USER_SITECUSTOMIZE_RAN', False), r is not None and r.enabled, "
         "r.settings.service_name if r else None)"
     )

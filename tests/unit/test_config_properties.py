@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 import otelperf
-from otelperf import _setup, config
+from otelperf import config
+from otelperf._runtime import setup as _setup
 from otelperf.config import BOUNDS, ConfigError, Settings, resolve_settings
 
 OWN_VARS = tuple(spec[1] for spec in config._SPEC)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from otelperf import _internal
+from otelperf._runtime import guard as _internal
 
 
 def test_an_internal_errors_log_line_is_sanitized(caplog: pytest.LogCaptureFixture) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import otelperf
-from otelperf import _setup
+from otelperf._runtime import setup as _setup
 
 EXPORT_THREAD_NAMES = (
     "OtelBatchSpanRecordProcessor",
@@ -263,7 +263,7 @@ def _broken_start(settings: object, **kwargs: object) -> _setup.Runtime:
 def test_a_pipeline_that_cannot_be_built_leaves_a_disabled_runtime_and_one_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from otelperf import _internal
+    from otelperf._runtime import guard as _internal
 
     monkeypatch.setattr(_setup, "start", _broken_start)
     monkeypatch.delenv("PYTEST_CURRENT_TEST")  # production: the guard logs instead of raising
@@ -277,7 +277,7 @@ def test_a_pipeline_that_cannot_be_built_leaves_a_disabled_runtime_and_one_warni
 
 
 def test_a_pipeline_bug_is_raised_under_pytest_and_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    from otelperf import _internal
+    from otelperf._runtime import guard as _internal
 
     monkeypatch.setattr(_setup, "start", _broken_start)
     with pytest.raises(RuntimeError, match="boom"):

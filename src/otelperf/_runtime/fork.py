@@ -26,7 +26,7 @@ from otelperf._runtime import global_providers
 from otelperf._sdk.metrics import abandon_readers
 
 if TYPE_CHECKING:
-    from otelperf._setup import Runtime
+    from otelperf._runtime.setup import Runtime
 
 __all__ = ["process_instance_id", "register"]
 
@@ -62,7 +62,7 @@ def _after_in_child() -> None:
 
 
 def _restart_in_child() -> None:
-    from otelperf import _setup
+    from otelperf._runtime import setup as _setup
 
     _setup._lock = threading.RLock()
     global_providers.reset_after_fork()

@@ -10,7 +10,7 @@ otelperf budgets check [FILE]                  # validate the budgets file, prin
 otelperf generate rules|alertmanager|dashboards|all   # Prometheus/Alertmanager/Grafana from budgets
 
 The command modules hold argument parsing and printing; the work is done by the libraries they
-call (``otelperf.stack``, ``baseline``, ``loadtest``, ``generate``, ``report_html``...). The heavier
+call (``otelperf.stack``, ``baseline``, ``loadtest``, ``generate``, ``report``...). The heavier
 ones (the stack, the HTML report) are imported only when their command runs, so that
 ``otelperf run`` hands over to its command quickly. ``python -m otelperf`` is the same command.
 """

@@ -99,9 +99,9 @@ def fast_paths(settings: Settings) -> list[dict[str, Any]]:
     later are checked by the running process itself (``Runtime.fast_paths()``)."""
     from opentelemetry.sdk.trace import TracerProvider
 
+    from otelperf._runtime.setup import build_sampler
     from otelperf._sdk import describe
     from otelperf._sdk import fast_paths as sdk_fast_paths
-    from otelperf._setup import build_sampler
 
     was_off = sdk_fast_paths.forced_off()
     sdk_fast_paths.force_off(not settings.sdk_fast_paths)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otelperf.report_html.prom import Window
+    from otelperf.report.html.prom import Window
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -37,7 +37,7 @@ def _fail(message: str) -> int:
 
 
 def _window(args: argparse.Namespace) -> Window:
-    from otelperf.report_html.prom import Window, parse_time
+    from otelperf.report.html.prom import Window, parse_time
 
     if args.start:
         end = parse_time(args.end) if args.end else time.time()
@@ -50,11 +50,11 @@ def _window(args: argparse.Namespace) -> Window:
 def cmd_report_html(args: argparse.Namespace) -> int:
     # The HTML report's modules load only when one is asked for.
     from otelperf.budgets import BudgetError, load_budgets
-    from otelperf.report_html import collect_report
-    from otelperf.report_html.model import BaselineRoute
-    from otelperf.report_html.page import render
-    from otelperf.report_html.prom import Prometheus, PrometheusQueryError, PrometheusUnreachable
-    from otelperf.report_html.sources import BaselineError, load_baseline
+    from otelperf.report.html import collect_report
+    from otelperf.report.html.model import BaselineRoute
+    from otelperf.report.html.page import render
+    from otelperf.report.html.prom import Prometheus, PrometheusQueryError, PrometheusUnreachable
+    from otelperf.report.html.sources import BaselineError, load_baseline
 
     try:
         window = _window(args)

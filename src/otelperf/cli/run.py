@@ -1,6 +1,6 @@
 """``otelperf run [OPTIONS] -- COMMAND``: run any Python command with otelperf in every process it starts.
 
-The child gets a small ``sitecustomize`` (``otelperf/_bootstrap``) first on ``PYTHONPATH`` and
+The child gets a small ``sitecustomize`` (``otelperf/_runtime/bootstrap``) first on ``PYTHONPATH`` and
 its settings as ``OTELPERF_*`` variables, then this process is replaced by it (``execve``), so
 signals and exit codes are the command's own.
 """
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_BOOTSTRAP_DIR = str(Path(__file__).resolve().parent.parent / "_bootstrap")
+_BOOTSTRAP_DIR = str(Path(__file__).resolve().parent.parent / "_runtime" / "bootstrap")
 
 # `otelperf run` options that become OTELPERF_* variables for the child process.
 _RUN_OPTIONS = {

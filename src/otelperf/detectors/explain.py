@@ -23,7 +23,7 @@ What the worker promises, because it runs statements of its own against the app'
   the thread exits when idle and starts again on demand (so a forked child gets its own);
 - harmless: a database error (a statement PostgreSQL cannot prepare without types, a timeout, an
   unreachable server) is counted in :class:`ExplainStats` and logged at most once a minute, with
-  the error's type only; a bug of otelperf's is an internal error (:mod:`otelperf._internal`).
+  the error's type only; a bug of otelperf's is an internal error (:mod:`otelperf._runtime.guard`).
   The URL and password are never logged and never become an attribute.
 
 The SQLAlchemy instrumentation tells this module about each PostgreSQL engine
@@ -46,7 +46,8 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from otelperf import _internal, _names
+from otelperf import _names
+from otelperf._runtime import guard as _internal
 from otelperf._sdk.suppression import SUPPRESS_KEY
 from otelperf.detectors._explain_session import (
     STATEMENT_TIMEOUT_MS,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otelperf._internal import RateLimitedWarning
+from otelperf._runtime.guard import RateLimitedWarning
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan

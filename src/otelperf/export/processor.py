@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import SpanProcessor
 
-from otelperf._internal import RateLimitedWarning
+from otelperf._runtime.guard import RateLimitedWarning
 from otelperf._sdk.suppression import suppressing
 from otelperf.export import _stats
 from otelperf.export._buffer import Payload, RetryBuffer

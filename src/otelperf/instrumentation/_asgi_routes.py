@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from otelperf import _internal
+from otelperf._runtime import guard as _internal
 
 Scope = MutableMapping[str, Any]
 RoutePrefix = Callable[[Any, Any, Scope], str]  # the middleware's: mount prefixes above a route
@@ -121,9 +121,7 @@ def _endpoint_template(req: Any, scope: Scope) -> str | None:
     try:
         tail = index.template(scope, req.base_root_path)
     except Exception as exc:  # a route tree it cannot read: the request is still timed and ended
-        _internal.record_internal_error("asgi.route_index", exc)
-        if _internal._under_pytest():
-            raise
+        _internal.swallow("asgi.route_index", exc)
         return None
     if tail is None:
         return None

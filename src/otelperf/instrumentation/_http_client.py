@@ -29,7 +29,8 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
-from otelperf import _internal, _names
+from otelperf import _names
+from otelperf._runtime import guard as _internal
 from otelperf._sdk.leaf import LeafSpans
 from otelperf._sdk.suppression import SUPPRESS_HTTP_KEY, SUPPRESS_KEY
 from otelperf.instrumentation._base import InstrumentContext
@@ -89,12 +90,6 @@ class Call:
         self.context: SpanContext | None = None
         self.start_ns = 0
         self.started = 0.0
-
-
-def _internal_error(where: str, exc: Exception) -> None:
-    _internal.record_internal_error(where, exc)
-    if _internal._under_pytest():
-        raise exc
 
 
 def _span_attributes(
@@ -213,7 +208,7 @@ def begin(state: ClientState | None, args: tuple[Any, ...], kwargs: dict[str, An
     try:
         return _start(state, args[0] if args else kwargs["request"])
     except Exception as exc:
-        _internal_error(f"{state.where}.start", exc)
+        _internal.swallow(f"{state.where}.start", exc)
         return None
 
 
@@ -223,4 +218,4 @@ def end(call: Call, response: Any, error: BaseException | None) -> None:
         status = getattr(response, "status_code", None) if response is not None else None
         _finish(call, status, error)
     except Exception as exc:
-        _internal_error(f"{call.state.where}.finish", exc)
+        _internal.swallow(f"{call.state.where}.finish", exc)

@@ -38,7 +38,8 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from otelperf import _internal, _names
+from otelperf import _names
+from otelperf._runtime import guard as _internal
 from otelperf._sdk import context as _context
 from otelperf._sdk.leaf import parent_in
 from otelperf._sdk.request_span import RequestSpan, RequestSpans
@@ -71,13 +72,6 @@ _KNOWN_METHODS = frozenset(
 )
 _MAX_CACHED_ROUTES = 4096
 _MAX_CACHED_SERIES = 4096  # label sets; past that, computed per request (the histogram bounds them too)
-
-
-def _internal_error(where: str, exc: Exception) -> None:
-    """Record an otelperf bug; re-raise it under pytest (call from an ``except`` block)."""
-    _internal.record_internal_error(where, exc)
-    if _internal._under_pytest():
-        raise exc
 
 
 class _State:
@@ -118,7 +112,7 @@ def _explicit_state() -> _State | None:
     global _fallback
     if _state is not None:
         return _state
-    from otelperf import _setup
+    from otelperf._runtime import setup as _setup
 
     runtime = _setup.current()
     if runtime is None or runtime.tracer is None or runtime.meter is None:
@@ -219,7 +213,7 @@ class OtelperfASGIMiddleware:
             scope[_SCOPE_KEY] = request
             token = otel_context.attach(request.span_context)
         except Exception as exc:
-            _internal_error("asgi.start", exc)
+            _internal.swallow("asgi.start", exc)
         if request is None:
             await self.app(scope, receive, send)
             return
@@ -249,7 +243,7 @@ class OtelperfASGIMiddleware:
                     state, req, scope=scope, route_prefix=self._route_prefix, error=error, started=started
                 )
             except Exception as exc:
-                _internal_error("asgi.finish", exc)
+                _internal.swallow("asgi.finish", exc)
 
     def _route_prefix(self, request: _Request, route: Any, scope: Scope) -> str:
         """Mount prefixes between the app and ``route``, as templates (``/users/{uid}``)."""
@@ -414,7 +408,7 @@ def _build_middleware_stack(wrapped: Any, instance: Any, args: Any, kwargs: Any)
         _quiet_native_telemetry(instance)
         return wrapper
     except Exception as exc:
-        _internal_error("asgi.build_middleware_stack", exc)
+        _internal.swallow("asgi.build_middleware_stack", exc)
         return stack
 
 

@@ -52,8 +52,9 @@ from opentelemetry.trace import (
     get_current_span,
 )
 
-from otelperf import _names, _setup
-from otelperf._internal import swallow
+from otelperf import _names
+from otelperf._runtime import setup as _setup
+from otelperf._runtime.guard import swallow
 from otelperf._sdk import context as _context
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.leaf import LeafSpans, parent_in

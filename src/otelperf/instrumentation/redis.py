@@ -49,7 +49,7 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _names
-from otelperf._internal import swallow
+from otelperf._runtime.guard import swallow
 from otelperf._sdk.leaf import LeafSpans
 from otelperf._sdk.suppression import instrumentation_suppressed
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor

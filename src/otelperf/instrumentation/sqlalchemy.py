@@ -45,7 +45,8 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from otelperf import _internal, _names
+from otelperf import _names
+from otelperf._runtime import guard as _internal
 from otelperf._sdk import context as _context
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.leaf import LeafSpans, parent_in
@@ -190,13 +191,6 @@ def _driver_exception(exc: BaseException) -> BaseException:
     return exc
 
 
-def _report_internal_error(where: str, exc: Exception) -> None:
-    """What ``_internal.guard`` does, without a context manager on the per-statement path."""
-    _internal.record_internal_error(where, exc)
-    if _internal._under_pytest():
-        raise exc
-
-
 class SQLAlchemyInstrumentor(Instrumentor):
     """Traces every statement of every SQLAlchemy engine by patching the dialects' DBAPI calls."""
 
@@ -266,7 +260,7 @@ class SQLAlchemyInstrumentor(Instrumentor):
             class_name, methods = _OVERRIDES[module.__name__]
             self._patch_class(getattr(module, class_name), methods)
         except Exception as exc:
-            _report_internal_error("sqlalchemy.import_hook", exc)
+            _internal.swallow("sqlalchemy.import_hook", exc)
 
     def _patch_class(self, cls: type, methods: tuple[str, ...]) -> None:
         with self._lock:
@@ -363,14 +357,14 @@ def _make_hooks(
             operation, collection = operation_and_collection(statement, mysql=info.mysql)
             return (info, operation, collection, statement, _context.get_current(), time_ns(), perf_counter())
         except Exception as exc:
-            _report_internal_error("sqlalchemy.execute", exc)
+            _internal.swallow("sqlalchemy.execute", exc)
             return None
 
     def end(pending: _Pending, error: BaseException | None) -> None:
         try:
             _end(pending, error)
         except Exception as exc:
-            _report_internal_error("sqlalchemy.execute", exc)
+            _internal.swallow("sqlalchemy.execute", exc)
 
     def _end(pending: _Pending, raised: BaseException | None) -> None:
         elapsed_end = perf_counter()

@@ -34,7 +34,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from otelperf import _internal, _names
+from otelperf import _names
+from otelperf._runtime import guard as _internal
 from otelperf._sdk import leaf as _leaf
 from otelperf._sdk import readable as _readable
 from otelperf._sdk import span_context as _ctx

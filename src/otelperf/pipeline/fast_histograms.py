@@ -42,7 +42,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
-from otelperf._internal import record_internal_error
+from otelperf._runtime.guard import record_internal_error
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.metrics import Exemplar, SDKHistogramImpl, hook_collect
 from otelperf.pipeline.share import LOW_64_BITS, share_limit

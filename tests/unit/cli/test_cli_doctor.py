@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from otelperf._otlp_sink import Fault, OTLPSink
 from otelperf.cli import doctor
 from otelperf.export import figures
+from otelperf.testing.otlp_sink import Fault, OTLPSink
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def test_strict_run_refuses_a_bad_setting_before_starting_anything(
 @pytest.mark.slow
 def test_python_m_otelperf_run_starts_otelperf_in_the_child() -> None:
     probe = (
-        "import otelperf._setup as s; r = s.current(); "
+        "import otelperf._runtime.setup as s; r = s.current(); "
         "print(r is not None and r.enabled, r.settings.service_name if r else None)"
     )
     with OTLPSink() as sink:

@@ -352,8 +352,8 @@ def test_unsampled_recording_spans_are_not_exported() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_exports_its_own_spans() -> None:
-    from otelperf._otlp_sink import OTLPSink
     from otelperf.export.transport import HttpTransport
+    from otelperf.testing.otlp_sink import OTLPSink
 
     with OTLPSink() as sink:
         provider = TracerProvider(shutdown_on_exit=False)

@@ -14,8 +14,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from tests.unit.export.spans import finished_spans
 
-from otelperf._otlp_sink import Fault, OTLPSink
 from otelperf.export.transport import GrpcTransport, HttpTransport, parse_retry_after
+from otelperf.testing.otlp_sink import Fault, OTLPSink
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Host, Match, Mount, Route, Router, WebS
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from otelperf import _internal
+from otelperf._runtime import guard as _internal
 from otelperf.instrumentation._asgi_routes import RouteIndex
 from otelperf.instrumentation.asgi import OtelperfASGIMiddleware
 from otelperf.testing import Capture, capture, stop_capture

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 
-from otelperf import _internal
+from otelperf._runtime import guard as _internal
 from otelperf.detectors._api import Finding, TraceView, hex_span_id
 from otelperf.detectors._findings import FindingsSink
 from otelperf.pipeline.detector_processor import DetectorSpanProcessor

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
 import otelperf
-from otelperf import _setup
+from otelperf._runtime import setup as _setup
 from otelperf.instrumentation._base import InstrumentContext, load_instrumentor
 from otelperf.testing import Capture, capture, stop_capture
 

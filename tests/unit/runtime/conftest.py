@@ -8,7 +8,7 @@ import pytest
 from opentelemetry import trace
 
 import otelperf
-from otelperf import _setup
+from otelperf._runtime import setup as _setup
 from otelperf.testing import OTLPSink
 
 

@@ -19,7 +19,7 @@ import pytest
 from opentelemetry import metrics, trace
 
 import otelperf
-from otelperf import _setup
+from otelperf._runtime import setup as _setup
 from otelperf.testing import OTLPSink
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

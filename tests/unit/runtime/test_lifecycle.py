@@ -12,8 +12,8 @@ import time
 from opentelemetry import metrics, trace
 
 import otelperf
-from otelperf import _setup
 from otelperf._runtime import global_providers
+from otelperf._runtime import setup as _setup
 from otelperf.testing import OTLPSink
 
 EXPORT_THREADS = ("otelperf", "OtelBatch", "OtelPeriodicExportingMetricReader")

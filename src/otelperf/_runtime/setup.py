@@ -41,8 +41,10 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 
-from otelperf import _internal, _names, _sigterm, redaction
+from otelperf import _names, redaction
 from otelperf._runtime import exit_logging, fork, global_providers
+from otelperf._runtime import guard as _internal
+from otelperf._runtime import sigterm as _sigterm
 from otelperf._sdk import fast_paths
 from otelperf._version import __version__
 from otelperf.config import BOUNDS, ConfigError, Settings, resolve_settings

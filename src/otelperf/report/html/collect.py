@@ -14,8 +14,8 @@ from collections.abc import Callable
 from otelperf.backends import BackendError, Jaeger, Prometheus, RangeSeries, Sample
 from otelperf.backends.jaeger import JAEGER_URL
 from otelperf.report import growth
-from otelperf.report_html.jaeger import finding_traces
-from otelperf.report_html.model import (
+from otelperf.report.html.jaeger import finding_traces
+from otelperf.report.html.model import (
     QUANTILES,
     Budget,
     DbOperation,
@@ -24,7 +24,7 @@ from otelperf.report_html.model import (
     RouteReport,
     Series,
 )
-from otelperf.report_html.prom import Window, promql_duration
+from otelperf.report.html.prom import Window, promql_duration
 
 HTTP = "http_server_request_duration_seconds"
 CLIENT = "otelperf_loadtest_request_duration_seconds"

@@ -43,7 +43,7 @@ class OtelperfDistro(BaseDistro):  # type: ignore[misc]
         _start()
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
-        from otelperf import _setup
+        from otelperf._runtime import setup as _setup
 
         runtime = _setup.current()
         owned: set[str] = set()

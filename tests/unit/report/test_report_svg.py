@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from otelperf.report_html.svg import Line, Scale, Threshold, line_chart, nice_ticks, segments, time_ticks
+from otelperf.report.html.svg import Line, Scale, Threshold, line_chart, nice_ticks, segments, time_ticks
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 T0 = 1_800_000_000.0  # a round minute

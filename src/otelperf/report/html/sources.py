@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from otelperf.budgets import DEFAULT_ROUTE, Budgets
-from otelperf.report_html.model import BaselineRoute, Budget
+from otelperf.report.html.model import BaselineRoute, Budget
 
 _BASELINE_KEYS = ("p50_ms", "p95_ms", "p99_ms", "rps", "error_rate")
 

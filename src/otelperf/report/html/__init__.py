@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from otelperf.backends.jaeger import JAEGER_URL
 from otelperf.budgets import Budgets
-from otelperf.report_html.collect import Collector
-from otelperf.report_html.model import BaselineRoute, ReportData
-from otelperf.report_html.page import render
-from otelperf.report_html.prom import Prometheus, PrometheusQueryError, PrometheusUnreachable, Window
-from otelperf.report_html.sources import BaselineError, budget_lookup, load_baseline
+from otelperf.report.html.collect import Collector
+from otelperf.report.html.model import BaselineRoute, ReportData
+from otelperf.report.html.page import render
+from otelperf.report.html.prom import Prometheus, PrometheusQueryError, PrometheusUnreachable, Window
+from otelperf.report.html.sources import BaselineError, budget_lookup, load_baseline
 
 __all__ = [
     "BaselineError",

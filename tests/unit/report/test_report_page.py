@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from otelperf.report_html.model import BaselineRoute, Budget, DbOperation, Finding, ReportData, RouteReport
-from otelperf.report_html.page import render
+from otelperf.report.html.model import BaselineRoute, Budget, DbOperation, Finding, ReportData, RouteReport
+from otelperf.report.html.page import render
 
 T0 = 1_800_000_000.0
 JAEGER = "http://jaeger.example:16686"

@@ -11,8 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from html import escape
 
-from otelperf.report_html.model import BaselineRoute, Finding, ReportData, RouteReport
-from otelperf.report_html.svg import PALETTE, Line, Threshold, has_data, line_chart
+from otelperf.report.html.model import BaselineRoute, Finding, ReportData, RouteReport
+from otelperf.report.html.svg import PALETTE, Line, Threshold, has_data, line_chart
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;

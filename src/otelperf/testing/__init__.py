@@ -19,10 +19,12 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otelperf import _internal, _setup, redaction
-from otelperf._otlp_sink import OTLPSink, SinkMetric, SinkSpan
+from otelperf import redaction
+from otelperf._runtime import guard as _internal
+from otelperf._runtime import setup as _setup
 from otelperf.config import resolve_settings
 from otelperf.detectors._api import Finding
+from otelperf.testing.otlp_sink import OTLPSink, SinkMetric, SinkSpan
 
 __all__ = ["Capture", "OTLPSink", "SinkMetric", "SinkSpan", "capture", "otelperf_capture", "stop_capture"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from otelperf.budgets import load_budgets
-from otelperf.report_html.model import BaselineRoute, Budget
-from otelperf.report_html.prom import Window, parse_duration, parse_time
-from otelperf.report_html.sources import BaselineError, budget_lookup, load_baseline
+from otelperf.report.html.model import BaselineRoute, Budget
+from otelperf.report.html.prom import Window, parse_duration, parse_time
+from otelperf.report.html.sources import BaselineError, budget_lookup, load_baseline
 
 
 def test_window_steps_are_whole_scrapes() -> None:
