@@ -43,7 +43,7 @@ import wrapt
 from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram
 from opentelemetry.sdk.trace import Event
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from otelperf import _names
 from otelperf._runtime import guard as _internal
@@ -320,17 +320,36 @@ def _make_hooks(
     duration: Histogram,
     on_engine: Callable[[Any, URL], None] | None = None,
 ) -> tuple[_Begin, _End]:
-    """What runs before and after each DBAPI call, as closures over the tracer and histogram.
+    """What runs before and after each DBAPI call (see :class:`_StatementHooks`).
 
     ``on_engine(dialect, url)`` is called once per engine, at its first statement.
     """
-    infos: weakref.WeakKeyDictionary[Any, _EngineInfo] = weakref.WeakKeyDictionary()
-    leaf = LeafSpans(tracer)
-    fast_duration = duration if isinstance(duration, FastHistogram) else None
-    perf_counter = time.perf_counter
-    time_ns = time.time_ns
+    hooks = _StatementHooks(tracer, legacy_attributes, duration, on_engine)
+    return hooks.begin, hooks.end
 
-    def begin(dialect: Any, statement: str, context: Any) -> _Pending | None:
+
+class _StatementHooks:
+    """Before a DBAPI call: what the statement is and when it started. After it: its span (a leaf
+    span under a sampled parent, else through the tracer) and its duration point."""
+
+    __slots__ = ("_duration", "_fast_duration", "_infos", "_leaf", "_legacy", "_on_engine", "_tracer")
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        legacy_attributes: bool,
+        duration: Histogram,
+        on_engine: Callable[[Any, URL], None] | None,
+    ) -> None:
+        self._tracer = tracer
+        self._legacy = legacy_attributes
+        self._duration = duration
+        self._fast_duration = duration if isinstance(duration, FastHistogram) else None
+        self._on_engine = on_engine
+        self._infos: weakref.WeakKeyDictionary[Any, _EngineInfo] = weakref.WeakKeyDictionary()
+        self._leaf = LeafSpans(tracer)
+
+    def begin(self, dialect: Any, statement: str, context: Any) -> _Pending | None:
         try:
             if instrumentation_suppressed():
                 return None
@@ -349,26 +368,36 @@ def _make_hooks(
                     return None
                 key = connection.engine
                 url = key.url
-            info = infos.get(key)
+            info = self._infos.get(key)
             if info is None:
-                info = infos[key] = _EngineInfo(dialect, url, legacy_attributes)
-                if on_engine is not None and url is not None:
-                    on_engine(dialect, url)
+                info = self._infos[key] = _EngineInfo(dialect, url, self._legacy)
+                if self._on_engine is not None and url is not None:
+                    self._on_engine(dialect, url)
             operation, collection = operation_and_collection(statement, mysql=info.mysql)
-            return (info, operation, collection, statement, _context.get_current(), time_ns(), perf_counter())
+            return (
+                info,
+                operation,
+                collection,
+                statement,
+                _context.get_current(),
+                time.time_ns(),
+                time.perf_counter(),
+            )
         except Exception as exc:
             _internal.swallow("sqlalchemy.execute", exc)
             return None
 
-    def end(pending: _Pending, error: BaseException | None) -> None:
+    def end(self, pending: _Pending, error: BaseException | None) -> None:
         try:
-            _end(pending, error)
+            elapsed_end = time.perf_counter()
+            parent = self._span(pending, error)
+            self._record_duration(pending, error, elapsed_end, parent)
         except Exception as exc:
             _internal.swallow("sqlalchemy.execute", exc)
 
-    def _end(pending: _Pending, raised: BaseException | None) -> None:
-        elapsed_end = perf_counter()
-        info, operation, collection, statement, parent_context, start_ns, start = pending
+    def _span(self, pending: _Pending, raised: BaseException | None) -> SpanContext:
+        """Write the statement's span; returns its parent's context (the exemplar's)."""
+        info, operation, collection, statement, parent_context, start_ns, _ = pending
         error = None if raised is None else _driver_exception(raised)
         if operation is None:
             name = info.system_name
@@ -391,35 +420,31 @@ def _make_hooks(
                 sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
                 if isinstance(sqlstate, str) and sqlstate:
                     attributes[_names.DB_RESPONSE_STATUS_CODE] = sqlstate
-        if attributes is not None and valid_parent and leaf.enabled:
+        if attributes is not None and valid_parent and self._leaf.enabled:
             # The usual case, a statement inside a request: written as a finished span in one step.
-            end_ns = time_ns()
+            end_ns = time.time_ns()
             events: tuple[Event, ...] = ()
             if error_type is not None:
                 # The type only, never the message or a traceback: both can quote parameters.
                 events = (Event(_names.EXCEPTION_EVENT, {_names.EXCEPTION_TYPE: error_type}, end_ns),)
-            leaf.emit(
-                name,
-                _CLIENT,
-                parent,
-                start_ns,
-                end_ns,
-                attributes,
-                events,
-                error_type is not None,
+            self._leaf.emit(
+                name, _CLIENT, parent, start_ns, end_ns, attributes, events, error_type is not None
             )
         else:
-            span = tracer.start_span(
-                name,
-                context=parent_context,
-                kind=SpanKind.CLIENT,
-                start_time=start_ns,
-                attributes=attributes,
+            span = self._tracer.start_span(
+                name, context=parent_context, kind=SpanKind.CLIENT, start_time=start_ns, attributes=attributes
             )
             if error_type is not None and span.is_recording():
                 span.add_event(_names.EXCEPTION_EVENT, {_names.EXCEPTION_TYPE: error_type})
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
+        return parent
+
+    def _record_duration(
+        self, pending: _Pending, raised: BaseException | None, elapsed_end: float, parent: SpanContext
+    ) -> None:
+        info, operation = pending[0], pending[1]
+        error_type = None if raised is None else _type_name(_driver_exception(raised))
         series = info.series.get((operation, error_type))
         if series is None:
             metric_attributes = dict(info.metric_attributes)
@@ -427,16 +452,14 @@ def _make_hooks(
                 metric_attributes[_names.DB_OPERATION_NAME] = operation
             if error_type is not None:
                 metric_attributes[_names.ERROR_TYPE] = error_type
-            if fast_duration is None:
-                duration.record(elapsed_end - start, metric_attributes)
+            if self._fast_duration is None:
+                self._duration.record(elapsed_end - pending[6], metric_attributes)
                 return
             series = (metric_attributes, frozenset(metric_attributes.items()))
             if len(info.series) < _MAX_SERIES_PER_ENGINE:  # operations are a closed set; errors few
                 info.series[operation, error_type] = series
-        assert fast_duration is not None
-        fast_duration.record_keyed(elapsed_end - start, series[1], series[0], parent)
-
-    return begin, end
+        assert self._fast_duration is not None
+        self._fast_duration.record_keyed(elapsed_end - pending[6], series[1], series[0], parent)
 
 
 INSTRUMENTOR = SQLAlchemyInstrumentor()
