@@ -459,6 +459,10 @@ class OTLPBatchProcessor(SpanProcessor):
             self._transport.close()
         except Exception:
             logger.debug("otelperf transport close failed", exc_info=True)
+        # A sender told to stop may not have been scheduled yet on a busy machine: give it a moment
+        # (its request, if any, ended with the transport), so no export thread outlives shutdown.
+        for sender in self._senders:
+            sender.join(max(deadline + 0.5 - time.monotonic(), 0.05))
 
 
 def _call(method_ref: weakref.WeakMethod[Any]) -> None:

@@ -470,6 +470,7 @@ class _BrokenReads(dict[str, Any]):
         raise RuntimeError("backend down")
 
 
+@pytest.mark.fast_paths  # shares one attributes mapping: the leaf path
 def test_failing_reads_under_a_parent_match_the_root_and_hits_share_their_attributes(
     otelperf_capture: Capture,
 ) -> None:

@@ -123,6 +123,7 @@ def test_statement_span_is_child_of_the_current_span(otelperf_capture: Capture, 
         assert child.context.trace_id == parent.get_span_context().trace_id
 
 
+@pytest.mark.fast_paths  # shares one attributes mapping: the leaf path
 def test_a_statements_spans_share_one_attributes_mapping_and_an_error_gets_its_own(
     otelperf_capture: Capture, engine: Engine
 ) -> None:
