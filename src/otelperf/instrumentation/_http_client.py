@@ -36,8 +36,6 @@ from otelperf._sdk.suppression import SUPPRESS_HTTP_KEY, SUPPRESS_KEY
 from otelperf.instrumentation._base import InstrumentContext
 from otelperf.redaction.exceptions import exception_attributes, status_description
 
-_CLIENT = SpanKind.CLIENT  # an Enum member read from its class costs ~100 ns on CPython 3.11
-
 __all__ = ["Call", "ClientState", "begin", "end"]
 
 SUPPRESS_KEYS = (SUPPRESS_KEY, SUPPRESS_HTTP_KEY)
@@ -164,7 +162,7 @@ def _finish(call: Call, status: int | None, error: BaseException | None) -> None
             event = _exception_event(error)
             state.leaf.emit(
                 call.name,
-                _CLIENT,
+                SpanKind.CLIENT,
                 call.parent,
                 call.start_ns,
                 time.time_ns(),
@@ -177,7 +175,7 @@ def _finish(call: Call, status: int | None, error: BaseException | None) -> None
         else:
             state.leaf.emit(
                 call.name,
-                _CLIENT,
+                SpanKind.CLIENT,
                 call.parent,
                 call.start_ns,
                 time.time_ns(),

@@ -35,7 +35,6 @@ from otelperf.redaction.text import mask_message, scrub_error_text, scrub_stackt
 
 __all__ = ["ScrubbingSpanExporter", "needs_scrub", "scrub_span", "scrub_spans"]
 
-_ERROR = StatusCode.ERROR
 _EXCEPTION = _names.EXCEPTION_EVENT
 
 
@@ -52,7 +51,7 @@ def _events_of(span: ReadableSpan) -> Sequence[Event]:
 def needs_scrub(span: ReadableSpan) -> bool:
     """Whether ``span`` has an ERROR status with a description or an ``exception`` event."""
     status = span.status
-    if status.status_code is _ERROR and status.description:
+    if status.status_code is StatusCode.ERROR and status.description:
         return True
     events = _events_of(span)
     if not events:
@@ -136,7 +135,7 @@ def scrub_spans(spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
     """
     try:
         for span in spans:
-            if status_code_of(status_of(span)) is _ERROR:
+            if status_code_of(status_of(span)) is StatusCode.ERROR:
                 break
             if events_for_len(span):
                 break
@@ -161,8 +160,8 @@ def _scrubbed(span: ReadableSpan) -> ReadableSpan:
             type_name = found
         new_events.append(scrubbed)
     status = span.status
-    if status.status_code is _ERROR and status.description:
-        status = Status(_ERROR, _description(status.description, type_name))
+    if status.status_code is StatusCode.ERROR and status.description:
+        status = Status(StatusCode.ERROR, _description(status.description, type_name))
     try:
         attributes: Any = _readable.attributes_field(span)  # keeps BoundedAttributes' dropped count
     except AttributeError:
