@@ -310,7 +310,6 @@ def _loads_on_miss(cache: Any) -> bool:
 
 _current_runtime = _setup.current
 _SAMPLED = TraceFlags.SAMPLED
-_TUPLE_LAYOUT = _ctx.uses_tuple_layout  # SpanContext's fields by index (checked at import)
 _get_current_context = _context.get_current
 _time_ns = time.time_ns
 
@@ -340,10 +339,7 @@ def _leaf_parent(runtime: _setup.Runtime) -> tuple[LeafSpans, SpanContext] | boo
     last = _last_leaf  # _leaf_spans(), inline
     leaf = last[1] if last is not None and last[0] is tracer else _leaf_spans(tracer)  # type: ignore[arg-type]
     parent = parent_in(current)
-    if _TUPLE_LAYOUT:  # is_valid and trace_flags, read by index
-        if leaf.enabled and parent[5] and parent[3] & _SAMPLED:
-            return leaf, parent
-    elif leaf.enabled and _ctx.is_valid(parent) and _ctx.trace_flags(parent) & _SAMPLED:
+    if _ctx.is_valid(parent) and _ctx.trace_flags(parent) & _SAMPLED and leaf.enabled:
         return leaf, parent
     return True
 

@@ -49,7 +49,7 @@ logger = logging.getLogger("otelperf.detectors")
 WAKE_INTERVAL_S = 0.2
 WAKE_BATCH = 256
 SHUTDOWN_WAIT_S = 5.0  # for the detector thread to finish what is queued, then to exit
-_BY_INDEX = _ctx.readable_span_fields and _ctx.uses_tuple_layout  # both checked at import
+_BY_INDEX = _readable.FIELDS_HOLD  # ReadableSpan fields read directly (_sdk.readable; checked at import)
 # Shared "unset" statuses: the SDK's default, and those of otelperf's leaf and request spans.
 _SDK_DEFAULT_STATUS = getattr(
     inspect.signature(ReadableSpan.__init__).parameters.get("status"), "default", None
@@ -128,13 +128,13 @@ class DetectorSpanProcessor(SpanProcessor):
         return processor_reason(self._inner) is None
 
     def on_end(self, span: ReadableSpan) -> None:
-        if _BY_INDEX and type(span) is ReadableSpan:  # leaf and request spans: fields, tuples by index
+        if _BY_INDEX and type(span) is ReadableSpan:  # leaf and request spans: their fields
             ctx, parent = _readable.context_and_parent(span)
             if ctx is None or self._shutdown:
                 self._inner.on_end(span)
                 return
-            trace_id = ctx[0]
-            local_root = parent is None or parent[2]
+            trace_id = _ctx.trace_id(ctx)
+            local_root = parent is None or _ctx.is_remote(parent)
         else:
             ctx, parent = span.context, span.parent
             if ctx is None or self._shutdown:
@@ -352,11 +352,11 @@ def _split_request(root_id: int, spans: list[ReadableSpan]) -> tuple[list[Readab
     ids = {root_id}
     add = ids.add
     for span in reversed(spans):  # the common case: one request per trace, all its spans
-        if _BY_INDEX and type(span) is ReadableSpan:  # fields and SpanContext's tuple, read directly
+        if _BY_INDEX and type(span) is ReadableSpan:  # their fields, read directly
             context, parent = _readable.context_and_parent(span)
-            if parent is None or parent[2] or parent[1] not in ids:  # is_remote, span_id
+            if parent is None or _ctx.is_remote(parent) or _ctx.span_id(parent) not in ids:
                 break
-            add(context[1])
+            add(_ctx.span_id(context))
             continue
         parent, context = span.parent, span.context
         if parent is None or parent.is_remote or parent.span_id not in ids:

@@ -3,7 +3,8 @@
 Walks every module of the package outside ``_sdk`` and fails on: an import of a private
 OpenTelemetry name or ``_internal`` module, and a read or write of a private field of an SDK or
 API object (any ``x._field`` where ``x`` is not ``self``/``cls`` and the field is one the SDK's
-classes keep), including through ``getattr``/``setattr``/``hasattr`` with a literal name.
+classes keep), including through ``getattr``/``setattr``/``hasattr`` with a literal name, and a
+SpanContext read by tuple index.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ SDK_PRIVATE_FIELDS = frozenset({
     "_SUPPRESS_INSTRUMENTATION_KEY", "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", "_tracers",
 })  # fmt: skip
 _OWN = {"self", "cls"}
+# Names under which otelperf holds SpanContexts: reading one by index relies on its tuple layout.
+_CONTEXT_NAMES = {"ctx", "parent", "context", "span_context", "parent_ctx", "parent_context"}
 
 
 def _violations(path: Path) -> list[str]:
@@ -45,6 +48,16 @@ def _violations(path: Path) -> list[str]:
         elif isinstance(node, ast.Attribute) and node.attr in SDK_PRIVATE_FIELDS:
             if not (isinstance(node.value, ast.Name) and node.value.id in _OWN):
                 found.append(f"{where}:{node.lineno}: reads .{node.attr}")
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in _CONTEXT_NAMES
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, int)
+        ):
+            found.append(
+                f"{where}:{node.lineno}: {node.value.id}[{node.slice.value}] (SpanContext's tuple layout)"
+            )
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
@@ -72,10 +85,10 @@ def test_the_check_catches_what_it_looks_for(tmp_path: Path) -> None:
         "from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY\n"
         "def f(span, provider):\n"
         "    self_like = span._attributes\n"
-        "    return getattr(provider, '_metric_readers', None), self_like\n"
+        "    return getattr(provider, '_metric_readers', None), self_like, parent[2]\n"
     )
     try:
         found = _violations(probe)
     finally:
         probe.unlink()
-    assert len(found) == 4, found
+    assert len(found) == 5, found
