@@ -6,6 +6,8 @@ Routes, each doing a fixed amount of work so the arms can be compared:
 - ``GET /one-query``   one SQLAlchemy query
 - ``GET /n-plus-one``  1 + 10 queries (the N+1 pattern: a list, then one query per row)
 - ``GET /cached``      one in-process cache read (a hit in a ``cachetools.LRUCache``)
+- ``GET /sync``        two SQLAlchemy statements (an author, then their books' titles) in a plain ``def``
+                       endpoint: the way most SQLAlchemy users write a route (issue 13's sync route)
 
 The database is a SQLite file (``BENCH_DB``) used through a *sync* engine from ``def`` endpoints,
 which FastAPI runs in its thread pool with the request's context copied: that is what lets the
@@ -119,6 +121,17 @@ def n_plus_one() -> dict[str, Any]:
             books = session.execute(select(Book.title).where(Book.author_id == author.id)).scalars().all()
             out.append({"author": author.name, "books": len(books)})
         return {"authors": out}
+
+
+@app.get("/sync")
+def sync_route() -> dict[str, Any]:
+    # Starlette runs a `def` endpoint in its thread pool (anyio worker threads), so each request is
+    # two hand-offs between the event loop and a worker thread around two statements on a pooled
+    # connection: the shape whose wall-clock cost issue 13 asks about.
+    with Session(engine) as session:
+        author = session.execute(select(Author).where(Author.id == 7)).scalar_one()
+        titles = session.execute(select(Book.title).where(Book.author_id == author.id)).scalars().all()
+        return {"id": author.id, "name": author.name, "titles": list(titles)}
 
 
 @app.get("/cached")

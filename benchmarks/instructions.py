@@ -64,7 +64,7 @@ import overhead  # the benchmark's shared process, load and sink helpers
 
 ARMS = ("bare", "prod", "full")
 # Fewer requests on the slow routes: callgrind runs them ~50x slower than real time.
-DEFAULT_REQUESTS = {"/json": 1000, "/cached": 1000, "/one-query": 300, "/n-plus-one": 100}
+DEFAULT_REQUESTS = {"/json": 1000, "/cached": 1000, "/one-query": 300, "/n-plus-one": 100, "/sync": 250}
 TARGET = 0.85
 PROD_SHARE = 0.1
 CLOCK_SCALE = 100.0

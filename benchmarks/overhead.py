@@ -68,8 +68,8 @@ PLAIN_REQUIREMENTS = (
     "opentelemetry-instrumentation-sqlalchemy==0.66b2",
     "opentelemetry-instrumentation-asgi==0.66b2",
 )
-ROUTES = ("/json", "/one-query", "/n-plus-one", "/cached")
-DB_STATEMENTS_PER_REQUEST = {"/json": 0, "/one-query": 1, "/n-plus-one": 11, "/cached": 0}
+ROUTES = ("/json", "/one-query", "/n-plus-one", "/cached", "/sync")
+DB_STATEMENTS_PER_REQUEST = {"/json": 0, "/one-query": 1, "/n-plus-one": 11, "/cached": 0, "/sync": 2}
 PROD_ARM = "otelperf-prod"
 ARMS = ("bare", "bare-plain", "plain", "otelperf", PROD_ARM)
 BASELINE = {"plain": "bare-plain", "otelperf": "bare", PROD_ARM: "bare"}
