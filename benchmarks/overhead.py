@@ -51,6 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import paired  # wall clock as the median of per-round ratios
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENV = ROOT / ".venv"
@@ -450,7 +453,7 @@ def run_arm_round(arm: Arm, rnd: int, sink: SinkClient, opts: argparse.Namespace
             )
             return result
         server_spans = 0
-        for route in ROUTES:
+        for route in opts.routes:
             _, errors = load(port, route, opts.warmup, opts.concurrency)
             result.sent[route] = opts.warmup
             server_spans += opts.warmup
@@ -461,7 +464,7 @@ def run_arm_round(arm: Arm, rnd: int, sink: SinkClient, opts: argparse.Namespace
                 result.problems.append("warm-up spans did not stop arriving at the sink")
         elif arm.service and not sink.wait_flushed(arm.service, server_spans):
             result.problems.append("warm-up spans did not all reach the sink")
-        for route in ROUTES:
+        for route in opts.routes:
             cpu0 = tree_cpu_seconds(proc.pid)
             seconds, errors = load(port, route, opts.requests, opts.concurrency)
             result.sent[route] += opts.requests
@@ -592,10 +595,12 @@ def _route_problems(rounds: list[ArmRound], route: str) -> list[str]:
     return out
 
 
-def summarize(results: list[ArmRound], arms: list[str]) -> dict[str, Any]:
+def summarize(
+    results: list[ArmRound], arms: list[str], routes: tuple[str, ...] | list[str] = ROUTES
+) -> dict[str, Any]:
     by_arm = {a: [r for r in results if r.arm == a] for a in arms}
     table: dict[str, Any] = {}
-    for route in ROUTES:
+    for route in routes:
         row: dict[str, Any] = {"arms": {}}
         for arm, rounds in by_arm.items():
             rps = [r.rps[route] for r in rounds if route in r.rps]
@@ -754,7 +759,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=500, help="measured requests per route per round")
     parser.add_argument("--warmup", type=int, default=100, help="warm-up requests per route per arm-round")
-    parser.add_argument("--concurrency", type=int, default=4)
+    # 8 connections for 1 worker: more requests in flight than the thread pool runs at once is
+    # what a busy server sees (issue 13 measured the sync route this way).
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--routes", default=",".join(ROUTES), help=f"comma-separated subset of {','.join(ROUTES)}"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 100 requests, 20 warm-up")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
     parser.add_argument(
@@ -782,6 +792,9 @@ def main(argv: list[str] | None = None) -> int:
     arms = [a.strip() for a in opts.arms.split(",") if a.strip()]
     if unknown := [a for a in arms if a not in ARMS]:
         parser.error(f"unknown arm(s) {unknown}; choose from {ARMS}")
+    opts.routes = [r.strip() for r in opts.routes.split(",") if r.strip()]
+    if unknown := [r for r in opts.routes if r not in ROUTES]:
+        parser.error(f"unknown route(s) {unknown}; choose from {ROUTES}")
     if not 0.0 < opts.prod_share < 1.0:
         parser.error("--prod-share must be between 0 and 1 (exclusive): 1 is the otelperf arm")
     if not (VENV / "bin" / "python").exists():
@@ -831,15 +844,22 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_arm_round(arm, rnd, sink, opts, work)
                 results.append(r)
                 brief = " ".join(
-                    f"{rt} {r.rps.get(rt, 0):.0f}/s {r.cpu_us.get(rt, 0):.0f}µs" for rt in ROUTES
+                    f"{rt} {r.rps.get(rt, 0):.0f}/s {r.cpu_us.get(rt, 0):.0f}µs" for rt in opts.routes
                 )
                 log(f"round {rnd} {arm.name:<10} {brief}" + ("" if r.ok else f"  PROBLEMS: {r.problems[:3]}"))
-        table = summarize(results, arms)
+        table = summarize(results, arms, opts.routes)
         print_report(table, arms, header, opts.prod_share)
+        wall = paired.summarize_wall(results, arms, opts.routes)
+        paired.print_wall(wall)
         if opts.json:
             opts.json.write_text(
                 json.dumps(
-                    {"header": header, "table": table, "rounds": [r.__dict__ for r in results]},
+                    {
+                        "header": header,
+                        "table": table,
+                        "wall_paired": paired.as_json(wall),
+                        "rounds": [r.__dict__ for r in results],
+                    },
                     indent=1,
                     default=str,
                 )
