@@ -95,6 +95,30 @@ def _make_cache() -> Any:
         return cache
 
 
+def _diagnostics() -> None:
+    """Bench-only knobs for benchmarks/sync_wall.py, off unless their variable is set:
+    ``BENCH_SWITCH_INTERVAL`` (seconds) sets ``sys.setswitchinterval`` (how long a thread waiting for
+    the GIL lets the holder run before asking it to drop it); ``BENCH_THREADS_FILE`` makes SIGUSR2
+    write ``{native thread id: thread name}`` there, so per-thread kernel counters (CPU, context
+    switches, run-queue wait) can be put under the names of uvicorn's, AnyIO's and otelperf's threads."""
+    interval = os.environ.get("BENCH_SWITCH_INTERVAL")
+    if interval:
+        sys.setswitchinterval(float(interval))
+    path = os.environ.get("BENCH_THREADS_FILE")
+    if path:
+        import json
+        import signal
+        import threading
+
+        def dump(*_: Any) -> None:
+            names = {str(t.native_id): t.name for t in threading.enumerate()}
+            with open(path, "w") as out:
+                json.dump(names, out)
+
+        signal.signal(signal.SIGUSR2, dump)
+
+
+_diagnostics()
 engine = make_engine(DB_PATH)
 cache = _make_cache()
 app = FastAPI()
