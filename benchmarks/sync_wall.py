@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -224,7 +225,7 @@ def main() -> int:
         parser.error("include bare: it is the baseline")
     work = Path(tempfile.mkdtemp(prefix="otelperf-syncwall-"))
     db = str(work / "bench.db")
-    overhead.subprocess.run(
+    subprocess.run(
         [str(overhead.VENV / "bin" / "python"), str(overhead.HERE / "bench_app.py"), "--seed", db],
         check=True,
         capture_output=True,
