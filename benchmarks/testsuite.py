@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -46,7 +47,15 @@ import paired
 
 SUITE = "suite"  # the one "route" of paired.py's tables
 ARMS = ("bare", "plugin", "bare-plain", "plain", "otelperf")
-BASELINE = {"plugin": "bare", "plain": "bare-plain", "otelperf": "bare"}
+# Diagnostic arms (not run by default): the otelperf arm with one part switched off, to find where
+# its cost goes.
+DIAGNOSTIC = {
+    "otelperf-noplugin": (["-p", "no:otelperf"], {}),
+    "otelperf-nodet": ([], {"OTELPERF_DETECTORS": "none"}),
+    "otelperf-noinstr": ([], {"OTELPERF_INSTRUMENT": "none"}),
+    "otelperf-noexport": ([], {"OTELPERF_EXPORT_SHARE": "0"}),
+}
+BASELINE = {"plugin": "bare", "plain": "bare-plain", "otelperf": "bare", **dict.fromkeys(DIAGNOSTIC, "bare")}
 
 APP = """
 from __future__ import annotations
@@ -228,8 +237,10 @@ def arm_command(arm: str, *, sink_url: str, tests: int) -> tuple[list[str], dict
         instrument = [str(plain / "opentelemetry-instrument"), "--traces_exporter", "otlp"]
         instrument += ["--metrics_exporter", "otlp", "--logs_exporter", "none"]
         return [*instrument, str(plain / "python"), *pytest_argv], {**env, **export}
-    if arm == "otelperf":
-        return [str(venv / "otelperf"), "run", "--", str(venv / "python"), *pytest_argv], {**env, **export}
+    if arm == "otelperf" or arm in DIAGNOSTIC:
+        extra_argv, extra_env = DIAGNOSTIC.get(arm, ([], {}))
+        argv = [str(venv / "otelperf"), "run", "--", str(venv / "python"), *pytest_argv, *extra_argv]
+        return argv, {**env, **export, **extra_env}
     raise ValueError(arm)
 
 
@@ -241,13 +252,25 @@ class SuiteRun:
     cpu_s: float = 0.0
     rps: dict[str, float] = field(default_factory=dict)  # tests per second (paired.py's "req/s")
     cpu_us: dict[str, float] = field(default_factory=dict)  # CPU µs per test
+    spans: dict[str, int] = field(default_factory=dict)  # exported spans by "category kind", from the sink
 
 
-def run_suite(arm: str, rnd: int, *, folder: Path, sink_url: str, tests: int, prefix: list[str]) -> SuiteRun:
+def run_suite(
+    arm: str,
+    rnd: int,
+    *,
+    folder: Path,
+    sink_url: str,
+    tests: int,
+    prefix: list[str],
+    wrapper: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> SuiteRun:
     argv, env = arm_command(arm, sink_url=sink_url, tests=tests)
-    if prefix:  # --profile: python -m cProfile -o FILE -m pytest ...
-        i = next(i for i, a in enumerate(argv) if a.endswith("/python"))
-        argv = [*argv[: i + 1], *prefix, *argv[i + 1 :]]
+    env.update(extra_env or {})
+    i = next(i for i, a in enumerate(argv) if a.endswith("/python"))
+    # prefix (--profile): python -m cProfile -o FILE -m pytest ...; wrapper: valgrind ... python ...
+    argv = [*argv[:i], *(wrapper or []), argv[i], *prefix, *argv[i + 1 :]]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
@@ -264,6 +287,61 @@ def run_suite(arm: str, rnd: int, *, folder: Path, sink_url: str, tests: int, pr
     run.rps[SUITE] = tests / seconds
     run.cpu_us[SUITE] = cpu / tests * 1e6
     return run
+
+
+def exported_spans(sink: overhead.SinkClient, arm: str) -> dict[str, int]:
+    """What the arm exported (the process flushed at exit), by the sink's category and span kind."""
+    got = sink.counts()["services"].get(f"suite-{arm}", {})
+    out: dict[str, int] = {}
+    for s in got.get("spans_by_name_kind", []):
+        key = f"{s['category']} {s['kind']}"
+        out[key] = out.get(key, 0) + s["count"]
+    return out
+
+
+def count_instructions(arms: list[str], *, folder: Path, sink_url: str, tests: int) -> None:
+    """Each arm under callgrind with ``tests`` and 3x ``tests`` tests: instructions per added test
+    (what grows with the suite: per app, engine, request) and the fixed cost (interpreter and pytest
+    start-up, imports, ``init()``, the flush at exit), free of the machine's noise."""
+    # Timed exports would fire ~50x as often per test under callgrind's slow clock: batches go when
+    # full and at exit, in both instrumented arms alike.
+    slow_clock = {"OTEL_BSP_SCHEDULE_DELAY": "3600000", "OTEL_METRIC_EXPORT_INTERVAL": "3600000"}
+    per_test: dict[str, float] = {}
+    fixed: dict[str, float] = {}
+    for arm in arms:
+        counts = []
+        for n in (tests, 3 * tests):
+            out = folder / f"callgrind-{arm}-{n}.out"
+            wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+            run = run_suite(
+                arm,
+                1,
+                folder=folder,
+                sink_url=sink_url,
+                tests=n,
+                prefix=[],
+                wrapper=wrapper,
+                extra_env=slow_clock if arm not in ("bare", "plugin", "bare-plain") else {},
+            )
+            found = re.search(r"^totals: (\d+)", out.read_text(), re.MULTILINE)
+            if found is None:
+                raise RuntimeError(f"{arm}: no callgrind totals in {out}")
+            counts.append(int(found.group(1)))
+            overhead.log(f"{arm}: {n} tests, {counts[-1] / 1e9:.2f} G instructions ({run.seconds:.0f} s)")
+        per_test[arm] = (counts[1] - counts[0]) / (2 * tests)
+        fixed[arm] = counts[0] - tests * per_test[arm]
+    print()
+    print(f"instructions (callgrind, every thread), runs of {tests} and {3 * tests} tests")
+    print(f"{'arm':<18} {'per test':>10} {'vs base':>8} {'fixed':>9} {'vs base':>8}")
+    for arm in arms:
+        base = BASELINE.get(arm)
+        ratio = f"{per_test[arm] / per_test[base]:.3f}" if base in per_test else "-"
+        fixed_ratio = f"{fixed[arm] / fixed[base]:.3f}" if base in fixed else "-"
+        print(f"{arm:<18} {per_test[arm] / 1e6:>9.2f}M {ratio:>8} {fixed[arm] / 1e9:>8.2f}G {fixed_ratio:>8}")
+    if {"plain", "bare-plain", "otelperf", "bare"} <= set(arms):
+        o = per_test["otelperf"] - per_test["bare"]
+        p = per_test["plain"] - per_test["bare-plain"]
+        print(f"added per test: otelperf {o / 1e6:.2f}M, plain {p / 1e6:.2f}M, otelperf/plain {o / p:.2f}")
 
 
 def report(results: list[SuiteRun], arms: list[str], tests: int) -> None:
@@ -294,6 +372,14 @@ def report(results: list[SuiteRun], arms: list[str], tests: int) -> None:
                         f"{f'({1 / p.ratio_max:.2f}-{1 / p.ratio_min:.2f})':>13} "
                         f"{p.added_wall_us / 1e3:>14.2f} {added_cpu:>18}"
                     )
+    print()
+    print("spans exported per test (last round; a fair comparison wants the same server and db spans):")
+    for arm in arms:
+        last = [r for r in results if r.arm == arm][-1:]
+        if last and last[0].spans:
+            print(
+                f"  {arm:<11} " + ", ".join(f"{k} {v / tests:.2f}" for k, v in sorted(last[0].spans.items()))
+            )
     added = {
         arm: paired.paired(results, arm, BASELINE[arm], SUITE) for arm in ("plain", "otelperf") if arm in arms
     }
@@ -309,17 +395,27 @@ def report(results: list[SuiteRun], arms: list[str], tests: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
+    parser.add_argument(
+        "--arms",
+        default=",".join(ARMS),
+        help=f"comma-separated, of {','.join(ARMS)} and the diagnostic {','.join(DIAGNOSTIC)}",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tests", type=int, default=300, help="tests per run (a multiple of 4)")
     parser.add_argument(
         "--profile", metavar="ARM", help="instead: run ARM once under cProfile and print the top functions"
     )
     parser.add_argument("--keep", type=Path, help="with --profile: write the .prof file here")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="instead: count instructions per added test and fixed, with --tests N and 3N (needs valgrind)",
+    )
     opts = parser.parse_args()
     arms = [a for a in opts.arms.split(",") if a]
-    if unknown := [a for a in arms + ([opts.profile] if opts.profile else []) if a not in ARMS]:
-        parser.error(f"unknown arm(s) {unknown}; choose from {ARMS}")
+    known = (*ARMS, *DIAGNOSTIC)
+    if unknown := [a for a in arms + ([opts.profile] if opts.profile else []) if a not in known]:
+        parser.error(f"unknown arm(s) {unknown}; choose from {known}")
     if {"plain", "bare-plain"} & {*arms, opts.profile}:
         overhead.ensure_plain_venv()
     folder = Path(tempfile.mkdtemp(prefix="otelperf-suite-"))
@@ -342,6 +438,9 @@ def main() -> int:
             stats = pstats.Stats(str(prof))
             stats.sort_stats("cumulative").print_stats(40)
             return 0
+        if opts.callgrind:
+            count_instructions(arms, folder=folder, sink_url=sink.url, tests=opts.tests)
+            return 0
         results: list[SuiteRun] = []
         for rnd in range(1, opts.rounds + 1):
             shift = (rnd - 1) % len(arms)
@@ -349,6 +448,7 @@ def main() -> int:
                 r = run_suite(arm, rnd, folder=folder, sink_url=sink.url, tests=opts.tests, prefix=[])
                 results.append(r)
                 overhead.log(f"round {rnd} {arm:<11} {r.seconds:6.2f} s wall {r.cpu_s:6.2f} s CPU")
+                r.spans = exported_spans(sink, arm)
                 sink.reset()
         report(results, arms, opts.tests)
         return 0
