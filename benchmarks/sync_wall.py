@@ -66,6 +66,15 @@ def _thread_group(name: str) -> str:
     return name
 
 
+def _others(sink: overhead.SinkClient) -> tuple[float, float, float]:
+    """CPU seconds so far of this process (the load generator), of the sink, and of the machine."""
+    mine = os.times()
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    # user nice system idle iowait irq softirq steal: busy = all but idle and iowait
+    busy = sum(int(v) for i, v in enumerate(cpu[:8]) if i not in (3, 4)) / overhead.CLK_TCK
+    return mine.user + mine.system, overhead.tree_cpu_seconds(sink.proc.pid), busy
+
+
 def server_pid(root: int) -> int:
     """The uvicorn process: ``otelperf run`` may start it as a child of its own."""
     for _ in range(100):
@@ -120,6 +129,11 @@ class Result:
     rps: dict[str, float] = field(default_factory=dict)
     cpu_us: dict[str, float] = field(default_factory=dict)
     groups: dict[str, dict[str, float]] = field(default_factory=dict)  # per request, by thread group
+    # CPU µs per request of the other parties on the same 2 cores: the load generator (this
+    # process), the OTLP sink, and the whole machine (other users included), from /proc/stat.
+    client_us: float = 0.0
+    sink_us: float = 0.0
+    machine_us: float = 0.0
 
 
 def run_one(
@@ -140,8 +154,9 @@ def run_one(
         pid = server_pid(proc.pid)
         overhead.load(port, ROUTE, opts.warmup, opts.concurrency)
         time.sleep(SETTLE_S)
-        before = read_threads(pid)
+        before, others0 = read_threads(pid), _others(sink)
         seconds, errors = overhead.load(port, ROUTE, opts.requests, opts.concurrency)
+        others1 = _others(sink)  # the sink's decoding of the last batch is left out: its share is tiny
         time.sleep(SETTLE_S)
         after = read_threads(pid)
         names = thread_names(pid, names_file)
@@ -150,6 +165,9 @@ def run_one(
     finally:
         overhead.stop(proc)
     result.rps[ROUTE] = opts.requests / seconds
+    result.client_us, result.sink_us, result.machine_us = (
+        (b - a) / opts.requests * 1e6 for a, b in zip(others0, others1, strict=True)
+    )
     total = 0.0
     for tid, now in after.items():
         then = before.get(tid, dict.fromkeys(COUNTERS, 0.0))
@@ -194,7 +212,15 @@ def report(results: list[Result], variants: list[str]) -> None:
             f"{' ' * len(first)}{'(all threads)':<28} {totals['cpu_us']:>7.1f} {totals['vol']:>7.2f} "
             f"{totals['invol']:>8.2f} {totals['wait_us']:>8.1f}"
         )
-    wall = {ROUTE: [p for p in _paired_rows(results, variants)]}
+        side = {
+            k: statistics.median(getattr(r, k) for r in mine) for k in ("client_us", "sink_us", "machine_us")
+        }
+        print(
+            f"{' ' * len(first)}elsewhere, CPU µs/request: load generator {side['client_us']:.0f}, "
+            f"sink {side['sink_us']:.0f}, whole machine {side['machine_us']:.0f} "
+            f"(of {(os.cpu_count() or 1) * 1e6 / rps:.0f} available)"
+        )
+    wall = {ROUTE: _paired_rows(results, variants)}
     paired.print_wall(wall)
 
 
