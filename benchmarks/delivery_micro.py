@@ -81,11 +81,15 @@ def make_spans(count: int) -> list[ReadableSpan]:
 
 
 def sdk_processor() -> SpanProcessor:
-    return BatchSpanProcessor(EncodingNullExporter(), max_queue_size=8192, schedule_delay_millis=1000)
+    processor: SpanProcessor = BatchSpanProcessor(
+        EncodingNullExporter(), max_queue_size=8192, schedule_delay_millis=1000
+    )
+    return processor
 
 
 def otelperf_processor() -> SpanProcessor:
-    return OTLPBatchProcessor(NullTransport(), max_queue_size=8192, schedule_delay=1.0)
+    processor: SpanProcessor = OTLPBatchProcessor(NullTransport(), max_queue_size=8192, schedule_delay=1.0)
+    return processor
 
 
 def measure(make: type | object, spans: list[ReadableSpan]) -> tuple[float, float]:

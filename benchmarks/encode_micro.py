@@ -109,14 +109,14 @@ def make_spans(count: int) -> dict[str, list[ReadableSpan]]:
 
 
 def _sdk(batch: Sequence[ReadableSpan]) -> bytes:
-    return sdk_encode_spans(batch).SerializeToString()
+    return bytes(sdk_encode_spans(batch).SerializeToString())
 
 
 def _otelperf_cold(batch: Sequence[ReadableSpan]) -> bytes:
     _otlp_encode._kv_cache.clear()
     _otlp_encode._name_cache.clear()
     _otlp_encode._static_cache.clear()
-    return _otlp_encode.encode_spans(batch)
+    return bytes(_otlp_encode.encode_spans(batch))
 
 
 def us_per_span(
