@@ -53,7 +53,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "prod-nodet": ("otelperf", {"OTELPERF_DETECTORS": "none", "OTELPERF_EXPORT_SHARE": "0.1"}),
 }
 SETTLE_S = 1.5  # one batch delay (1 s) + one detector wake-up (0.2 s) + margin
-COUNTERS = ("cpu_us", "vol", "invol", "wait_us")
+COUNTERS = ("cpu_us", "vol", "invol", "migr", "wait_us")
 
 
 def _thread_group(name: str) -> str:
@@ -99,14 +99,20 @@ def read_threads(pid: int) -> dict[int, dict[str, float]]:
         try:
             run_ns, wait_ns, _ = Path(f"{base}/schedstat").read_text().split()
             status = Path(f"{base}/status").read_text()
+            sched = Path(f"{base}/sched").read_text()
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        # Moves to another CPU (its caches cold there); only with CONFIG_SCHED_DEBUG, else 0.
+        migrations = next(
+            (int(line.split(":")[1]) for line in sched.splitlines() if line.startswith("se.nr_migrations")), 0
+        )
         out[int(tid)] = {
             "cpu_us": int(run_ns) / 1e3,
             "wait_us": int(wait_ns) / 1e3,
             "vol": int(fields["voluntary_ctxt_switches"]),
             "invol": int(fields["nonvoluntary_ctxt_switches"]),
+            "migr": migrations,
         }
     return out
 
@@ -146,7 +152,8 @@ def run_one(
     if opts.switch_interval:
         env["BENCH_SWITCH_INTERVAL"] = str(opts.switch_interval)
     port = overhead.free_port()
-    proc = overhead.spawn(arm.argv(port), env, work / f"{name}.log")
+    pin = ["taskset", "-c", opts.pin] if opts.pin else []
+    proc = overhead.spawn([*pin, *arm.argv(port)], env, work / f"{name}.log")
     result = Result(name, rnd)
     try:
         if not overhead.wait_port(port, proc, overhead.START_TIMEOUT_S):
@@ -185,7 +192,7 @@ def report(results: list[Result], variants: list[str]) -> None:
     print(f"{ROUTE}: medians over rounds, per request (threads grouped by name)")
     print(
         f"{'variant':<11} {'req/s':>6} {'wall µs':>8} {'CPU µs':>7}  "
-        f"{'thread group':<28} {'CPU µs':>7} {'vol cs':>7} {'invol cs':>8} {'runq µs':>8}"
+        f"{'thread group':<28} {'CPU µs':>7} {'vol cs':>7} {'invol cs':>8} {'migr':>6} {'runq µs':>8}"
     )
     for name in variants:
         mine = [r for r in results if r.arm == name]
@@ -205,12 +212,12 @@ def report(results: list[Result], variants: list[str]) -> None:
             lead = first if i == 0 else " " * len(first)
             print(
                 f"{lead}{g:<28} {med['cpu_us']:>7.1f} {med['vol']:>7.2f} {med['invol']:>8.2f} "
-                f"{med['wait_us']:>8.1f}"
+                f"{med['migr']:>6.2f} {med['wait_us']:>8.1f}"
             )
         totals = {k: statistics.median(sum(v[k] for v in r.groups.values()) for r in mine) for k in COUNTERS}
         print(
             f"{' ' * len(first)}{'(all threads)':<28} {totals['cpu_us']:>7.1f} {totals['vol']:>7.2f} "
-            f"{totals['invol']:>8.2f} {totals['wait_us']:>8.1f}"
+            f"{totals['invol']:>8.2f} {totals['migr']:>6.2f} {totals['wait_us']:>8.1f}"
         )
         side = {
             k: statistics.median(getattr(r, k) for r in mine) for k in ("client_us", "sink_us", "machine_us")
@@ -242,6 +249,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--switch-interval", type=float, default=0.0, help="sys.setswitchinterval, s")
+    parser.add_argument(
+        "--pin", default="", help="run the server under `taskset -c PIN` (e.g. 1: one core, no GIL ping-pong)"
+    )
     parser.add_argument("--json", type=Path)
     opts = parser.parse_args()
     variants = [v for v in opts.variants.split(",") if v]
@@ -272,7 +282,8 @@ def main() -> int:
         overhead.stop(sink.proc)
     print(
         f"{ROUTE}: {opts.rounds} rounds x {opts.requests} requests, concurrency {opts.concurrency}, "
-        f"switch interval {opts.switch_interval or sys.getswitchinterval()} s, {os.cpu_count()} CPUs"
+        f"switch interval {opts.switch_interval or sys.getswitchinterval()} s, {os.cpu_count()} CPUs, "
+        f"server pinned to CPU {opts.pin or '(none)'}"
     )
     report(results, variants)
     if opts.json:
