@@ -53,7 +53,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "prod-nodet": ("otelperf", {"OTELPERF_DETECTORS": "none", "OTELPERF_EXPORT_SHARE": "0.1"}),
 }
 SETTLE_S = 1.5  # one batch delay (1 s) + one detector wake-up (0.2 s) + margin
-COUNTERS = ("cpu_us", "vol", "invol", "migr", "wait_us")
+COUNTERS = ("cpu_us", "sys_us", "vol", "invol", "migr", "wait_us")
 
 
 def _thread_group(name: str) -> str:
@@ -100,8 +100,10 @@ def read_threads(pid: int) -> dict[int, dict[str, float]]:
             run_ns, wait_ns, _ = Path(f"{base}/schedstat").read_text().split()
             status = Path(f"{base}/status").read_text()
             sched = Path(f"{base}/sched").read_text()
+            stat = Path(f"{base}/stat").read_text()
         except OSError:
             continue
+        stime_ticks = int(stat[stat.rindex(")") + 2 :].split()[12])  # kernel time: syscalls, futexes
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         # Moves to another CPU (its caches cold there); only with CONFIG_SCHED_DEBUG, else 0.
         migrations = next(
@@ -113,6 +115,7 @@ def read_threads(pid: int) -> dict[int, dict[str, float]]:
             "vol": int(fields["voluntary_ctxt_switches"]),
             "invol": int(fields["nonvoluntary_ctxt_switches"]),
             "migr": migrations,
+            "sys_us": stime_ticks / overhead.CLK_TCK * 1e6,
         }
     return out
 
@@ -187,12 +190,20 @@ def run_one(
     return result
 
 
+def _counters(c: dict[str, float]) -> str:
+    return (
+        f"{c['cpu_us']:>7.1f} {c['sys_us']:>7.1f} {c['vol']:>7.2f} {c['invol']:>8.2f} {c['migr']:>6.2f} "
+        f"{c['wait_us']:>8.1f}"
+    )
+
+
 def report(results: list[Result], variants: list[str]) -> None:
     print()
     print(f"{ROUTE}: medians over rounds, per request (threads grouped by name)")
     print(
         f"{'variant':<11} {'req/s':>6} {'wall µs':>8} {'CPU µs':>7}  "
-        f"{'thread group':<28} {'CPU µs':>7} {'vol cs':>7} {'invol cs':>8} {'migr':>6} {'runq µs':>8}"
+        f"{'thread group':<28} {'CPU µs':>7} {'sys µs':>7} {'vol cs':>7} {'invol cs':>8} {'migr':>6} "
+        f"{'runq µs':>8}"
     )
     for name in variants:
         mine = [r for r in results if r.arm == name]
@@ -210,15 +221,9 @@ def report(results: list[Result], variants: list[str]) -> None:
             if med["cpu_us"] < 0.5 and med["vol"] < 0.01:
                 continue
             lead = first if i == 0 else " " * len(first)
-            print(
-                f"{lead}{g:<28} {med['cpu_us']:>7.1f} {med['vol']:>7.2f} {med['invol']:>8.2f} "
-                f"{med['migr']:>6.2f} {med['wait_us']:>8.1f}"
-            )
+            print(f"{lead}{g:<28} {_counters(med)}")
         totals = {k: statistics.median(sum(v[k] for v in r.groups.values()) for r in mine) for k in COUNTERS}
-        print(
-            f"{' ' * len(first)}{'(all threads)':<28} {totals['cpu_us']:>7.1f} {totals['vol']:>7.2f} "
-            f"{totals['invol']:>8.2f} {totals['migr']:>6.2f} {totals['wait_us']:>8.1f}"
-        )
+        print(f"{' ' * len(first)}{'(all threads)':<28} {_counters(totals)}")
         side = {
             k: statistics.median(getattr(r, k) for r in mine) for k in ("client_us", "sink_us", "machine_us")
         }
