@@ -40,7 +40,9 @@ than the work:
   real run of this app exports, having no findings.
 
 Arms: ``bare`` (no otelperf), ``prod`` (``otelperf.init()`` at import, all detectors on,
-``OTELPERF_EXPORT_SHARE=0.1``) and ``full`` (every trace exported). The instrumented arms export
+``OTELPERF_EXPORT_SHARE=0.1``) and ``full`` (every trace exported); to split the cost, ``prod0``
+(export share 0: instrumentation and detectors, no export) and ``nodet`` (``full`` without
+detectors). The instrumented arms export
 to benchmarks/otlp_sink.py. Needs valgrind (``apt-get install valgrind``); a route takes 1 minute
 (``/json``) to 5 minutes (``/n-plus-one``) per arm.
 """
@@ -62,7 +64,7 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # the benchmark's shared process, load and sink helpers
 
-ARMS = ("bare", "prod", "full")
+ARMS = ("bare", "prod", "full", "prod0", "nodet")
 # Fewer requests on the slow routes: callgrind runs them ~50x slower than real time.
 DEFAULT_REQUESTS = {"/json": 1000, "/cached": 1000, "/one-query": 300, "/n-plus-one": 100, "/sync": 250}
 TARGET = 0.85
@@ -90,6 +92,10 @@ def arm_env(arm: str, db: str, sink_url: str, clock_scale: float) -> dict[str, s
     env.update(scaled_thresholds(clock_scale))
     if arm == "prod":
         env["OTELPERF_EXPORT_SHARE"] = str(PROD_SHARE)
+    if arm == "prod0":  # the detectors see every request, nothing is exported: their cost alone
+        env["OTELPERF_EXPORT_SHARE"] = "0"
+    if arm == "nodet":  # every trace exported, no detector: the export's cost alone
+        env["OTELPERF_DETECTORS"] = "none"
     return env
 
 
@@ -197,8 +203,10 @@ def check_exports(arm: str, route: str, run: Run) -> str | None:
     traces (it has no finding at real speed), full export every one. None when it did, else why not."""
     if arm == "bare":
         return None
-    if arm == "full":
+    if arm in ("full", "nodet"):
         return None if run.exported == run.sent else f"{run.exported} traces exported for {run.sent} requests"
+    if arm == "prod0":
+        return None if run.exported == 0 else f"{run.exported} traces exported at share 0: findings?"
     low, high = overhead.share_range(run.sent, PROD_SHARE)
     if low <= run.exported <= high:
         return None
