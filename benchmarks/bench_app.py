@@ -100,18 +100,43 @@ def _diagnostics() -> None:
     ``BENCH_SWITCH_INTERVAL`` (seconds) sets ``sys.setswitchinterval`` (how long a thread waiting for
     the GIL lets the holder run before asking it to drop it); ``BENCH_THREADS_FILE`` makes SIGUSR2
     write ``{native thread id: thread name}`` there, so per-thread kernel counters (CPU, context
-    switches, run-queue wait) can be put under the names of uvicorn's, AnyIO's and otelperf's threads."""
+    switches, run-queue wait) can be put under the names of uvicorn's, AnyIO's and otelperf's threads,
+    with the garbage collector's running totals (``gc.callbacks``: collections and seconds per
+    generation) under ``"gc"``; ``BENCH_DETECTOR_WAKE`` (seconds) changes how often otelperf's
+    detector thread wakes (a module global it reads on every wait), to see what holding finished
+    requests' spans for that long costs."""
     interval = os.environ.get("BENCH_SWITCH_INTERVAL")
     if interval:
         sys.setswitchinterval(float(interval))
+    wake = os.environ.get("BENCH_DETECTOR_WAKE")
+    if wake and ARM == "otelperf":
+        from otelperf.detectors import _pipeline
+
+        _pipeline.WAKE_INTERVAL_S = float(wake)
     path = os.environ.get("BENCH_THREADS_FILE")
     if path:
+        import gc
         import json
         import signal
         import threading
+        import time
+
+        gc_totals: dict[str, float] = {}
+        started: list[float] = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+                return
+            gen = f"gen{info['generation']}"
+            gc_totals[f"{gen}_n"] = gc_totals.get(f"{gen}_n", 0) + 1
+            gc_totals[f"{gen}_s"] = gc_totals.get(f"{gen}_s", 0.0) + time.perf_counter() - started[0]
+
+        gc.callbacks.append(on_gc)
 
         def dump(*_: Any) -> None:
-            names = {str(t.native_id): t.name for t in threading.enumerate()}
+            names: dict[str, Any] = {str(t.native_id): t.name for t in threading.enumerate()}
+            names["gc"] = dict(gc_totals)
             with open(path, "w") as out:
                 json.dump(names, out)
 
