@@ -77,6 +77,11 @@ def _others(sink: overhead.SinkClient) -> tuple[float, float, float]:
     return mine.user + mine.system, overhead.tree_cpu_seconds(sink.proc.pid), busy
 
 
+def _minflt(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[7])  # field 10, minflt: all threads
+
+
 def server_pid(root: int) -> int:
     """The uvicorn process: ``otelperf run`` may start it as a child of its own."""
     for _ in range(100):
@@ -146,6 +151,7 @@ class Result:
     gc: dict[str, float] = field(default_factory=dict)  # collections and µs per request, by generation
     # CPU µs per request of the other parties on the same 2 cores: the load generator (this
     # process), the OTLP sink, and the whole machine (other users included), from /proc/stat.
+    minflt: float = 0.0  # the server's minor page faults per request (memory newly mapped and touched)
     client_us: float = 0.0
     sink_us: float = 0.0
     machine_us: float = 0.0
@@ -171,17 +177,18 @@ def run_one(
         overhead.load(port, ROUTE, opts.warmup, opts.concurrency)
         time.sleep(SETTLE_S)
         gc0 = thread_names(pid, names_file)[1]
-        before, others0 = read_threads(pid), _others(sink)
+        before, others0, flt0 = read_threads(pid), _others(sink), _minflt(pid)
         seconds, errors = overhead.load(port, ROUTE, opts.requests, opts.concurrency)
         others1 = _others(sink)  # the sink's decoding of the last batch is left out: its share is tiny
         time.sleep(SETTLE_S)
-        after = read_threads(pid)
+        after, flt1 = read_threads(pid), _minflt(pid)
         names, gc1 = thread_names(pid, names_file)
         if errors:
             raise RuntimeError(f"{name}: {len(errors)} failed requests, e.g. {errors[0]}")
     finally:
         overhead.stop(proc)
     result.rps[ROUTE] = opts.requests / seconds
+    result.minflt = (flt1 - flt0) / opts.requests
     for gen in ("gen0", "gen1", "gen2"):
         result.gc[f"{gen} n"] = (gc1.get(f"{gen}_n", 0) - gc0.get(f"{gen}_n", 0)) / opts.requests
         result.gc[f"{gen} µs"] = (gc1.get(f"{gen}_s", 0) - gc0.get(f"{gen}_s", 0)) / opts.requests * 1e6
@@ -238,6 +245,8 @@ def report(results: list[Result], variants: list[str]) -> None:
             k: statistics.median(getattr(r, k) for r in mine) for k in ("client_us", "sink_us", "machine_us")
         }
         gc = {k: statistics.median(r.gc.get(k, 0.0) for r in mine) for k in mine[0].gc}
+        faults = statistics.median(r.minflt for r in mine)
+        print(f"{' ' * len(first)}minor page faults per request: {faults:.2f}")
         print(
             f"{' ' * len(first)}garbage collector per request: "
             + ", ".join(
