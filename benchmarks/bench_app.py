@@ -104,7 +104,11 @@ def _diagnostics() -> None:
     with the garbage collector's running totals (``gc.callbacks``: collections and seconds per
     generation) under ``"gc"``; ``BENCH_DETECTOR_WAKE`` (seconds) changes how often otelperf's
     detector thread wakes (a module global it reads on every wait), to see what holding finished
-    requests' spans for that long costs."""
+    requests' spans for that long costs; ``BENCH_GC_OFF=1`` switches the cyclic garbage collector off."""
+    if os.environ.get("BENCH_GC_OFF") == "1":  # how much of an arm's cost is the cyclic collector's
+        import gc
+
+        gc.disable()
     interval = os.environ.get("BENCH_SWITCH_INTERVAL")
     if interval:
         sys.setswitchinterval(float(interval))

@@ -53,6 +53,10 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "prod-nodet": ("otelperf", {"OTELPERF_DETECTORS": "none", "OTELPERF_EXPORT_SHARE": "0.1"}),
     # the detector thread woken every 20 ms instead of 200: finished requests' spans held 10x shorter
     "prod-wake20": ("otelperf", {"OTELPERF_EXPORT_SHARE": "0.1", "BENCH_DETECTOR_WAKE": "0.02"}),
+    # the cyclic garbage collector off: what is left of each arm's cost without it
+    "bare-nogc": ("bare", {"BENCH_GC_OFF": "1"}),
+    "full-nogc": ("otelperf", {"BENCH_GC_OFF": "1"}),
+    "prod-nogc": ("otelperf", {"OTELPERF_EXPORT_SHARE": "0.1", "BENCH_GC_OFF": "1"}),
 }
 SETTLE_S = 1.5  # one batch delay (1 s) + one detector wake-up (0.2 s) + margin
 COUNTERS = ("cpu_us", "sys_us", "vol", "invol", "migr", "wait_us")
@@ -265,8 +269,9 @@ def report(results: list[Result], variants: list[str]) -> None:
 def _paired_rows(results: list[Result], variants: list[str]) -> list[paired.Paired]:
     rows = []
     for name in variants:
-        if name != "bare":
-            p = paired.paired(results, name, "bare", ROUTE)
+        base = "bare-nogc" if name.endswith("-nogc") and "bare-nogc" in variants else "bare"
+        if name not in ("bare", "bare-nogc") or (name == "bare-nogc" and base == "bare"):
+            p = paired.paired(results, name, "bare" if name == "bare-nogc" else base, ROUTE)
             if p is not None:
                 rows.append(p)
     return rows
