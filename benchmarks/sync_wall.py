@@ -269,9 +269,12 @@ def report(results: list[Result], variants: list[str]) -> None:
 def _paired_rows(results: list[Result], variants: list[str]) -> list[paired.Paired]:
     rows = []
     for name in variants:
-        base = "bare-nogc" if name.endswith("-nogc") and "bare-nogc" in variants else "bare"
-        if name not in ("bare", "bare-nogc") or (name == "bare-nogc" and base == "bare"):
-            p = paired.paired(results, name, "bare" if name == "bare-nogc" else base, ROUTE)
+        if name == "bare":
+            continue
+        # An arm with the collector off against bare with it off too (bare-nogc itself against bare).
+        gc_off = name.endswith("-nogc") and name != "bare-nogc" and "bare-nogc" in variants
+        for base in ("bare-nogc",) if gc_off else ("bare",):
+            p = paired.paired(results, name, base, ROUTE)
             if p is not None:
                 rows.append(p)
     return rows
