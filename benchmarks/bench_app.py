@@ -114,9 +114,14 @@ def _diagnostics() -> None:
         sys.setswitchinterval(float(interval))
     wake = os.environ.get("BENCH_DETECTOR_WAKE")
     if wake and ARM == "otelperf":
-        from otelperf.detectors import _pipeline
+        import importlib
 
-        _pipeline.WAKE_INTERVAL_S = float(wake)
+        for where in ("otelperf.pipeline.detector_processor", "otelperf.detectors._pipeline"):  # new, old
+            try:
+                setattr(importlib.import_module(where), "WAKE_INTERVAL_S", float(wake))  # noqa: B010
+                break
+            except ImportError:
+                continue
     path = os.environ.get("BENCH_THREADS_FILE")
     if path:
         import gc
