@@ -23,8 +23,8 @@ from opentelemetry.trace import SpanKind
 from otelperf.config import resolve_settings
 from otelperf.detectors._api import TraceView
 from otelperf.detectors._findings import FindingsSink
-from otelperf.pipeline.detector_processor import DetectorSpanProcessor
 from otelperf.detectors._registry import build_detectors
+from otelperf.pipeline.detector_processor import DetectorSpanProcessor
 
 DB_ATTRIBUTES = {
     "db.system.name": "postgresql",
