@@ -9,12 +9,36 @@ in-process caches) work becomes spans and metrics, exported over OTLP.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from otelperf._runtime.setup import Runtime
 from otelperf._version import __version__
-from otelperf.config import ConfigError, Settings
-from otelperf.detectors._api import Finding
+
+if TYPE_CHECKING:
+    from otelperf._runtime.setup import Runtime
+    from otelperf.config import ConfigError, Settings
+    from otelperf.detectors._api import Finding
+
+# The public classes are imported on first use: ``import otelperf`` (which every submodule import
+# runs first, the pytest plugin's included) would otherwise load the whole SDK pipeline, ~0.8 G
+# instructions (~0.3 s) of start-up in every pytest session of a project that has otelperf
+# installed, whether or not it runs otelperf (benchmarks/testsuite.py, issue 13).
+_LAZY = {
+    "Runtime": "otelperf._runtime.setup",
+    "ConfigError": "otelperf.config",
+    "Settings": "otelperf.config",
+    "Finding": "otelperf.detectors._api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otelperf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ConfigError",

@@ -12,21 +12,36 @@ fixture fails any test during which otelperf swallowed an internal error.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otelperf import redaction
 from otelperf._runtime import guard as _internal
-from otelperf._runtime import setup as _setup
-from otelperf.config import resolve_settings
-from otelperf.detectors._api import Finding
-from otelperf.testing.otlp_sink import OTLPSink, SinkMetric, SinkSpan
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otelperf._runtime import setup as _setup
+    from otelperf.detectors._api import Finding
+    from otelperf.testing.otlp_sink import OTLPSink, SinkMetric, SinkSpan
 
 __all__ = ["Capture", "OTLPSink", "SinkMetric", "SinkSpan", "capture", "otelperf_capture", "stop_capture"]
+
+# This plugin is loaded in every pytest session of a project that has otelperf installed: beyond
+# what the autouse fixture needs, everything is imported on first use.
+_SINK_NAMES = ("OTLPSink", "SinkMetric", "SinkSpan")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SINK_NAMES:
+        from otelperf.testing import otlp_sink
+
+        value = getattr(otlp_sink, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'otelperf.testing' has no attribute {name!r}")
 
 
 class Capture:
@@ -115,6 +130,13 @@ class Capture:
 
 def capture(**settings: Any) -> Capture:
     """Start otelperf with in-memory exporters; call ``stop_capture`` when done."""
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otelperf import redaction
+    from otelperf._runtime import setup as _setup
+    from otelperf.config import resolve_settings
+
     if _setup.current() is not None:
         raise RuntimeError("otelperf is already running in this process; otelperf_capture needs it stopped")
     settings.setdefault("service_name", "otelperf-test")
@@ -130,6 +152,8 @@ def capture(**settings: Any) -> Capture:
 
 
 def stop_capture(cap: Capture) -> None:
+    from otelperf._runtime import setup as _setup
+
     _setup.install(None)
     _setup.stop(cap.runtime, timeout=5.0)
 
