@@ -50,7 +50,6 @@ to benchmarks/otlp_sink.py. Needs valgrind (``apt-get install valgrind``); a rou
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -76,7 +75,7 @@ LOAD_TIMEOUT_S_PER_REQUEST = 5.0  # under callgrind a /n-plus-one request takes 
 
 
 def arm_env(arm: str, db: str, sink_url: str, clock_scale: float) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELPERF_", "BENCH_"))}
+    env = overhead.clean_env()
     env.update(BENCH_DB=db, PYTHONUNBUFFERED="1", BENCH_ARM="bare" if arm == "bare" else "otelperf")
     if arm == "bare":
         return env

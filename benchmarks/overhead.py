@@ -81,7 +81,20 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 FLUSH_TIMEOUT_S = 15.0
-QUIET_S = 0.5  # otelperf-prod: the sink's span count must stand still this long to count as flushed
+QUIET_S = 0.5
+# Kept from the orchestrator's environment for the server arms (every other OTEL_*/OTELPERF_*
+# variable is dropped so that no arm inherits settings by accident): issue 13 measures otelperf
+# with its SDK fast paths on and forced off (OTELPERF_SDK_FAST_PATHS=0 python benchmarks/...).
+PASS_THROUGH = ("OTELPERF_SDK_FAST_PATHS",)
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without OTEL_*, OTELPERF_* and BENCH_* (but PASS_THROUGH)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k in PASS_THROUGH or not k.startswith(("OTEL_", "OTELPERF_", "BENCH_"))
+    }  # otelperf-prod: the sink's span count must stand still this long to count as flushed
 
 
 def log(msg: str) -> None:
@@ -368,7 +381,7 @@ class Arm:
 def make_arms(
     names: tuple[str, ...], sink_url: str, db: str, otelperf_mode: str, prod_share: float = 0.1
 ) -> list[Arm]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELPERF_", "BENCH_"))}
+    base = clean_env()
     base.update(BENCH_DB=db, PYTHONUNBUFFERED="1")
     otel = {
         **otelperf_batch_env(),

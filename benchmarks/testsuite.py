@@ -30,7 +30,6 @@ suite's own time swings by tens of percent between rounds; arms run back to back
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
 import statistics
@@ -215,7 +214,7 @@ def write_suite(folder: Path) -> None:
 
 
 def arm_command(arm: str, *, sink_url: str, tests: int) -> tuple[list[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELPERF_", "BENCH_"))}
+    env = overhead.clean_env()
     env.update(SUITE_TESTS=str(tests), PYTHONDONTWRITEBYTECODE="1")
     export = {
         **overhead.otelperf_batch_env(),
