@@ -37,6 +37,7 @@ Not covered: ``RedisCluster`` (it sends commands through its own node connection
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -66,6 +67,8 @@ from otelperf.instrumentation._redis_commands import (
 )
 from otelperf.instrumentation.cache import CacheStats, stats_for
 
+_CLIENT_MODULES = ("redis.client", "redis.asyncio.client")  # patched when the app imports them
+
 __all__ = ["INSTRUMENTOR", "RedisInstrumentor", "operation_name", "pipeline_query_text", "query_text"]
 
 
@@ -80,14 +83,12 @@ class RedisInstrumentor(Instrumentor):
         self._leaf: LeafSpans | None = None  # only when the tracer is the SDK's
         self._duration: Histogram | None = None
         self._stats: CacheStats | None = None
+        self._import_hooks_registered: set[str] = set()
 
     def instrument(self, ctx: InstrumentContext) -> None:
         with self._lock:
-            if self._patched:
+            if self._tracer is not None:
                 return
-            import redis.asyncio.client
-            import redis.client
-
             self._tracer = ctx.tracer
             leaf = LeafSpans(ctx.tracer)
             self._leaf = leaf if leaf.enabled else None
@@ -98,22 +99,52 @@ class RedisInstrumentor(Instrumentor):
                 explicit_bucket_boundaries_advisory=list(_names.DURATION_BUCKETS_S),
             )
             self._stats = stats_for(ctx.meter)
+        # redis-py's clients are patched when the app imports them, not before: importing them
+        # here cost an app that never uses Redis ~40 ms of start-up (benchmarks/testsuite.py).
+        for module_name in _CLIENT_MODULES:
+            module = sys.modules.get(module_name)
+            if module is not None:
+                self._patch_module(module)
+            elif module_name not in self._import_hooks_registered:
+                # wrapt keeps a hook until the module is imported and offers no way to remove
+                # it: register each once per process; it patches only while instrumented.
+                self._import_hooks_registered.add(module_name)
+                wrapt.register_post_import_hook(self._on_import, module_name)
+
+    def _on_import(self, module: Any) -> None:
+        try:
+            self._patch_module(module)
+        except Exception as exc:
+            swallow("redis.import_hook", exc)
+
+    def _patch_module(self, module: Any) -> None:
+        with self._lock:
+            if self._tracer is None:
+                return
+            sync = module.__name__ == "redis.client"
             targets: list[tuple[type, str, Any]] = [
-                (redis.client.Redis, "execute_command", self._command),
-                (redis.client.Pipeline, "immediate_execute_command", self._command),
-                (redis.client.Pipeline, "execute", self._pipeline),
-                (redis.asyncio.client.Redis, "execute_command", self._command_async),
-                (redis.asyncio.client.Pipeline, "immediate_execute_command", self._command_async),
-                (redis.asyncio.client.Pipeline, "execute", self._pipeline_async),
+                (module.Redis, "execute_command", self._command if sync else self._command_async),
+                (
+                    module.Pipeline,
+                    "immediate_execute_command",
+                    self._command if sync else self._command_async,
+                ),
+                (module.Pipeline, "execute", self._pipeline if sync else self._pipeline_async),
             ]
+            done: list[tuple[type, str, Any, Any]] = []
             try:
                 for cls, attribute, wrapper in targets:
+                    if any(c is cls and a == attribute for c, a, _, _ in self._patched):
+                        continue
                     original = cls.__dict__[attribute]
                     wrapt.wrap_function_wrapper(cls, attribute, wrapper)
-                    self._patched.append((cls, attribute, original, cls.__dict__[attribute]))
+                    done.append((cls, attribute, original, cls.__dict__[attribute]))
             except Exception:
-                self._restore()
+                for cls, attribute, original, ours in reversed(done):
+                    if cls.__dict__.get(attribute) is ours:
+                        setattr(cls, attribute, original)
                 raise
+            self._patched.extend(done)
 
     def uninstrument(self) -> None:
         with self._lock:

@@ -84,3 +84,39 @@ def test_server_attributes_of_tcp_and_unix_socket_clients() -> None:
         "server.port": 6390,
     }
     assert server_attributes(unix) == {"db.namespace": "0", "server.address": "/run/redis.sock"}
+
+
+def test_redis_is_patched_when_the_app_imports_it_not_at_init() -> None:
+    """An app that never uses Redis does not pay for importing redis-py; one that imports it after
+    init gets its commands traced all the same (run in a fresh interpreter: import state)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from otelperf.testing import capture, stop_capture
+        cap = capture()
+        assert "redis.client" not in sys.modules, "imported at init"
+        import redis
+        from redis.asyncio.client import Redis as AsyncRedis
+        client = redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.05)
+        try:
+            client.get("k")
+        except redis.exceptions.ConnectionError:
+            pass
+        assert type(redis.client.Redis.__dict__["execute_command"]).__name__ == "FunctionWrapper"
+        assert type(AsyncRedis.__dict__["execute_command"]).__name__ == "FunctionWrapper"
+        cap.flush()
+        assert [s.name for s in cap.spans] == ["GET"], [s.name for s in cap.spans]
+        stop_capture(cap)
+        assert type(redis.client.Redis.__dict__["execute_command"]).__name__ == "function"
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
