@@ -77,6 +77,8 @@ class RequestSpans:
         self._ids = getattr(tracer, "id_generator", None)
         self._sampler = getattr(tracer, "sampler", None)
         self._limits = getattr(tracer, "_span_limits", None)
+        # What the sampler answers when the gate is open: "on" (ALWAYS_ON) or "parent".
+        self._follows_parent = plain_rule(self._sampler) == "parent"
         is_random = getattr(self._ids, "is_trace_id_random", None)  # SDK 1.42+
         self._random_ids = bool(is_random()) if callable(is_random) else False
         self.enabled = None not in (self._processor, self._resource, self._ids, self._sampler)
@@ -102,7 +104,7 @@ class RequestSpans:
             trace_id = _getrandbits(128) or self._ids.generate_trace_id()
         parent_flags = _ctx.trace_flags(parent_ctx) if valid_parent else 0
         # The gate admits ALWAYS_ON ("on") and ParentBased(ALWAYS_ON) ("parent") only.
-        if plain_rule(self._sampler) == "parent":
+        if self._follows_parent:
             sampled = not valid_parent or bool(parent_flags & TraceFlags.SAMPLED)
         else:
             sampled = True
@@ -349,8 +351,8 @@ class RequestSpan(trace.Span):
             self._parent,
             owner._resource,
             self._attributes,
-            _sequence(self._events, self._dropped_events),
-            _sequence(self._links, self._dropped_links),
+            _sequence(self._events, self._dropped_events) if self._events else (),
+            _sequence(self._links, self._dropped_links) if self._links else (),
             self._kind,
             self._status,
             self._start,
