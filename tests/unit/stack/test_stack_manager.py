@@ -149,16 +149,18 @@ def fake_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byte
 
     def start(stack: Stack, component: str, *, ignore_term: bool = False) -> subprocess.Popen[bytes]:
         script = tmp_path / f"fake-{component}"
+        ready = tmp_path / f"fake-{component}.ready"
         trap = "trap '' TERM\n" if ignore_term else ""
-        script.write_text(f"#!/bin/sh\n{trap}while :; do sleep 0.05; done\n")
+        # It says when it is ready: on a busy machine a SIGTERM could otherwise arrive before the
+        # shell has run its trap line, and end a process meant to ignore it.
+        script.write_text(f"#!/bin/sh\n{trap}touch '{ready}'\nwhile :; do sleep 0.05; done\n")
         script.chmod(0o755)
         proc = subprocess.Popen([str(script)], start_new_session=True)
         started.append(proc)
-        # /proc shows an empty command line for a moment while the kernel is still inside exec.
-        for _ in range(200):
-            if read_cmdline(proc.pid):
-                break
+        deadline = time.monotonic() + 10
+        while not (ready.exists() and read_cmdline(proc.pid)) and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert ready.exists(), f"the stand-in for {component} did not start"
         stack.state.write(
             ProcessRecord(component, proc.pid, [str(script)], start_ticks(proc.pid), time.time())
         )
