@@ -70,6 +70,9 @@ PLAIN_REQUIREMENTS = (
     "opentelemetry-instrumentation-fastapi==0.66b2",
     "opentelemetry-instrumentation-sqlalchemy==0.66b2",
     "opentelemetry-instrumentation-asgi==0.66b2",
+    # testsuite.py's plain arm runs a pytest suite with Starlette's TestClient
+    "pytest",
+    "httpx",
 )
 ROUTES = ("/json", "/one-query", "/n-plus-one", "/cached", "/sync")
 DB_STATEMENTS_PER_REQUEST = {"/json": 0, "/one-query": 1, "/n-plus-one": 11, "/cached": 0, "/sync": 2}
@@ -107,10 +110,14 @@ def log(msg: str) -> None:
 def ensure_plain_venv(path: Path = PLAIN_VENV) -> Path:
     """Create the plain-OpenTelemetry venv if it is missing; return its python."""
     python = path / "bin" / "python"
-    if (path / "bin" / "opentelemetry-instrument").exists() and python.exists():
+    if (
+        all((path / "bin" / tool).exists() for tool in ("opentelemetry-instrument", "pytest"))
+        and python.exists()
+    ):
         return python
     log(f"creating {path} for the plain arm (one time, about a minute)...")
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
     log(f"installing into {path}: {' '.join(PLAIN_REQUIREMENTS)}")
     subprocess.run([str(python), "-m", "pip", "install", "-q", *PLAIN_REQUIREMENTS], check=True, timeout=900)
     log(f"{path} is ready")
