@@ -388,13 +388,13 @@ class _StatementHooks:
     def end(self, pending: _Pending, error: BaseException | None) -> None:
         try:
             elapsed_end = time.perf_counter()
-            parent = self._span(pending, error)
-            self._record_duration(pending, error, elapsed_end, parent)
+            parent, error_type = self._span(pending, error)
+            self._record_duration(pending, error_type, elapsed_end, parent)
         except Exception as exc:
             _internal.swallow("sqlalchemy.execute", exc)
 
-    def _span(self, pending: _Pending, raised: BaseException | None) -> SpanContext:
-        """Write the statement's span; returns its parent's context (the exemplar's)."""
+    def _span(self, pending: _Pending, raised: BaseException | None) -> tuple[SpanContext, str | None]:
+        """Write the statement's span; returns its parent's context (the exemplar's) and the error type."""
         info, operation, collection, statement, parent_context, start_ns, _ = pending
         error = None if raised is None else _driver_exception(raised)
         if operation is None:
@@ -436,13 +436,12 @@ class _StatementHooks:
                 span.add_event(_names.EXCEPTION_EVENT, {_names.EXCEPTION_TYPE: error_type})
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
-        return parent
+        return parent, error_type
 
     def _record_duration(
-        self, pending: _Pending, raised: BaseException | None, elapsed_end: float, parent: SpanContext
+        self, pending: _Pending, error_type: str | None, elapsed_end: float, parent: SpanContext
     ) -> None:
         info, operation = pending[0], pending[1]
-        error_type = None if raised is None else _type_name(_driver_exception(raised))
         series = info.series.get((operation, error_type))
         if series is None:
             metric_attributes = dict(info.metric_attributes)
