@@ -92,10 +92,11 @@ class RateLimitedWarning:
         self.suppressed = 0
         self._lock = threading.Lock()
 
-    def warn(self, msg: str, *args: object) -> None:
+    def warn(self, msg: str, *args: object, force: bool = False) -> None:
+        """Log unless one was logged within the interval (``force``: log anyway, restart it)."""
         now = time.monotonic()
         with self._lock:
-            if now - self._last < self._interval:
+            if now - self._last < self._interval and not force:
                 self.suppressed += 1
                 return
             self._last = now

@@ -51,6 +51,7 @@ _CLOSING_BACKOFF_MAX_S = 0.5  # at shutdown, retry often: the deadline is what b
 _WARN_INTERVAL_S = 60.0
 _SLOW_EXPORT_S = 0.5  # a healthy collector on the same network answers in milliseconds
 _CHECK_INTERVAL_S = 5.0
+_OUTAGE_FAILURES = 2  # consecutive failed requests that make an outage (one is a blip)
 
 
 class OTLPBatchProcessor(SpanProcessor):
@@ -135,6 +136,7 @@ class OTLPBatchProcessor(SpanProcessor):
         self._warning = RateLimitedWarning(logger, _WARN_INTERVAL_S)
         self._slow_warning = RateLimitedWarning(logger, _WARN_INTERVAL_S)
         self._warned_drops = 0
+        self._outage_told = False  # the current outage has had its warning
         self._backlog: deque[int] = deque(maxlen=4)
         self._next_check = time.monotonic() + _CHECK_INTERVAL_S
         self._worker = threading.Thread(target=self._work, name="otelperf-export", daemon=True)
@@ -305,6 +307,7 @@ class OTLPBatchProcessor(SpanProcessor):
                     self._last_error = f"collector rejected {rejected} spans: {result.reason}"
                 self._failing = 0
                 self._not_before = 0.0
+                self._outage_told = False
             else:
                 self._failures += 1
                 self._last_error = result.reason
@@ -313,6 +316,8 @@ class OTLPBatchProcessor(SpanProcessor):
                         self._count(self._dropped, _stats.BUFFER_FULL, old.spans)
                     self._failing += 1
                     self._not_before = time.monotonic() + self._backoff(result.retry_after)
+                    if self._failing == _OUTAGE_FAILURES:
+                        self._wake.set()  # the worker tells the outage now, not at its next check
                 else:
                     self._count(self._dropped, result.error_type or "error", payload.spans)
             self._cond.notify_all()
@@ -368,13 +373,19 @@ class OTLPBatchProcessor(SpanProcessor):
 
     def _check_health(self) -> None:
         now = time.monotonic()
-        if now < self._next_check and not self._closing:
+        # Told at once, not at the next periodic check: an outage (a retry failed too), and the
+        # first span lost. A short outage must not fall between two checks unseen.
+        outage = self._failing >= _OUTAGE_FAILURES and not self._outage_told
+        first_loss = not self._warned_drops and bool(self._dropped or self._processor_drops)
+        if now < self._next_check and not self._closing and not outage and not first_loss:
             return
         self._next_check = now + _CHECK_INTERVAL_S
         stats = self.stats()
         mib = 1024 * 1024
         if stats.spans_dropped > self._warned_drops or (self._failing and stats.spans_buffered):
+            first_loss = stats.spans_dropped > 0 and not self._warned_drops
             self._warned_drops = stats.spans_dropped
+            self._outage_told = self._outage_told or self._failing > 0
             self._warning.warn(
                 "otelperf span delivery to %s: %d delivered, %d dropped (%s), %d waiting "
                 "(%.1f of %.0f MiB buffered); last error: %s. The application is unaffected. "
@@ -387,6 +398,7 @@ class OTLPBatchProcessor(SpanProcessor):
                 stats.buffered_bytes / mib,
                 stats.buffer_capacity_bytes / mib,
                 stats.last_error or "none",
+                force=first_loss,  # losing spans is news even right after an outage warning
             )
         self._backlog.append(stats.buffered_bytes)
         growing = len(self._backlog) == self._backlog.maxlen and all(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -272,7 +273,76 @@ def test_delivery_warning_gives_true_counts(
         time.sleep(0.02)
     processor.shutdown()
     messages = [r.getMessage() for r in caplog.records]
-    assert any("0 delivered, 100 dropped (413: 100)" in m for m in messages), messages
+    # The first loss is told at once, with the figures of that moment: every span accounted for.
+    told = re.search(r"0 delivered, (\d+) dropped \(413: \1\), (\d+) waiting", messages[0])
+    assert told is not None, messages
+    assert int(told[1]) > 0 and int(told[1]) + int(told[2]) == 100, messages
+
+
+def _delivery_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "span delivery" in r.getMessage()]
+
+
+def _wait_for(caplog: pytest.LogCaptureFixture, n: int, seconds: float = 3.0) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while len(_delivery_warnings(caplog)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _delivery_warnings(caplog)
+
+
+def test_an_outage_is_told_at_once_not_at_the_next_periodic_check(
+    provider: TracerProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two failed requests in a row make an outage; its warning must not wait for the 5 s check
+    (a short outage could fall between two checks and never be told)."""
+    caplog.set_level(logging.WARNING, "otelperf.export")
+    unavailable = SendResult(False, True, "503", "HTTP 503", retry_after=0.05)
+    transport = ScriptedTransport(lambda n: unavailable if n < 2 else OK)
+    processor = _processor(transport)
+    provider.add_span_processor(processor)
+    began = time.monotonic()
+    _produce(provider, 10)
+    warnings = _wait_for(caplog, 1)
+    told_after = time.monotonic() - began
+    assert processor.force_flush(3000)
+    processor.shutdown()
+    assert len(warnings) == 1, warnings
+    assert "0 dropped (none)" in warnings[0] and "10 waiting" in warnings[0], warnings
+    assert "HTTP 503" in warnings[0]
+    assert told_after < 2.0  # the periodic check is 5 s after start
+    assert transport.delivered and processor.stats().spans_exported == 10
+
+
+def test_a_single_failed_request_is_a_blip_not_an_outage(
+    provider: TracerProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "otelperf.export")
+    unavailable = SendResult(False, True, "503", "HTTP 503", retry_after=0.05)
+    transport = ScriptedTransport(lambda n: unavailable if n == 0 else OK)
+    processor = _processor(transport)
+    provider.add_span_processor(processor)
+    _produce(provider, 10)
+    assert processor.force_flush(3000)
+    time.sleep(0.2)  # time for a (wrong) warning to be logged
+    assert _delivery_warnings(caplog) == []
+    processor.shutdown()
+    assert processor.stats().spans_exported == 10
+
+
+def test_the_first_lost_span_is_told_even_right_after_an_outage_warning(
+    provider: TracerProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "otelperf.export")
+    unavailable = SendResult(False, True, "503", "HTTP 503", retry_after=0.05)
+    too_large = SendResult(False, False, "413", "HTTP 413")
+    transport = ScriptedTransport(lambda n: unavailable if n < 2 else too_large)
+    processor = _processor(transport)
+    provider.add_span_processor(processor)
+    _produce(provider, 10)
+    warnings = _wait_for(caplog, 2)
+    processor.shutdown()
+    assert len(warnings) == 2, warnings  # within the 60 s rate limit: the loss is news
+    assert "0 dropped" in warnings[0] and "10 dropped (413: 10)" in warnings[1], warnings
 
 
 def test_sdk_self_metrics_match_the_stats(provider: TracerProvider) -> None:
