@@ -93,6 +93,10 @@ FINDING_STATEMENT = "otelperf.finding.statement"
 FINDING_COUNT = "otelperf.finding.count"
 FINDING_DURATION_MS = "otelperf.finding.duration_ms"
 FINDING_HINT = "otelperf.finding.hint"
+# The ids (16 hex digits) of the spans a finding concerns, at most FINDING_SPAN_IDS_MAX of them:
+# the waterfalls of the report and of `otelperf trace` highlight them.
+FINDING_SPAN_IDS = "otelperf.finding.span_ids"
+FINDING_SPAN_IDS_MAX = 100
 FINDING_PLAN = "otelperf.finding.plan"  # slow PostgreSQL SELECTs: the generic plan's headline
 FINDINGS_COUNT = "otelperf.findings.count"
 FINDINGS_DETECTORS = "otelperf.findings.detectors"

@@ -306,6 +306,7 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
                     _names.FINDING_COUNT: f.count,
                     _names.FINDING_DURATION_MS: round(f.duration_ms, 3),
                     _names.FINDING_HINT: f.hint,
+                    _names.FINDING_SPAN_IDS: f.span_ids[: _names.FINDING_SPAN_IDS_MAX],
                     **({_names.FINDING_PLAN: f.details["plan"]} if "plan" in f.details else {}),
                 },
                 root.end_time,

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 
 from otelperf.backends import BackendError, Jaeger, Prometheus, RangeSeries, Sample
-from otelperf.backends.jaeger import JAEGER_URL
+from otelperf.backends.jaeger import JAEGER_URL, Trace
 from otelperf.report import growth
 from otelperf.report.html.jaeger import finding_traces
 from otelperf.report.html.model import (
@@ -97,6 +97,7 @@ class Collector:
         self.jaeger = jaeger
         self.budget_for = budget_for or (lambda route: None)
         self.job = f'job="{label_value(service)}"' if service else ""
+        self.traces: dict[str, Trace] = {}  # the findings' example traces (their waterfalls)
 
     def _sel(self, *matchers: str) -> str:
         parts = [m for m in (self.job, *matchers) if m]
@@ -115,6 +116,7 @@ class Collector:
         data = ReportData(self.service, self.window.start, self.window.end, self.prom.url, self.jaeger)
         data.routes = self.routes()
         data.findings = self.findings(data.notes)
+        data.traces = self.traces
         data.db_operations = self.db_operations()
         data.client_latency, data.client_requests = self.client_latency()
         return data
@@ -205,7 +207,9 @@ class Collector:
                 )
         try:
             jaeger = Jaeger(self.jaeger, timeout=self.prom.timeout)
-            examples = finding_traces(jaeger, {(f.service, f.route) for f in rows}, w.start, w.end)
+            examples = finding_traces(
+                jaeger, {(f.service, f.route) for f in rows}, w.start, w.end, self.traces
+            )
         except BackendError as exc:
             notes.append(f"Jaeger: {exc}; findings are shown without links to their traces")
             examples = {}

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from otelperf import _names
 from otelperf.backends import Jaeger
-from otelperf.backends.jaeger import iter_events
+from otelperf.backends.jaeger import Trace, group_traces, iter_events
 
 EXAMPLES_PER_FINDING = 3
 TRACES_PER_SEARCH = 100
@@ -21,8 +21,17 @@ TRACES_PER_SEARCH = 100
 Examples = dict[tuple[str, str, str], list[str]]
 
 
-def finding_traces(jaeger: Jaeger, routes: Iterable[tuple[str, str]], start: float, end: float) -> Examples:
-    """Raises :class:`~otelperf.backends.BackendError` when Jaeger cannot be read."""
+def finding_traces(
+    jaeger: Jaeger,
+    routes: Iterable[tuple[str, str]],
+    start: float,
+    end: float,
+    traces: dict[str, Trace] | None = None,
+) -> Examples:
+    """Raises :class:`~otelperf.backends.BackendError` when Jaeger cannot be read.
+
+    ``traces``, when given, receives the spans of each example trace (the search answers whole
+    traces), for the report's waterfalls: no further request."""
     out: Examples = {}
     for service, route in sorted(set(routes)):
         if not service:
@@ -37,4 +46,7 @@ def finding_traces(jaeger: Jaeger, routes: Iterable[tuple[str, str]], start: flo
                 ids = out.setdefault(key, [])
                 if span.trace_id not in ids and len(ids) < EXAMPLES_PER_FINDING:
                     ids.append(span.trace_id)
+        if traces is not None:
+            wanted = {i for ids in out.values() for i in ids[:1]} - set(traces)  # the first example
+            traces.update((t.trace_id, t) for t in group_traces(spans) if t.trace_id in wanted)
     return out

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from otelperf.backends.jaeger import Trace
+
 Series = list[tuple[float, "float | None"]]
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
@@ -125,6 +127,7 @@ class ReportData:
     baseline: dict[str, BaselineRoute] | None = None
     baseline_source: str = ""
     notes: list[str] = field(default_factory=list)  # what could not be read (Jaeger down, ...)
+    traces: dict[str, Trace] = field(default_factory=dict)  # example traces of findings, by id
 
     @property
     def total_rps(self) -> float:

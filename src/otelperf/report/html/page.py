@@ -13,6 +13,7 @@ from html import escape
 
 from otelperf.report.html.model import BaselineRoute, Finding, ReportData, RouteReport
 from otelperf.report.html.svg import PALETTE, Line, Threshold, has_data, line_chart
+from otelperf.report.html.waterfall_svg import MAX_WATERFALLS, finding_waterfalls
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;
@@ -27,6 +28,8 @@ code{font-size:.85em;word-break:break-all;white-space:pre-wrap}
 svg.chart{display:block;margin:8px 0 20px;max-width:100%;height:auto}
 .chart-title{font-weight:600;font-size:13px}.xtick,.ytick,.legend,.axis-label{font-size:11px;fill:#444}
 .no-data{font-size:14px;fill:#777;font-style:italic}
+figure.waterfall{margin:8px 0 24px;overflow-x:auto}figure.waterfall figcaption{font-size:.9em;color:#444}
+svg.waterfall{display:block;font-family:ui-monospace,Menlo,Consolas,monospace}.hint{font-size:11px}
 """
 
 
@@ -230,6 +233,7 @@ def findings(data: ReportData) -> str:
     for f in data.findings:
         by_detector[f.detector].append(f)
     out = []
+    waterfalls_left = [MAX_WATERFALLS]
     for detector, items in sorted(by_detector.items(), key=lambda kv: -sum(f.total_ms for f in kv[1])):
         total_ms = sum(f.total_ms for f in items)
         count = sum(f.occurrences for f in items)
@@ -250,6 +254,7 @@ def findings(data: ReportData) -> str:
         out.append(
             _table(["severity", "route", "statement", "count", "time ms", "example traces"], rows, "findings")
         )
+        out.append(finding_waterfalls(items, data.traces, waterfalls_left))
     return "\n".join(out)
 
 
