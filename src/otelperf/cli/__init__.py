@@ -2,6 +2,7 @@
 
 otelperf run -- uvicorn app:app --workers 2    # instrument any Python command, no code change
 otelperf report [--html FILE]                  # the findings ranked by the time they cost
+otelperf trace TRACE_ID                        # a trace from Jaeger as a waterfall, findings marked
 otelperf doctor                                # settings, libraries, is the collector reachable
 otelperf stack up|down|status|logs             # the local collector + Jaeger + Prometheus
 otelperf loadtest --scenario mixed             # a Locust scenario, the budgets as thresholds
@@ -21,12 +22,12 @@ import argparse
 from collections.abc import Sequence
 
 from otelperf._version import __version__
-from otelperf.cli import baseline, budgets, doctor, generate, loadtest, report, run, stack
+from otelperf.cli import baseline, budgets, doctor, generate, loadtest, report, run, stack, trace
 
 __all__ = ["build_parser", "main"]
 
 # In the order `otelperf --help` lists them.
-COMMANDS = (run, report, doctor, stack, loadtest, baseline, budgets, generate)
+COMMANDS = (run, report, trace, doctor, stack, loadtest, baseline, budgets, generate)
 
 
 def build_parser() -> argparse.ArgumentParser:

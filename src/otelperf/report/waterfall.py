@@ -28,7 +28,7 @@ The layout is plain data, drawn twice: as inline SVG in the HTML report
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from otelperf import _names
@@ -133,8 +133,9 @@ class Row:
     error: bool = False
     offending: bool = False  # a focused finding concerns it (or, for a fold, one of its spans)
     call_site: CallSite | None = None
-    findings: tuple[FindingMark, ...] = ()  # findings whose event sits on this span
+    findings: tuple[FindingMark, ...] = ()  # focused findings told under this row (see build)
     statement: str = ""
+    folded_ids: frozenset[str] = frozenset()  # of a fold: the ids of its spans
 
 
 @dataclass(frozen=True)
@@ -302,12 +303,10 @@ class _Builder:
         trace: Trace,
         children: Mapping[str, Sequence[Span]],
         offending: frozenset[str],
-        anchored: Mapping[str, tuple[FindingMark, ...]],
         fold_after: int,
     ) -> None:
         self.children = children
         self.offending = offending
-        self.anchored = anchored
         self.fold_after = fold_after
         self.start_ns = min((s.start_ns for s in trace.spans), default=0)
         self.rows: list[Row] = []
@@ -330,7 +329,6 @@ class _Builder:
             error=span.status_code == "ERROR",
             offending=span.span_id in self.offending,
             call_site=CallSite.of(span.attributes),
-            findings=self.anchored.get(span.span_id, ()),
             statement=statement_of(span),
         )
 
@@ -355,6 +353,7 @@ class _Builder:
             offending=not ids.isdisjoint(self.offending),
             call_site=CallSite.of(first.attributes),
             statement=statement_of(first),
+            folded_ids=frozenset(ids),
         )
 
     def walk(self, root: Span) -> None:
@@ -390,6 +389,22 @@ class _Builder:
             fold.append(kid)
         # A fold of one span is just that span.
         return [(item[0], d) if isinstance(item, list) and len(item) == 1 else (item, d) for item, d in plan]
+
+
+def _tell(rows: list[Row], marks: Sequence[FindingMark]) -> list[Row]:
+    """Each finding goes under the last row of its spans (after the loop of an N+1, under a slow
+    statement), or under the span carrying its event when it concerns no single span."""
+    told: dict[int, list[FindingMark]] = {}
+    position = {row.span_id: i for i, row in enumerate(rows) if row.kind == "span"}
+    for mark in marks:
+        mine = [
+            i
+            for i, r in enumerate(rows)
+            if r.span_id in mark.span_ids or not r.folded_ids.isdisjoint(mark.span_ids)
+        ]
+        at = mine[-1] if mine else position.get(mark.anchor_span_id, 0)
+        told.setdefault(at, []).append(mark)
+    return [replace(r, findings=tuple(told[i])) if i in told else r for i, r in enumerate(rows)]
 
 
 def _cap(rows: list[Row], max_rows: int) -> list[Row]:
@@ -436,21 +451,19 @@ def build(
     marks = findings_of(trace, children)
     focused = [m for m in marks if focus is None or focus(m)]
     offending = frozenset().union(*(m.span_ids for m in focused)) if focused else frozenset()
-    anchored: dict[str, tuple[FindingMark, ...]] = {}
-    for mark in focused:
-        anchored[mark.anchor_span_id] = (*anchored.get(mark.anchor_span_id, ()), mark)
-    builder = _Builder(trace, children, offending, anchored, fold_after)
+    builder = _Builder(trace, children, offending, fold_after)
     for root in trace.roots:
         builder.walk(root)
     # Spans on a parent cycle are reachable from no root: shown at the top level, not lost.
     for span in sorted(trace.spans, key=lambda s: s.start_ns):
         if span.span_id not in builder.visited:
             builder.walk(span)
+    rows = _cap(_tell(builder.rows, focused), max_rows)
     end_ns = max(s.end_ns for s in trace.spans)
     return Waterfall(
         trace_id=trace.trace_id,
         duration_ms=max(end_ns - builder.start_ns, 0) / 1e6,
-        rows=tuple(_cap(builder.rows, max_rows)),
+        rows=tuple(rows),
         span_count=len(trace.spans),
         findings=tuple(marks),
     )

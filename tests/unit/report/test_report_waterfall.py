@@ -77,9 +77,13 @@ def test_the_n_plus_one_statements_are_offending_from_the_event_on_their_parent(
     orders = next(r for r in w.rows if "FROM orders" in r.statement)
     assert not orders.offending
     handler = next(r for r in w.rows if r.name == "list_orders")
-    assert [m.detector for m in handler.findings] == ["n_plus_one"]
-    assert handler.findings[0].hint.startswith("load the related rows")
-    assert not handler.offending
+    assert not handler.offending and not handler.findings
+    # The finding is told under the last of its statements (after the loop).
+    told = [r for r in w.rows if r.findings]
+    assert told == [offending[-1]]
+    assert [m.detector for m in told[0].findings] == ["n_plus_one"]
+    assert told[0].findings[0].hint.startswith("load the related rows")
+    assert told[0].findings[0].anchor_span_id == handler.span_id
 
 
 def test_the_span_ids_a_finding_event_lists_are_the_offending_ones() -> None:

@@ -126,19 +126,21 @@ def db(
     )
 
 
-def n_plus_one_trace(repeats: int = 6, *, with_ids: bool = False) -> Trace:
+def n_plus_one_spans(repeats: int = 6, *, with_ids: bool = False) -> list[S]:
     """GET /orders: one query for the orders, then ``repeats`` lazy loads (the N+1, with call
     sites), a Redis GET and an outgoing HTTP call; the finding event on the handler span."""
     items = [db(f"item{i}", 10 + 5 * i, 13 + 5 * i, "handler", **CALL_SITE) for i in range(repeats)]
     extra = {"otelperf.finding.span_ids": [span_id(s.sid) for s in items]} if with_ids else {}
     end = 20 + 5 * repeats
-    return trace(
-        [
-            S("root", "GET /orders", 0, end + 10, kind=2, attrs={"http.request.method": "GET"}),
-            S("handler", "list_orders", 1, end + 5, "root", events=[finding("n_plus_one", repeats, **extra)]),
-            db("orders", 2, 8, "handler", statement=SQL_ORDERS),
-            *items,
-            S("redis", "GET", end, end + 1, "handler", kind=3, attrs={"db.system.name": "redis"}),
-            S("http", "GET", end + 1, end + 4, "handler", kind=3, attrs={"http.request.method": "GET"}),
-        ]
-    )
+    return [
+        S("root", "GET /orders", 0, end + 10, kind=2, attrs={"http.request.method": "GET"}),
+        S("handler", "list_orders", 1, end + 5, "root", events=[finding("n_plus_one", repeats, **extra)]),
+        db("orders", 2, 8, "handler", statement=SQL_ORDERS),
+        *items,
+        S("redis", "GET", end, end + 1, "handler", kind=3, attrs={"db.system.name": "redis"}),
+        S("http", "GET", end + 1, end + 4, "handler", kind=3, attrs={"http.request.method": "GET"}),
+    ]
+
+
+def n_plus_one_trace(repeats: int = 6, *, with_ids: bool = False, trace_id: str = TRACE_ID) -> Trace:
+    return trace(n_plus_one_spans(repeats, with_ids=with_ids), trace_id)
