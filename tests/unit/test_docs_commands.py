@@ -47,6 +47,9 @@ RUN_BY = {
     "otelperf report --html report.html --budgets otelperf.toml --baseline baselines/shop.json": (
         "tests/unit/cli/test_cli_report.py::test_html_report_of_a_window_with_budgets_and_a_baseline"
     ),
+    "otelperf trace 4bf92f3577b34da6a3ce929d0e0e4736": (
+        "tests/unit/cli/test_cli_trace.py::test_the_trace_command_prints_the_waterfall_with_the_n_plus_one_marked"
+    ),
     "otelperf stack up": "tests/integration/test_stack.py::test_cli_up_status_down",
     "otelperf stack status": "tests/integration/test_stack.py::test_cli_up_status_down",
     "otelperf stack logs collector": "tests/integration/test_stack.py::test_cli_up_status_down",
