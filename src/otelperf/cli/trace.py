@@ -17,9 +17,10 @@ import argparse
 import os
 import shutil
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from otelperf.backends.jaeger import JAEGER_URL
+from otelperf.report.waterfall import Row, Waterfall, build, format_duration
 
 __all__ = ["format_waterfall", "normalize_trace_id"]
 
@@ -27,9 +28,6 @@ MIN_WIDTH = 40
 _HEX = frozenset("0123456789abcdef")
 _COLORS = {"db": "34", "cache": "35", "http": "33", "app": "32"}  # ANSI: blue, magenta, yellow, green
 _RED = "1;31"
-
-if TYPE_CHECKING:
-    from otelperf.report.waterfall import Row, Waterfall
 
 
 def normalize_trace_id(text: str) -> str:
@@ -50,10 +48,6 @@ def _cut(text: str, n: int, ellipsis: str) -> str:
     if n <= 0:
         return ""
     return text if len(text) <= n else text[: max(n - len(ellipsis), 0)] + ellipsis[:n]
-
-
-def _ms(value: float) -> str:
-    return f"{value:,.2f} ms" if value < 10 else f"{value:,.1f} ms"
 
 
 def _bar(start: float, share: float, width: int, full: str) -> str:
@@ -77,13 +71,14 @@ def format_waterfall(waterfall: Waterfall, *, width: int, color: bool, unicode: 
         site_w = max(site_w - (10 - bar_w), 0)
         bar_w = width - 2 - name_w - 1 - right_fixed - (1 + site_w if site_w else 0)
     folded = sum(r.count for r in waterfall.rows if r.kind != "span")
-    head = f"trace {waterfall.trace_id}  {_ms(waterfall.duration_ms)}  {waterfall.span_count:,} spans"
+    took = format_duration(waterfall.duration_ms)
+    head = f"trace {waterfall.trace_id}  {took}  {waterfall.span_count:,} spans"
     if folded:
         head += f" ({folded:,} folded)"
     if waterfall.findings:
         head += f"  {len(waterfall.findings)} finding" + ("s" if len(waterfall.findings) > 1 else "")
     lines = [_cut(head, width, ellipsis)]
-    end_label = _ms(waterfall.duration_ms)
+    end_label = format_duration(waterfall.duration_ms)
     axis = "0 ms".ljust(bar_w - len(end_label)) + end_label if bar_w > len(end_label) + 5 else ""
     lines.append((" " * (2 + name_w + 1) + axis).rstrip())
     for row in waterfall.rows:
@@ -128,7 +123,7 @@ def _line(
     name = _cut(indent + label, name_w, ellipsis).ljust(name_w)
     start, share = waterfall.fraction(row)
     bar = _bar(start, share, bar_w, full if row.kind == "span" else fold)
-    duration = _ms(row.busy_ms if row.kind == "fold" else row.duration_ms).rjust(10)
+    duration = format_duration(row.busy_ms if row.kind == "fold" else row.duration_ms).rjust(10)
     component = row.component.ljust(5)
     margin = "! " if row.offending else "  "
     code = _RED if row.offending else _COLORS.get(row.component, "")
@@ -162,7 +157,6 @@ def _fail(message: str, code: int) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from otelperf.backends import BackendError, BackendUnreachable, Jaeger
-    from otelperf.report.waterfall import build
 
     try:
         trace_id = normalize_trace_id(args.trace_id)

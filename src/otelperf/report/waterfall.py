@@ -44,6 +44,7 @@ __all__ = [
     "Waterfall",
     "build",
     "component_of",
+    "format_duration",
 ]
 
 # Semantic conventions for call sites (and the names older instrumentations used).
@@ -127,6 +128,7 @@ class Row:
     duration_ms: float  # of the span; of a fold: from its first start to its last end
     component: Component
     span_id: str = ""
+    parent_span_id: str = ""
     service: str = ""
     count: int = 1  # spans this row stands for (its subtree's folded spans not included)
     busy_ms: float = 0.0  # of a fold: the sum of its spans' durations
@@ -156,6 +158,13 @@ class Waterfall:
     @property
     def offending_rows(self) -> list[Row]:
         return [r for r in self.rows if r.offending]
+
+
+def format_duration(ms: float) -> str:
+    """``0.42 ms``, ``12.5 ms``, ``1.25 s``: both renderers label durations this way."""
+    if ms >= 1000:
+        return f"{ms / 1000:,.2f} s" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+    return f"{ms:.2f} ms" if ms < 9.995 else f"{ms:.1f} ms"  # no "10.00 ms"
 
 
 def component_of(span: Span) -> Component:
@@ -324,6 +333,7 @@ class _Builder:
             duration_ms=max(span.end_ns - span.start_ns, 0) / 1e6,
             component=component_of(span),
             span_id=span.span_id,
+            parent_span_id=span.parent_span_id,
             service=span.service,
             busy_ms=max(span.end_ns - span.start_ns, 0) / 1e6,
             error=span.status_code == "ERROR",
@@ -346,6 +356,7 @@ class _Builder:
             duration_ms=(last_end - first.start_ns) / 1e6,
             component=component_of(first),
             span_id=first.span_id,
+            parent_span_id=first.parent_span_id,
             service=first.service,
             count=len(spans),
             busy_ms=sum(max(s.end_ns - s.start_ns, 0) for s in spans) / 1e6,
@@ -413,10 +424,19 @@ def _cap(rows: list[Row], max_rows: int) -> list[Row]:
     if len(rows) <= max_rows:
         return rows
     kept, rest = rows[:max_rows], rows[max_rows:]
-    wanted = [r for r in rest if r.offending or r.findings][:max_rows]
-    ids = {id(r) for r in wanted}
-    hidden = [r for r in rest if id(r) not in ids]
-    kept += wanted
+    shown = {r.span_id for r in kept if r.kind == "span"}
+    later = {r.span_id: i for i, r in enumerate(rest) if r.kind == "span"}
+    wanted: set[int] = set()
+    for i, row in enumerate(rest):
+        if not (row.offending or row.findings) or len(wanted) >= max_rows:
+            continue
+        wanted.add(i)
+        parent = row.parent_span_id  # and its ancestors, so that it is shown where it belongs
+        while parent in later and later[parent] not in wanted and parent not in shown:
+            wanted.add(later[parent])
+            parent = rest[later[parent]].parent_span_id
+    hidden = [r for i, r in enumerate(rest) if i not in wanted]
+    kept += [r for i, r in enumerate(rest) if i in wanted]
     if hidden:
         first = min(r.offset_ms for r in hidden)
         end = max(r.offset_ms + r.duration_ms for r in hidden)

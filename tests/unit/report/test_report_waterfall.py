@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tests.unit.report.traces import CALL_SITE, SQL_ITEMS, S, db, finding, n_plus_one_trace, span_id, trace
 
-from otelperf.report.waterfall import CallSite, build
+from otelperf.report.waterfall import CallSite, build, format_duration
 
 
 def test_rows_go_depth_first_by_start_time_with_depth_as_indentation() -> None:
@@ -172,6 +172,9 @@ def test_a_ten_thousand_span_trace_stays_bounded_and_keeps_its_offending_spans()
     assert accounted == 9901
     last_order = [r for r in w.rows if r.span_id in {span_id(f"o99q{q}") for q in range(6)}]
     assert last_order and all(r.offending for r in last_order)  # kept past the limit
+    parent = next(r for r in w.rows if r.name == "order 99")  # with their parent, where they belong
+    assert w.rows.index(parent) == w.rows.index(last_order[0]) - 1 and parent.depth == 1
+    assert not any(r.name == "order 98" for r in w.rows)
 
 
 def test_a_ten_thousand_deep_chain_does_not_recurse() -> None:
@@ -180,6 +183,17 @@ def test_a_ten_thousand_deep_chain_does_not_recurse() -> None:
     w = build(trace(spans), max_rows=50)
     assert [r.depth for r in w.rows[:50]] == list(range(50))
     assert w.rows[-1].count == 10_000 - 50
+
+
+def test_durations_read_in_ms_or_s() -> None:
+    assert [format_duration(v) for v in (0.012, 9.999, 12.34, 999.0, 1234.0, 98_765.0)] == [
+        "0.01 ms",
+        "10.0 ms",
+        "12.3 ms",
+        "999.0 ms",
+        "1.23 s",
+        "98.8 s",
+    ]
 
 
 def test_an_empty_trace_is_an_error() -> None:

@@ -14,7 +14,7 @@ from html import escape
 
 from otelperf.backends.jaeger import Trace
 from otelperf.report.html.model import Finding
-from otelperf.report.waterfall import FindingMark, Row, Waterfall, build
+from otelperf.report.waterfall import FindingMark, Row, Waterfall, build, format_duration
 
 __all__ = ["COLORS", "finding_waterfalls", "waterfall_svg"]
 
@@ -26,22 +26,20 @@ LABEL_W = 300  # the span names column
 INDENT = 12
 AXIS_H = 22
 _MAX_LABEL = 46  # characters of a name before it is cut (the full name is in the tooltip)
+_CHAR_W = 6.7  # px per character of 11 px text, for placing labels (monospace; proportional is narrower)
 
 
 def _cut(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
-def _ms(value: float) -> str:
-    return f"{value:,.2f} ms" if value < 10 else f"{value:,.1f} ms"
-
-
 def _tooltip(row: Row, waterfall: Waterfall) -> str:
     lines = [row.name if row.kind != "fold" else f"{row.name} \u00d7 {row.count}"]
     if row.kind == "fold":
-        lines.append(f"{row.count} spans, {_ms(row.busy_ms)} in all, over {_ms(row.duration_ms)}")
+        busy, over = format_duration(row.busy_ms), format_duration(row.duration_ms)
+        lines.append(f"{row.count} spans, {busy} in all, over {over}")
     else:
-        lines.append(f"{_ms(row.duration_ms)} at +{_ms(row.offset_ms)}")
+        lines.append(f"{format_duration(row.duration_ms)} at +{format_duration(row.offset_ms)}")
     lines.append(f"component: {row.component}" + (f", service: {row.service}" if row.service else ""))
     if row.statement:
         lines.append(row.statement)
@@ -85,7 +83,7 @@ def waterfall_svg(waterfall: Waterfall, *, width: int = 1040, title: str = "") -
         out.append(
             f'<line class="tick" x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{height - 4}" stroke="#eee"/>'
             f'<text class="xtick" x="{x:.1f}" y="{axis_y - 3}" text-anchor="middle">'
-            f"{escape(_ms(waterfall.duration_ms * i / 4))}</text>"
+            f"{escape(format_duration(waterfall.duration_ms * i / 4))}</text>"
         )
     y = top
     for row, h in zip(waterfall.rows, heights, strict=True):
@@ -128,22 +126,28 @@ def _row(row: Row, waterfall: Waterfall, y: int, bar_x: int, bar_w: int) -> str:
         f'<rect class="bar" x="{x:.2f}" y="{y + 3}" width="{w:.2f}" height="{ROW_H - 6}" rx="2" '
         f'fill="{color}"{stroke}{dash}/>'
     )
-    after = _ms(row.duration_ms)
+    after = format_duration(row.duration_ms)
     if row.kind == "fold":
-        after = f"\u00d7{row.count}, {_ms(row.busy_ms)}"
+        after = f"\u00d7{row.count}, {format_duration(row.busy_ms)}"
     if row.offending and row.call_site is not None:
         after += f"  {row.call_site.short()}"
-    # The duration (and call site) after the bar, or before it when the bar reaches the right edge.
+    # The duration (and call site) after the bar; before it when it would run past the right
+    # edge; inside a bar that leaves room on neither side. Widths are estimated (11 px text).
+    after = _cut(after, 80)
+    room = len(after) * _CHAR_W
+    right_edge = bar_x + bar_w + 86
     end, anchor, fill = x + w + 4, "start", "#333"
-    if end > bar_x + bar_w - 60:
-        if x > bar_x + 120:  # before the bar
+    if end + room > right_edge:
+        if x - room - 4 >= bar_x:
             end, anchor = x - 4, "end"
-        else:  # inside a bar that spans most of the timeline
+        elif w >= room + 8:
             end, anchor, fill = x + w - 4, "end", "#fff"
+        else:  # neither: as much as fits after the bar
+            after = _cut(after, max(int((right_edge - end) / _CHAR_W), 4))
     parts.append(
         f'<text class="duration" x="{end:.1f}" y="{y + 13}" font-size="11" text-anchor="{anchor}" '
         f'fill="{fill}">'
-        f"{escape(_cut(after, 80))}</text>"
+        f"{escape(after)}</text>"
     )
     parts.append("</g>")
     return "".join(parts)
