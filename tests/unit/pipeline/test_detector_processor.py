@@ -90,6 +90,8 @@ def test_spans_wait_for_their_request_and_findings_become_events(pipeline) -> No
     assert event.name == "otelperf.finding"
     assert event.attributes["otelperf.finding.detector"] == "flag_named"
     assert event.attributes["otelperf.finding.hint"] == "rename it"
+    # The spans it concerns, for the waterfalls (otelperf trace, the HTML report) to highlight.
+    assert list(event.attributes["otelperf.finding.span_ids"]) == [hex_span_id(spans["bad"])]
     assert spans["GET /x"].attributes["otelperf.findings.count"] == 1
     assert list(spans["GET /x"].attributes["otelperf.findings.detectors"]) == ["flag_named"]
     assert spans["ok"].events == ()
@@ -335,3 +337,29 @@ def test_shutdown_never_runs_detectors_beside_a_worker_still_busy(monkeypatch: p
     assert threads == ["otelperf-detectors"]  # the second request never reached a detector
     release.set()
     processor._worker.join(5)
+
+
+class ManySpans:
+    """One finding naming 150 spans (an N+1 of 150 statements)."""
+
+    name = "many"
+
+    def analyze(self, view: TraceView) -> list[Finding]:
+        ids = tuple(format(i + 1, "016x") for i in range(150))
+        root = hex_span_id(view.root)
+        return [Finding("many", "warning", view.route, "f", "s", 150, 1.0, view.trace_id, root, ids, "h")]
+
+
+def test_a_finding_event_lists_at_most_100_span_ids() -> None:
+    exporter = InMemorySpanExporter()
+    processor = DetectorSpanProcessor(SimpleSpanProcessor(exporter), [ManySpans()], FindingsSink(None))  # type: ignore[list-item]
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    with provider.get_tracer("t").start_as_current_span("GET /x"):
+        pass
+    assert processor.force_flush(5000)
+    [span] = exporter.get_finished_spans()
+    [event] = span.events
+    listed = list(event.attributes["otelperf.finding.span_ids"])
+    assert listed == [format(i + 1, "016x") for i in range(100)]
+    provider.shutdown()
