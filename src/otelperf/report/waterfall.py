@@ -274,7 +274,7 @@ def findings_of(trace: Trace, children: Mapping[str, Sequence[Span]] | None = No
                 ids = _repeats_under(span, count, statement, children)
             else:
                 ids = frozenset()
-            if not ids and detector not in ("n_plus_one",) and span.kind != SpanKind.SERVER:
+            if not ids and detector != "n_plus_one" and span.kind != SpanKind.SERVER:
                 ids = frozenset((span.span_id,))  # a slow statement, a cache miss: the event's span
             out.append(
                 FindingMark(

@@ -75,14 +75,16 @@ def waterfall_svg(waterfall: Waterfall, *, width: int = 1040, title: str = "") -
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title or "trace waterfall")}">',
     ]
     if title:
-        out.append(f'<text class="chart-title" x="0" y="13">{escape(title)}</text>')
+        out.append(
+            f'<text class="chart-title" font-size="13" font-weight="bold" x="0" y="13">{escape(title)}</text>'
+        )
     # Time axis: five ticks over the trace's length.
     axis_y = top - 6
     for i in range(5):
         x = bar_x + bar_w * i / 4
         out.append(
             f'<line class="tick" x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{height - 4}" stroke="#eee"/>'
-            f'<text class="xtick" x="{x:.1f}" y="{axis_y - 3}" text-anchor="middle">'
+            f'<text class="xtick" font-size="11" x="{x:.1f}" y="{axis_y - 3}" text-anchor="middle">'
             f"{escape(format_duration(waterfall.duration_ms * i / 4))}</text>"
         )
     y = top
@@ -95,7 +97,8 @@ def waterfall_svg(waterfall: Waterfall, *, width: int = 1040, title: str = "") -
                 f"\u21b3 {mark.detector} \u00d7{mark.count} ({mark.duration_ms:,.1f} ms){site}: {mark.hint}"
             )
             out.append(
-                f'<text class="hint" x="{INDENT * (row.depth + 1)}" y="{hy}" fill="{OFFENDING}">'
+                f'<text class="hint" font-size="11" x="{INDENT * (row.depth + 1)}" y="{hy}" '
+                f'fill="{OFFENDING}">'
                 f"{escape(_cut(text, 170))}</text>"
             )
         y += h
