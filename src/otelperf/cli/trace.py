@@ -3,7 +3,8 @@
 One line per span (repeated siblings folded into "x N" lines, see :mod:`otelperf.report.waterfall`):
 the name indented by depth, a bar on the trace's timeline scaled to the terminal's width, the
 duration, the component, and for the spans a finding concerns a ``!`` in the margin and their call
-site; each finding's hint is printed under its spans. Colour only on a terminal, without
+site (an ``E`` in the margin: the span's status is ERROR); each finding's hint is printed under its
+spans. Colour only on a terminal, without
 ``NO_COLOR`` and ``--no-color``.
 
 Trace ids: 32 hex digits; 16 hex digits (a 64-bit id, as older tracers write) are padded with
@@ -125,14 +126,13 @@ def _line(
     bar = _bar(start, share, bar_w, full if row.kind == "span" else fold)
     duration = format_duration(row.busy_ms if row.kind == "fold" else row.duration_ms).rjust(10)
     component = row.component.ljust(5)
-    margin = "! " if row.offending else "  "
+    # "!" a finding concerns the span, "E" its status is ERROR: in the margin, never cut.
+    margin = ("!" if row.offending else " ") + ("E" if row.error else " ")
     code = _RED if row.offending else _COLORS.get(row.component, "")
     line = _paint(margin, _RED, color) + _paint(name, _RED if row.offending else "", color) + " "
     line += _paint(bar, code, color) + " " + duration + " " + component
     if site_w and row.offending and row.call_site is not None:
         line += " " + _cut(row.call_site.short(), site_w, ellipsis)
-    elif row.error:
-        line += " " + _paint("ERROR", _RED, color)
     return line.rstrip()
 
 

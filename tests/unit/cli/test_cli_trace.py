@@ -171,3 +171,13 @@ def test_python_m_otelperf_trace_runs_the_command() -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "malformed trace id" in done.stderr
+
+
+def test_an_error_span_is_marked_in_the_margin_and_the_narrowest_width_holds() -> None:
+    spans = n_plus_one_spans(6)
+    spans[2].error = True  # the orders query failed
+    lines = format_waterfall(build(make_trace(spans)), width=40, color=False)
+    assert all(len(line) <= 40 for line in lines)
+    marked = [line for line in lines if line[:2] == " E"]
+    assert len(marked) == 1 and "SELECT" in marked[0] and "6.00 ms db" in marked[0]
+    assert sum(1 for line in lines if line.startswith("!")) == 6
