@@ -5,7 +5,8 @@ Map:
 - ``jaeger``: example traces of findings (a Jaeger search per route with findings)
 - ``collect``: the PromQL, turning the backends' answers into ``model.ReportData``
 - ``sources``: the budgets (``otelperf.budgets``) and baseline files
-- ``svg``: inline SVG line charts; ``page``: the HTML document
+- ``svg``: inline SVG line charts; ``waterfall_svg``: a finding's example trace as an SVG waterfall
+  (the layout is :mod:`otelperf.report.waterfall`); ``page``: the HTML document
 
     data = collect_report(Prometheus("http://127.0.0.1:9090"), Window.since("15m"), service="shop")
     Path("report.html").write_text(render(data))
