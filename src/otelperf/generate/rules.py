@@ -35,6 +35,7 @@ POOL_USED = 'db_client_connection_state="used"'
 CACHE_HIT = 'otelperf_cache_result="hit"'
 CACHE_LOOKUP = 'otelperf_cache_result=~"hit|miss"'
 SLOW_QUERY = 'detector="slow_query"'
+NOT_EXPECTED = 'expected!="true"'  # findings marked expected (otelperf.expect, [[expected]]) never alert
 
 
 def prom_name(otel_name: str, unit_suffix: str = "") -> str:
@@ -337,7 +338,7 @@ def _db_recording(c: _Ctx) -> list[dict[str, Any]]:
 
 def _db_alerts(c: _Ctx) -> list[dict[str, Any]]:
     b, j = c.b, c.job
-    findings = f"otelperf_findings_total{_sel(j, SLOW_QUERY)}"
+    findings = f"otelperf_findings_total{_sel(j, SLOW_QUERY, NOT_EXPECTED)}"
     slow = f"sum by (job, route, fingerprint, statement) (increase({findings}[5m])) > 0"
     return [
         c.alert(
