@@ -36,7 +36,7 @@ SAMPLERS = (
     "parentbased_traceidratio",
 )
 KNOWN_INSTRUMENTATIONS = ("fastapi", "sqlalchemy", "sqlalchemy_pool", "redis", "httpx", "requests")
-KNOWN_DETECTORS = ("slow_query", "n_plus_one", "latency_budget", "cache")
+KNOWN_DETECTORS = ("slow_query", "n_plus_one", "latency_budget", "cache", "sequential_awaits")
 DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
 EXCEPTION_MESSAGE_MODES = ("keep", "redact", "drop")
 
