@@ -102,6 +102,8 @@ METRIC_FINDINGS = (
     "otelperf.findings"  # Prometheus: otelperf_findings_total{detector,route,fingerprint,severity}
 )
 METRIC_FINDINGS_TIME = "otelperf.findings.time"  # ms of request time the findings account for
+# Statements per finding summed (an N+1's repeats): / otelperf.findings = statements per request.
+METRIC_FINDINGS_STATEMENTS = "otelperf.findings.statements"
 # Bare attribute names on the findings metrics (Prometheus labels the rules select on):
 # expected="true" only on expected findings (absent otherwise), so alerts select expected!="true".
 FINDINGS_EXPECTED_LABEL = "expected"

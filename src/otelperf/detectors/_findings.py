@@ -59,6 +59,7 @@ class FindingsSink:
         self.overflow = 0
         self._counter: Any = None
         self._time: Any = None
+        self._statements: Any = None
         if meter is not None:
             self.bind_meter(meter)
 
@@ -72,6 +73,12 @@ class FindingsSink:
                 _names.METRIC_FINDINGS_TIME,
                 unit="ms",
                 description="Request time accounted for by otelperf's findings (latency x count).",
+            )
+            self._statements = meter.create_counter(
+                _names.METRIC_FINDINGS_STATEMENTS,
+                unit="{statement}",
+                description="Statements (calls) the findings concern, e.g. an N+1's repeats: per "
+                "finding, how many a request ran (otelperf report's REGRESSED).",
             )
 
     def record(self, findings: Iterable[Finding]) -> None:
@@ -121,6 +128,8 @@ class FindingsSink:
             if self._counter is not None and self._time is not None:
                 self._counter.add(1, attributes)
                 self._time.add(finding.duration_ms, attributes)
+                if self._statements is not None:
+                    self._statements.add(finding.count, attributes)
         for args, expected in to_log:
             if expected is None:
                 logger.warning(
