@@ -135,6 +135,7 @@ def format_ranked(rows: Sequence[Any], limit: int = 20) -> str:
 def _mark(row: Any) -> str:
     status = str(getattr(row, "status", "") or "")
     expected = getattr(row, "expected", None)
-    if expected:  # RankedFinding: True; the sink's FindingStats: the reason
+    # RankedFinding: a bool; the sink's FindingStats: the reason (maybe ""), None when not expected.
+    if expected is True or isinstance(expected, str):
         return f"{status} expected".strip() if status else "expected"
     return status

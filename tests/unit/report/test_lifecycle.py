@@ -149,3 +149,12 @@ def test_format_without_versions_has_no_status_column() -> None:
         "route",
         "statement",
     ]
+
+
+def test_format_marks_expected_rows_of_the_in_process_sink() -> None:
+    from otelperf.detectors._findings import FindingStats
+
+    plain = FindingStats("n_plus_one", "GET /a", "f", "SELECT a", "warning", "hint", 1, 10.0)
+    marked = FindingStats("n_plus_one", "GET /b", "g", "SELECT b", "warning", "hint", 1, 5.0, expected="")
+    lines = format_ranked([plain, marked]).splitlines()
+    assert "expected" not in lines[1] and "expected" in lines[2]
