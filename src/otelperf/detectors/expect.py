@@ -8,7 +8,8 @@ Two ways to say so, both ending in :attr:`Finding.expected` (the reason):
   treats a finding as expected when every span it concerns lies under such a span that matches it.
   Span parentage follows the context, so this is right across threads and asyncio tasks: a task
   started outside the block (a concurrent ``asyncio.gather`` branch) is not covered, one started
-  inside it is. The cost is one SDK span per block, nothing per statement.
+  inside it is. The cost is one span per block (written in one step when the block ends, like an
+  HTTP client call's), nothing per statement.
 - in the budgets file, by route and/or fingerprint (:class:`~otelperf.budgets.ExpectedFinding`)::
 
       [[expected]]
@@ -27,12 +28,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from otelperf import _names
 from otelperf._runtime import guard as _internal
+from otelperf._sdk import leaf as _leaf
+from otelperf._sdk import span_context as _ctx
 from otelperf.detectors._api import Finding, TraceView, attributes_of, hex_span_id
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,27 +52,28 @@ __all__ = ["Expect", "expect", "mark_expected"]
 class Expect:
     """What :func:`expect` returns: a context manager (``with``) and a decorator (sync or async)."""
 
-    __slots__ = ("_attributes", "_stack")
+    __slots__ = ("_attributes",)
 
     def __init__(self, attributes: Mapping[str, str]) -> None:
         self._attributes = dict(attributes)
-        # One (span, token) per active ``with`` of this object: one Expect may be entered by
-        # several threads or tasks at once (a module-level marker, a decorated function).
-        self._stack: dict[int, list[Any]] = {}
 
     def __enter__(self) -> Expect:
         try:
-            from opentelemetry import context as otel_context
-            from opentelemetry import trace
-
-            from otelperf._runtime import setup as _setup
-
-            runtime = _setup.current()
+            runtime = _current_runtime()
             if runtime is None or runtime.tracer is None:
                 return self
-            span = runtime.tracer.start_span(_names.EXPECT_SPAN, attributes=self._attributes)
-            token = otel_context.attach(trace.set_span_in_context(span))
-            self._stack.setdefault(_key(), []).append((span, token))
+            leaf = _leaf_spans(runtime.tracer)
+            parent = _leaf.parent_in(None)
+            if _ctx.is_valid(parent) and _ctx.trace_flags(parent) & _SAMPLED and leaf.enabled:
+                # The usual case: the marker's span is written in one step when the block ends (as
+                # an HTTP client call's is); meanwhile its context is current, for its children.
+                context = leaf.context_for(parent)
+                token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(context)))
+                opened: Any = (leaf, parent, context, time.time_ns())
+            else:
+                opened = runtime.tracer.start_span(_names.EXPECT_SPAN, attributes=self._attributes)
+                token = otel_context.attach(trace.set_span_in_context(opened))
+            _OPEN.set((*_OPEN.get(), (opened, token)))
         except Exception as exc:
             _internal.swallow("expect.enter", exc)
         return self
@@ -72,16 +82,25 @@ class Expect:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            opened = self._stack.get(_key())
-            if not opened:
+            stack = _OPEN.get()
+            if not stack:
                 return
-            span, token = opened.pop()
-            if not opened:
-                del self._stack[_key()]
-            from opentelemetry import context as otel_context
-
+            opened, token = stack[-1]
+            _OPEN.set(stack[:-1])
             otel_context.detach(token)
-            span.end()
+            if type(opened) is tuple:
+                leaf, parent, context, start_ns = opened
+                leaf.emit(
+                    _names.EXPECT_SPAN,
+                    SpanKind.INTERNAL,
+                    parent,
+                    start_ns,
+                    time.time_ns(),
+                    self._attributes,  # shared by the marker's spans, never changed
+                    context=context,
+                )
+            else:
+                opened.end()
         except Exception as error:
             _internal.swallow("expect.exit", error)
 
@@ -103,19 +122,29 @@ class Expect:
         return run  # type: ignore[return-value]
 
 
-def _key() -> int:
-    """The running asyncio task, else the thread: where one ``with`` enters and exits."""
-    try:
-        import asyncio
+_SAMPLED = 0x01  # the W3C "sampled" trace flag
+# The markers open in this context (thread or asyncio task), innermost last: one Expect object may
+# be entered by several threads or tasks at once (a module-level marker, a decorated function),
+# and a ``with`` enters and exits in one context.
+_OPEN: ContextVar[tuple[tuple[Any, Any], ...]] = ContextVar("otelperf_expect_open", default=())
+_leaf_cache: tuple[Any, Any] | None = None  # (tracer, its LeafSpans): one runtime at a time
 
-        task = asyncio.current_task()
-    except RuntimeError:  # no running loop
-        task = None
-    if task is not None:
-        return id(task)
-    import threading
 
-    return threading.get_ident()
+def _current_runtime() -> Any:
+    # Imported on first use: _runtime.setup imports the pipeline, which imports this module.
+    from otelperf._runtime.setup import current
+
+    return current()
+
+
+def _leaf_spans(tracer: Any) -> Any:
+    global _leaf_cache
+    cached = _leaf_cache
+    if cached is not None and cached[0] is tracer:
+        return cached[1]
+    leaf = _leaf.LeafSpans(tracer)
+    _leaf_cache = (tracer, leaf)
+    return leaf
 
 
 def expect(

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
+from otelperf._sdk import readable as _readable
 from otelperf.detectors._api import Finding, TraceView, attributes_of, duration_ms, hex_span_id
 from otelperf.detectors.fingerprint import statement_fingerprint
 
@@ -74,12 +75,22 @@ class SequentialAwaitsDetector:
         self.min_ms = settings.sequential_awaits_min_ms
 
     def analyze(self, trace: TraceView) -> list[Finding]:
-        parents: set[int] = set()
-        for span in trace.of_component("db"):
-            if attributes_of(span).get(_names.DB_ASYNC) is True and span.parent is not None:
-                parents.add(span.parent.span_id)
-        if not parents:
+        db_spans = trace.spans_of("db")
+        if not db_spans:
             return []
+        parents: set[int] = set()
+        flag = _names.DB_ASYNC
+        for span in db_spans:
+            # The mapping itself (a dict, or the SDK's BoundedAttributes): no read-only proxy built.
+            attributes = _readable.attributes_or_none(span)
+            if attributes is None:
+                attributes = attributes_of(span)
+            if attributes.get(flag) is True:
+                parent = span.parent
+                if parent is not None:
+                    parents.add(parent.span_id)
+        if not parents:
+            return []  # no statement of an async engine: most requests of a sync service
         children: dict[int, list[ReadableSpan]] = {p: [] for p in parents}
         for span in trace.spans:
             parent = span.parent

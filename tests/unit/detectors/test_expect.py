@@ -265,3 +265,55 @@ def test_without_a_running_otelperf_expect_does_nothing() -> None:
 def test_an_unknown_detector_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="unknown detector 'n_plus_won'"):
         otelperf.expect("n_plus_won")
+
+
+def test_the_marker_is_a_span_in_the_trace_with_the_statements_under_it(cap: Capture, db: str) -> None:
+    call(sync_app(db), "GET", "/with")
+    spans = cap.spans
+    (marker,) = [s for s in spans if s.name == _names.EXPECT_SPAN]
+    (server,) = [s for s in spans if s.name == "GET /with"]
+    assert marker.parent is not None and marker.parent.span_id == server.context.span_id
+    assert dict(marker.attributes or {}) == {
+        _names.EXPECT_DETECTOR: "n_plus_one",
+        _names.EXPECT_REASON: "admin page, 6 rows at most",
+    }
+    trace_id = server.context.trace_id
+    statements = [
+        s for s in spans if (s.attributes or {}).get("db.query.text") and s.context.trace_id == trace_id
+    ]
+    assert len(statements) == 6
+    assert all(s.parent is not None and s.parent.span_id == marker.context.span_id for s in statements)
+    assert server.start_time <= marker.start_time <= marker.end_time <= server.end_time
+
+
+def test_nested_markers_and_a_thread_started_inside(cap: Capture, db: str) -> None:
+    import contextvars
+    import threading
+
+    app = FastAPI()
+    engine = create_engine(f"sqlite:///{db}")
+
+    def loop(statement: str) -> None:
+        with engine.connect() as conn:
+            for _ in range(6):
+                conn.execute(text(statement), {"u": 1})
+
+    @app.get("/nested")
+    def nested() -> dict[str, str]:
+        with otelperf.expect("n_plus_one", statement="FROM notes", reason="outer"):
+            with otelperf.expect("n_plus_one", statement="FROM items", reason="inner"):
+                loop(N1_ITEMS)
+            # A thread started with the block's context (as run_in_threadpool does) is covered.
+            worker = threading.Thread(target=contextvars.copy_context().run, args=(loop, N1_NOTES))
+            worker.start()
+            worker.join()
+        loop(N1_ITEMS.replace("v FROM", "id FROM"))  # after both blocks: not covered
+        return {}
+
+    call(app, "GET", "/nested")
+    by_statement = {f.statement: f.expected for f in n_plus_ones(cap)}
+    assert by_statement == {
+        "SELECT v FROM items WHERE user_id = ?": "inner",
+        "SELECT v FROM notes WHERE user_id = ?": "outer",
+        "SELECT id FROM items WHERE user_id = ?": None,
+    }
