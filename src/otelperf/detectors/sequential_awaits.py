@@ -36,6 +36,7 @@ statement at a time, so concurrency needs a session (a pooled connection) per br
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
 
     from otelperf.config import Settings
 
+# A bind parameter in any DBAPI style (qmark, format, pyformat, numeric/asyncpg, named), or a
+# literal the sanitizer replaced with "?".
+_PARAMETER = re.compile(r"\?|%s|%\(\w+\)s|\$\d+|(?<![:\w]):\w+")
 # Statements that make a parent's reads part of an ordered transaction.
 _ORDERED = ("FOR UPDATE", "FOR SHARE", "FOR NO KEY UPDATE", "FOR KEY SHARE", "LOCK IN SHARE MODE")
 
@@ -192,7 +196,7 @@ def _singular(table: str) -> str:
 
 def _may_depend(later: _Read, earlier: _Read) -> bool:
     """Whether ``later`` may take a parameter from ``earlier``'s rows (see the module docstring)."""
-    if "?" not in later.text and "%s" not in later.text and "$1" not in later.text:
+    if _PARAMETER.search(later.text) is None:
         return False  # no parameter at all: nothing to take from a result
     if " in (" in later.text:
         return True  # keys collected from rows (selectinload, "WHERE id IN (...)")

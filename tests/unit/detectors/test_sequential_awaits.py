@@ -288,3 +288,20 @@ def test_disabled_by_the_detectors_setting() -> None:
         stop_capture(c)
     assert "SequentialAwaitsDetector" not in names
     assert "sequential_awaits" in Settings().detectors
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    ["$1", "%s", "%(customer_id)s", ":customer_id", "?"],
+    ids=["numeric", "format", "pyformat", "named", "qmark"],
+)
+def test_span_built_dependence_in_every_parameter_style(placeholder: str) -> None:
+    b = TraceBuilder("GET /customers/{id}")
+    _async_sql(b, b.root, "SELECT * FROM customers WHERE email = $1", 40, "customers")
+    _async_sql(b, b.root, f"SELECT * FROM orders WHERE customer_id = {placeholder}", 40, "orders")
+    assert _analyze(b) == []
+    b = TraceBuilder("GET /customers/{id}")
+    _async_sql(b, b.root, "SELECT * FROM customers WHERE email = $1", 40, "customers")
+    _async_sql(b, b.root, "SELECT * FROM orders WHERE customer_id IS NOT NULL::bool", 40, "orders")
+    (finding,) = _analyze(b)  # no parameter in the second (a cast is no parameter): independent
+    assert finding.count == 2
