@@ -343,16 +343,21 @@ def _new_finding_alert(c: _Ctx) -> dict[str, Any]:
     """An N+1 or slow-query fingerprint that only the running version has (service.version).
 
     Fires while the version reports it (a series sampled in the last 5 minutes), when the job had
-    another version with findings in the last NEW_FINDING_HISTORY and no other version had this
-    (detector, route, fingerprint). Expected findings are left out.
+    another version (with findings, or serving requests) in the last NEW_FINDING_HISTORY and no
+    other version had this (detector, route, fingerprint). Expected findings are left out.
     """
     j, h = c.job, NEW_FINDING_HISTORY
     gated = f"otelperf_findings_total{_sel(j, GATED, NOT_EXPECTED, VERSIONED)}"
     key = "job, detector, route, fingerprint"
     now = f"max by ({key}, service_version, statement) (last_over_time({gated}[5m]))"
     one_version = f"count by ({key}) (count by ({key}, service_version) (last_over_time({gated}[{h}]))) == 1"
-    any_findings = f"otelperf_findings_total{_sel(j, VERSIONED)}"
-    versions = f"count by (job) (count by (job, service_version) (last_over_time({any_findings}[{h}]))) > 1"
+    # The job's versions: from its findings, or from its requests (service_version is on them when
+    # the collector turns resource attributes into labels, as this stack's does).
+    seen = (
+        f"last_over_time(otelperf_findings_total{_sel(j, VERSIONED)}[{h}])"
+        f" or last_over_time({HTTP}_count{_sel(j, VERSIONED)}[{h}])"
+    )
+    versions = f"count by (job) (count by (job, service_version) ({seen})) > 1"
     return c.alert(
         "NewFindingInVersion",
         f"{now}\nand on ({key}) ({one_version})\nand on (job) ({versions})",

@@ -41,6 +41,21 @@ tests:
           - exp_labels: {{severity: ticket, finding: new, job: shop, detector: n_plus_one, route: "GET /orders", fingerprint: b, statement: "SELECT b", service_version: "2.0"}}
   - interval: 1m
     input_series:
+      # 1.0 served requests without any finding; 2.0 brings "e": new (versions known from requests).
+      - series: 'http_server_request_duration_seconds_count{{job="shop",http_route="/orders",service_version="1.0"}}'
+        values: '0+10x30'
+      - series: '{F},fingerprint="e",statement="SELECT e",service_version="2.0"}}'
+        values: '_x30 1+1x30'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: NewFindingInVersion
+        exp_alerts: []
+      - eval_time: 45m
+        alertname: NewFindingInVersion
+        exp_alerts:
+          - exp_labels: {{severity: ticket, finding: new, job: shop, detector: n_plus_one, route: "GET /orders", fingerprint: e, statement: "SELECT e", service_version: "2.0"}}
+  - interval: 1m
+    input_series:
       # No version on the findings (service.version not set): the alert stays silent.
       - series: '{F},fingerprint="a",statement="SELECT a"}}'
         values: '1+1x30'
