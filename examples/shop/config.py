@@ -40,6 +40,9 @@ class Config:
     # the baseline-regression tests have a "deliberately slowed build" without a second copy of the code.
     inject_latency_ms: float = 0.0
     inject_latency_route: str = "GET /orders/{order_id}"
+    # Test hook (SHOP_INJECT_N_PLUS_ONE=1): "version 2" of GET /orders/{order_id} looks up each
+    # item's product one query at a time, a new N+1 for the finding-lifecycle tests.
+    inject_n_plus_one: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -56,6 +59,7 @@ class Config:
             inventory_url=env.get("SHOP_INVENTORY_URL", default.inventory_url),
             inject_latency_ms=float(env.get("SHOP_INJECT_LATENCY_MS", default.inject_latency_ms)),
             inject_latency_route=env.get("SHOP_INJECT_LATENCY_ROUTE", default.inject_latency_route),
+            inject_n_plus_one=env.get("SHOP_INJECT_N_PLUS_ONE", "") == "1",
         )
 
     def with_database_url(self, url: str) -> Config:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,8 +113,11 @@ async def _load_order(session: AsyncSession, order_id: int) -> Order:
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: int, session: Session) -> OrderOut:
+async def get_order(order_id: int, session: Session, request: Request) -> OrderOut:
     order = await _load_order(session, order_id)
+    if request.app.state.config.inject_n_plus_one:  # test hook: a "version 2" with a new N+1
+        for item in order.items:
+            await session.get(Product, item.product_id)  # one query per item's product
     return _to_out(order, order.items)
 
 

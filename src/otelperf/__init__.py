@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from otelperf._runtime.setup import Runtime
     from otelperf.config import ConfigError, Settings
     from otelperf.detectors._api import Finding
+    from otelperf.detectors.expect import Expect
 
 # The public classes are imported on first use: ``import otelperf`` (which every submodule import
 # runs first, the pytest plugin's included) would otherwise load the whole SDK pipeline, ~0.8 G
@@ -46,6 +47,7 @@ __all__ = [
     "Runtime",
     "Settings",
     "__version__",
+    "expect",
     "findings",
     "init",
     "instrument_cache",
@@ -80,6 +82,22 @@ def findings() -> list[Finding]:
     if runtime is None or runtime.findings is None:
         return []
     return runtime.findings.recent()
+
+
+def expect(
+    detector: str, *, reason: str = "", fingerprint: str | None = None, statement: str | None = None
+) -> Expect:
+    """Mark findings of ``detector`` ("n_plus_one", "slow_query"...) made inside as expected: a
+    ``with`` block or a decorator (sync or async). Narrow with ``fingerprint=`` or ``statement=``
+    (a substring of the sanitized statement). Expected findings are counted apart and neither
+    alert nor fail tests (docs/detectors.md#expected-findings).
+
+    >>> with otelperf.expect("n_plus_one", reason="admin page, 20 rows at most"):  # doctest: +SKIP
+    ...     rows = [order.items for order in orders]
+    """
+    from otelperf.detectors.expect import expect as _expect
+
+    return _expect(detector, reason=reason, fingerprint=fingerprint, statement=statement)
 
 
 def shutdown(timeout: float | None = None) -> bool:

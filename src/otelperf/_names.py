@@ -98,12 +98,29 @@ FINDING_HINT = "otelperf.finding.hint"
 FINDING_SPAN_IDS = "otelperf.finding.span_ids"
 FINDING_SPAN_IDS_MAX = 100
 FINDING_PLAN = "otelperf.finding.plan"  # slow PostgreSQL SELECTs: the generic plan's headline
+# Expected findings (otelperf.expect() and [[expected]] in otelperf.toml): the finding event's reason.
+FINDING_EXPECTED = "otelperf.finding.expected"
 FINDINGS_COUNT = "otelperf.findings.count"
 FINDINGS_DETECTORS = "otelperf.findings.detectors"
 METRIC_FINDINGS = (
     "otelperf.findings"  # Prometheus: otelperf_findings_total{detector,route,fingerprint,severity}
 )
 METRIC_FINDINGS_TIME = "otelperf.findings.time"  # ms of request time the findings account for
+# Statements per finding summed (an N+1's repeats): / otelperf.findings = statements per request.
+METRIC_FINDINGS_STATEMENTS = "otelperf.findings.statements"
+# Bare attribute names on the findings metrics (Prometheus labels the rules select on):
+# expected="true" only on expected findings (absent otherwise), so alerts select expected!="true".
+FINDINGS_EXPECTED_LABEL = "expected"
+SERVICE_VERSION = "service.version"  # also on the findings metrics (label service_version): lifecycle
+# The span otelperf.expect() opens: the statements run inside it are the expected ones.
+EXPECT_SPAN = "otelperf.expect"
+EXPECT_DETECTOR = "otelperf.expect.detector"
+EXPECT_FINGERPRINT = "otelperf.expect.fingerprint"  # optional narrowing
+EXPECT_STATEMENT = "otelperf.expect.statement"  # optional: a substring of the sanitized statement
+EXPECT_REASON = "otelperf.expect.reason"
+# On the database spans of async engines (AsyncEngine/AsyncSession): the sequential_awaits detector
+# looks only at those (a sync route's statements cannot be awaited concurrently).
+DB_ASYNC = "otelperf.db.async"
 METRIC_BUDGET_BREACHES = "otelperf.budget.breaches"  # {route, budget="request"|"db"|"cache"|"http"|"app"}
 METRIC_REQUEST_BREAKDOWN = "otelperf.request.breakdown"  # seconds per {route, component}, every SERVER root
 # Client side of a load test (otelperf.loadtest); Prometheus otelperf_loadtest_request_duration_seconds_*

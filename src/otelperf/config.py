@@ -36,7 +36,7 @@ SAMPLERS = (
     "parentbased_traceidratio",
 )
 KNOWN_INSTRUMENTATIONS = ("fastapi", "sqlalchemy", "sqlalchemy_pool", "redis", "httpx", "requests")
-KNOWN_DETECTORS = ("slow_query", "n_plus_one", "latency_budget", "cache")
+KNOWN_DETECTORS = ("slow_query", "n_plus_one", "latency_budget", "cache", "sequential_awaits")
 DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
 EXCEPTION_MESSAGE_MODES = ("keep", "redact", "drop")
 
@@ -73,6 +73,8 @@ class Settings:
     explain: bool = True  # EXPLAIN slow PostgreSQL SELECTs once per fingerprint (detectors/explain.py)
     n_plus_one_min_count: int = 5
     n_plus_one_min_ms: float = 50.0
+    sequential_awaits_min_count: int = 2  # independent reads awaited one after another...
+    sequential_awaits_min_ms: float = 20.0  # ...that asyncio.gather would save at least this much of
     budgets: Mapping[str, float] = field(default_factory=dict)  # route (or "*") -> milliseconds
     budgets_file: str | None = None  # budgets file; None = search otelperf.toml/pyproject.toml; "none" = off
     export_share: float = 1.0
@@ -93,6 +95,8 @@ class Settings:
     # ...or an allow-list: when set, only these parameters keep their values (() = none does).
     query_params_allow: tuple[str, ...] | None = None
     exception_messages: str = "keep"  # keep | redact | drop: the application's exception messages
+    # [[expected]] of the budgets file (not a setting of its own: it comes with budgets_file).
+    expected_findings: tuple[Any, ...] = ()
     # Where each value came from ("kwarg", "OTELPERF_X", "OTEL_Y" or "default"), for `otelperf doctor`.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -488,6 +492,8 @@ BOUNDS: dict[str, Bounds] = {
     "slow_query_critical_ms": Bounds(0.0, _HOUR_MS, "ms", low_exclusive=True),
     "n_plus_one_min_count": Bounds(2, 10_000),
     "n_plus_one_min_ms": Bounds(0.0, _HOUR_MS, "ms"),
+    "sequential_awaits_min_count": Bounds(2, 1000),
+    "sequential_awaits_min_ms": Bounds(0.0, _HOUR_MS, "ms"),
     "budgets": Bounds(0.0, _HOUR_MS, "ms", low_exclusive=True),  # each route's budget
     "export_share": Bounds(0.0, 1.0),
     "export_concurrency": Bounds(1, 32),
@@ -599,6 +605,14 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("explain", "OTELPERF_EXPLAIN", None, _parse_bool, None),
     ("n_plus_one_min_count", "OTELPERF_N_PLUS_ONE_MIN_COUNT", None, _parse_positive_int, None),
     ("n_plus_one_min_ms", "OTELPERF_N_PLUS_ONE_MIN_MS", None, _parse_millis, None),
+    (
+        "sequential_awaits_min_count",
+        "OTELPERF_SEQUENTIAL_AWAITS_MIN_COUNT",
+        None,
+        _parse_positive_int,
+        None,
+    ),
+    ("sequential_awaits_min_ms", "OTELPERF_SEQUENTIAL_AWAITS_MIN_MS", None, _parse_millis, None),
     ("budgets", "OTELPERF_BUDGETS", None, _parse_budgets, None),
     ("budgets_file", "OTELPERF_BUDGETS_FILE", None, _parse_str, None),
     ("export_share", "OTELPERF_EXPORT_SHARE", None, _parse_ratio, None),
@@ -661,8 +675,7 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **kwargs: Any) ->
         sources.setdefault(name, "default")
     _limit_batch_to_queue(defaults, values, sources, problems)
 
-    if sources["budgets"] == "default":
-        _budgets_from_file(values, sources, problems)
+    _budgets_from_file(values, sources, problems)
 
     if problems:
         message = "otelperf configuration: " + "; ".join(problems)
@@ -678,7 +691,8 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **kwargs: Any) ->
 
 def _budgets_from_file(values: dict[str, Any], sources: dict[str, str], problems: list[str]) -> None:
     """Latency budgets (p95 per route) from the budgets file, when neither kwarg nor env gave them:
-    the detector then judges requests by the same numbers as the alerts and the load tests."""
+    the detector then judges requests by the same numbers as the alerts and the load tests. The
+    file's ``[[expected]]`` findings are taken in any case."""
     from otelperf.budgets import BudgetError, load_budgets
 
     wanted = values.get("budgets_file")
@@ -690,7 +704,9 @@ def _budgets_from_file(values: dict[str, Any], sources: dict[str, str], problems
     except (BudgetError, OSError, ValueError) as exc:  # unreadable, a directory, an odd path...
         problems.append(f"invalid budgets file: {exc}; using no latency budgets")
         return
-    if budgets.source is not None:
+    if budgets.expected:
+        values["expected_findings"] = budgets.expected
+    if budgets.source is not None and sources["budgets"] == "default":
         if not _in_bounds("budgets", from_file):
             problems.append(
                 f"invalid budgets file {budgets.source}: expected {accepted_values('budgets')}; "

@@ -245,9 +245,14 @@ def start(
             export_timeout_millis=settings.export_timeout * 1000,
         )
     if settings.detectors:
-        runtime.findings = FindingsSink(None)
+        version = resource.attributes.get(_names.SERVICE_VERSION)
+        runtime.findings = FindingsSink(None, service_version=str(version) if version else None)
         runtime.detector_processor = DetectorSpanProcessor(
-            processor, [], runtime.findings, export_share=settings.export_share
+            processor,
+            [],
+            runtime.findings,
+            export_share=settings.export_share,
+            expected=settings.expected_findings,
         )
         processor = runtime.detector_processor
     tracer_provider = TracerProvider(

@@ -5,26 +5,29 @@
 
 Each run is a Locust load run (:mod:`otelperf.loadtest`) followed by reading that run's window from
 Prometheus and Jaeger (:mod:`.collect`, :func:`measure`); medians over the runs are written or
-compared (:mod:`.model`). ``--window 10m`` reads the last ten minutes instead of running any load.
+compared (:mod:`.model`). The baseline also lists every N+1 and slow-query fingerprint of its
+runs: compare fails on one it did not have (:func:`new_findings`), as on a rise in queries per
+request. ``--window 10m`` reads the last ten minutes instead of running any load.
 The command is :mod:`otelperf.cli.baseline`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from otelperf.baseline.collect import (
     Backends,
+    gated_findings,
     queries_per_request,
     server_numbers,
     top_fingerprints,
     wait_for_requests,
 )
-from otelperf.baseline.model import Baseline, compare
+from otelperf.baseline.model import Baseline, compare, new_findings
 
-__all__ = ["Baseline", "Measured", "compare", "measure"]
+__all__ = ["Baseline", "Measured", "compare", "measure", "new_findings"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Measured:
     routes: dict[str, dict[str, float]]
     fingerprints: list[dict[str, Any]]
     traces: int
+    findings: list[dict[str, str]] = field(default_factory=list)  # N+1 / slow-query fingerprints
 
 
 def measure(
@@ -66,4 +70,9 @@ def measure(
         if route in qpr:
             values["queries_per_request"] = qpr[route]
         routes[route] = values
-    return Measured(routes, top_fingerprints(backends, service, start, at), traces)
+    return Measured(
+        routes,
+        top_fingerprints(backends, service, start, at),
+        traces,
+        gated_findings(backends, service, start, at),
+    )

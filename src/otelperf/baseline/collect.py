@@ -201,3 +201,32 @@ def top_fingerprints(
         )
     rows.sort(key=lambda r: (-r["total_ms"], r["fingerprint"]))
     return rows[:limit]
+
+
+# --- gated findings: every N+1 and slow-query fingerprint of the window ----------------------------
+
+GATED_DETECTORS = ("n_plus_one", "slow_query")
+MAX_GATED = 500  # a bound on the file: one row per (detector, route, fingerprint)
+
+
+def gated_findings(backends: Backends, service: str, start: float, at: float) -> list[dict[str, str]]:
+    """Every N+1 and slow-query (detector, route, fingerprint) that grew in [start, at], expected
+    ones left out: a baseline compare fails on one the baseline did not have."""
+    range_s = max(1, math.ceil(at - start))
+    detectors = "|".join(GATED_DETECTORS)
+    select = f'{{job="{service}",detector=~"{detectors}",expected!="true"}}'
+    labels = "detector, route, fingerprint, statement"
+    rows = query(backends, growth(f"otelperf_findings_total{select}", range_s, labels), at)
+    found = {
+        (
+            r.labels.get("detector", ""),
+            r.labels.get("route", ""),
+            r.labels.get("fingerprint", ""),
+        ): r.labels.get("statement", "")[:300]
+        for r in rows
+        if r.value > 0
+    }
+    return [
+        {"detector": d, "route": route, "fingerprint": fp, "statement": statement}
+        for (d, route, fp), statement in sorted(found.items())[:MAX_GATED]
+    ]

@@ -56,6 +56,9 @@ class Baseline:
     routes: dict[str, dict[str, float]]  # {"GET /orders/{order_id}": {"p95_ms": 12.5, ...}}
     top_fingerprints: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)  # when, what load, which versions
+    # Every N+1 / slow-query (detector, route, fingerprint) of the runs; None: a file from before
+    # findings were recorded (compare then cannot tell new ones, and says so).
+    findings: list[dict[str, str]] | None = None
 
     def to_json(self) -> str:
         """Stable text: sorted keys, rounded numbers; only ``metadata`` holds timestamps."""
@@ -63,7 +66,7 @@ class Baseline:
             route: {m: _round(m, v) for m, v in values.items()}
             for route, values in sorted(self.routes.items())
         }
-        document = {
+        document: dict[str, Any] = {
             "format": FORMAT,
             "metadata": self.metadata,
             "routes": routes,
@@ -72,6 +75,10 @@ class Baseline:
                 for row in self.top_fingerprints
             ],
         }
+        if self.findings is not None:
+            document["findings"] = sorted(
+                self.findings, key=lambda f: (f["detector"], f["route"], f["fingerprint"])
+            )
         return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
     def write(self, path: Path) -> None:
@@ -93,6 +100,7 @@ class Baseline:
             routes={r: {m: float(v) for m, v in values.items()} for r, values in routes.items()},
             top_fingerprints=list(document.get("top_fingerprints", [])),
             metadata=dict(document.get("metadata", {})),
+            findings=_findings(document.get("findings"), source),
         )
 
     @classmethod
@@ -102,6 +110,36 @@ class Baseline:
         except OSError as exc:
             raise BaselineError(f"cannot read the baseline {path}: {exc}") from exc
         return cls.from_json(text, str(path))
+
+
+def _findings(raw: Any, source: str) -> list[dict[str, str]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(f, dict) for f in raw):
+        raise BaselineError(f"{source}: 'findings' must be a list of objects")
+    return [{k: str(f.get(k, "")) for k in ("detector", "route", "fingerprint", "statement")} for f in raw]
+
+
+def new_findings(
+    baseline: Sequence[Mapping[str, str]], now: Sequence[Mapping[str, str]]
+) -> list[Mapping[str, str]]:
+    """The N+1 / slow-query findings of ``now`` that the baseline did not have (by detector, route
+    and fingerprint): each one fails the comparison."""
+    known = {(f["detector"], f["route"], f["fingerprint"]) for f in baseline}
+    return [f for f in now if (f["detector"], f["route"], f["fingerprint"]) not in known]
+
+
+def format_new_findings(found: Sequence[Mapping[str, str]]) -> str:
+    if not found:
+        return "baseline: no new N+1 or slow-query finding"
+    lines = [
+        f"NEW {f['detector']} on {f['route']}: {f['statement']} (fingerprint {f['fingerprint']})"
+        for f in found
+    ]
+    lines.append(
+        f"baseline: {len(found)} new N+1/slow-query finding(s) (mark known ones expected: docs/detectors.md)"
+    )
+    return "\n".join(lines)
 
 
 def median_routes(runs: Sequence[Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, float]]:

@@ -30,6 +30,11 @@ The file is ``otelperf.toml`` (or the ``[tool.otelperf]`` table of ``pyproject.t
     [alerts]
     for = "5m"                            # how long a breach must last before its alert fires
 
+    [[expected]]                          # a known, accepted finding (docs/detectors.md)
+    detector = "n_plus_one"
+    route = "GET /admin/orders"           # and/or fingerprint = "..."
+    reason = "admin page, 20 rows at most"
+
 Every problem is a :class:`BudgetError` whose message starts ``<file>:<line>: <key>:`` and says
 what is accepted; a misspelt key gets a did-you-mean. ``otelperf budgets check`` prints it.
 
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 from otelperf.budgets.load import FILE_NAME as FILE_NAME
 from otelperf.budgets.load import find_budgets_file, load_budgets, parse_budgets
-from otelperf.budgets.model import DEFAULT_ROUTE, BudgetError, Budgets, RouteBudget
+from otelperf.budgets.model import DEFAULT_ROUTE, BudgetError, Budgets, ExpectedFinding, RouteBudget
 from otelperf.budgets.model import DEFAULT_ROUTE_BUDGET as DEFAULT_ROUTE_BUDGET
 from otelperf.budgets.model import HTTP_METHODS as HTTP_METHODS
 
@@ -49,6 +54,7 @@ __all__ = [
     "DEFAULT_ROUTE",
     "BudgetError",
     "Budgets",
+    "ExpectedFinding",
     "RouteBudget",
     "find_budgets_file",
     "load_budgets",

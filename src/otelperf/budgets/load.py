@@ -18,6 +18,7 @@ from otelperf.budgets.model import (
     HTTP_METHODS,
     BudgetError,
     Budgets,
+    ExpectedFinding,
     RouteBudget,
     normalize_route,
 )
@@ -130,7 +131,8 @@ _SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "slo": {"target": _target, "window": _days},
     "alerts": {"for": lambda raw: _duration_ms(raw) / 1000.0},
 }
-_TOP_KEYS = ("service", "defaults", "routes", "db", "cache", "slo", "alerts")
+_TOP_KEYS = ("service", "defaults", "routes", "db", "cache", "slo", "alerts", "expected")
+_EXPECTED_KEYS = ("detector", "route", "fingerprint", "reason")
 
 
 # --- locating a key in the text (tomllib reports lines only for syntax errors) ---
@@ -303,10 +305,53 @@ def _build(reader: _Reader, data: Mapping[str, Any]) -> Budgets:
         slo_window_days=slo.get("window", base.slo_window_days),
         source=reader.file,
         alert_for_s=alerts.get("for", base.alert_for_s),
+        expected=_expected(reader, data.get("expected", [])),
     )
     if budgets.db_avg_query_ms > budgets.db_max_query_ms:
         raise reader.error(("db", "avg_query"), "is above db.max_query (accepted: avg_query <= max_query)")
     return budgets
+
+
+def _expected(reader: _Reader, raw: Any) -> tuple[ExpectedFinding, ...]:
+    """``[[expected]]`` entries: detector and reason required, then a route and/or a fingerprint."""
+    from otelperf.config import KNOWN_DETECTORS
+
+    if not isinstance(raw, list):
+        raise reader.error(("expected",), "must be an array of tables (accepted: [[expected]] entries)")
+    out = []
+    for index, entry in enumerate(raw):
+        path = ("expected",)
+        if not isinstance(entry, dict):
+            raise reader.error(path, "must be an array of tables (accepted: [[expected]] entries)")
+        reader.check_keys(entry, path, _EXPECTED_KEYS)
+        where = f"entry {index + 1}: "
+        detector = entry.get("detector")
+        if detector not in KNOWN_DETECTORS:
+            raise reader.error(
+                (*path, "detector"),
+                f"{where}invalid value {detector!r} (accepted: one of {', '.join(KNOWN_DETECTORS)})",
+            )
+        reason = entry.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise reader.error(
+                (*path, "reason"), f"{where}missing (accepted: a non-empty string: why it is fine)"
+            )
+        route = entry.get("route")
+        if route is not None:
+            route = normalize_route(route) if isinstance(route, str) else None
+            if route is None:
+                raise reader.error(
+                    (*path, "route"), f'{where}not a route (accepted: "METHOD /template" as in the span name)'
+                )
+        fingerprint = entry.get("fingerprint")
+        if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint.strip()):
+            raise reader.error(
+                (*path, "fingerprint"), f"{where}invalid value (accepted: a fingerprint string)"
+            )
+        if route is None and fingerprint is None:
+            raise reader.error(path, f"{where}too broad (accepted: a route, a fingerprint, or both)")
+        out.append(ExpectedFinding(detector, reason.strip(), route, fingerprint and fingerprint.strip()))
+    return tuple(out)
 
 
 def _check_p99(reader: _Reader, path: tuple[str, ...], budget: RouteBudget) -> None:

@@ -11,6 +11,7 @@ __all__ = [
     "HTTP_METHODS",
     "BudgetError",
     "Budgets",
+    "ExpectedFinding",
     "RouteBudget",
     "normalize_route",
 ]
@@ -50,6 +51,24 @@ class RouteBudget:
         return None if self.route == DEFAULT_ROUTE else self.route.split(" ", 1)[1]
 
 
+@dataclass(frozen=True)
+class ExpectedFinding:
+    """An ``[[expected]]`` entry: findings of ``detector`` on ``route`` and/or with ``fingerprint``
+    are known and accepted (``reason`` says why). Counted apart; they neither alert nor fail tests."""
+
+    detector: str
+    reason: str
+    route: str | None = None
+    fingerprint: str | None = None
+
+    def matches(self, detector: str, route: str, fingerprint: str) -> bool:
+        return (
+            self.detector == detector
+            and (self.route is None or self.route == route)
+            and (self.fingerprint is None or self.fingerprint == fingerprint)
+        )
+
+
 DEFAULT_ROUTE_BUDGET = RouteBudget(DEFAULT_ROUTE, p95_ms=500.0, p99_ms=None, error_rate=0.01, min_rps=100.0)
 
 
@@ -67,6 +86,7 @@ class Budgets:
     slo_window_days: int = 28
     source: str | None = None  # the file they came from; None = built-in defaults
     alert_for_s: float = 300.0  # [alerts] for: how long a breach lasts before the alert fires
+    expected: tuple[ExpectedFinding, ...] = ()  # [[expected]]: findings known and accepted
     _by_route: Mapping[str, RouteBudget] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

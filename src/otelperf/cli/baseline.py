@@ -24,8 +24,10 @@ from otelperf.baseline.model import (
     Baseline,
     BaselineError,
     compare,
+    format_new_findings,
     format_rows,
     median_routes,
+    new_findings,
     parse_tolerances,
     regressions,
 )
@@ -149,7 +151,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         }
     else:
         metadata["window"] = args.window
-    baseline = Baseline(routes, runs[-1].fingerprints, metadata)
+    seen = {(f["detector"], f["route"], f["fingerprint"]): f for r in runs for f in r.findings}
+    baseline = Baseline(routes, runs[-1].fingerprints, metadata, findings=list(seen.values()))
     out = Path(args.out)
     baseline.write(out)
     print(format_measured(routes))
@@ -182,7 +185,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     recorded = baseline.metadata.get("recorded_at", "?")
     print(f"\nBaseline {args.baseline} ({recorded}) vs now, median of {len(runs)} run(s):")
     print(format_rows(rows))
-    return 1 if regressions(rows) else 0
+    # A new N+1 or slow query fails the gate whatever the latency: it grows with the data.
+    new: list[Any] = []
+    if baseline.findings is None:
+        print("baseline: recorded without findings; record it again to gate on new N+1/slow queries")
+    else:
+        seen = {(f["detector"], f["route"], f["fingerprint"]): f for r in runs for f in r.findings}
+        new = new_findings(baseline.findings, list(seen.values()))
+        print(format_new_findings(new))
+    return 1 if regressions(rows) or new else 0
 
 
 def add_parser(sub: Any) -> None:

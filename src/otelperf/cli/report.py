@@ -19,7 +19,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.html:
         return cmd_report_html(args)
     try:
-        rows = ranked_from_prometheus(args.prometheus, args.window)
+        rows = ranked_from_prometheus(
+            args.prometheus,
+            args.window,
+            matchers=f'job="{args.service}"' if args.service else "",
+            version=args.version,
+            history=args.history,
+        )
     except OSError as exc:
         print(
             f"otelperf report: cannot read {args.prometheus}: {exc} (is the backend up? `otelperf stack up`)",
@@ -108,7 +114,14 @@ def add_parser(sub: Any) -> None:
     report.add_argument("--since", default="15m", help="--html: the window ending now (default 15m)")
     report.add_argument("--start", help="--html: window start (RFC 3339 or unix seconds), with --end")
     report.add_argument("--end", help="--html: window end (default now)")
-    report.add_argument("--service", help="--html: the service (Prometheus job); default: the budgets'")
+    report.add_argument("--service", help="the service (Prometheus job); --html default: the budgets'")
+    report.add_argument(
+        "--version",
+        help="the service.version whose findings are marked NEW/KNOWN/REGRESSED (default: the newest seen)",
+    )
+    report.add_argument(
+        "--history", default="7d", help="how far back earlier versions' findings are looked for (default 7d)"
+    )
     report.add_argument("--budgets", metavar="FILE", help="--html: budgets file (default: otelperf.toml)")
     report.add_argument("--baseline", metavar="FILE", help="--html: baseline JSON to compare against")
     report.add_argument("--jaeger", default="http://127.0.0.1:16686", help="--html: Jaeger UI/API base URL")

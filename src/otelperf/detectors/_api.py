@@ -23,6 +23,8 @@ class Finding:
 
     ``anchor_span_id`` is where the finding is shown in the trace (the parent of repeated queries,
     the slow statement, the request itself); ``span_ids`` are the spans it concerns.
+    ``expected`` is the reason given when the finding was marked expected (``otelperf.expect()``
+    or ``[[expected]]`` in otelperf.toml), else None: counted apart, it neither alerts nor fails tests.
     """
 
     detector: str
@@ -38,11 +40,13 @@ class Finding:
     hint: str
     details: Mapping[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+    expected: str | None = None
 
     def summary(self) -> str:
+        marked = "" if self.expected is None else f" (expected: {self.expected or 'no reason given'})"
         return (
             f"{self.detector} [{self.severity}] {self.route}: {self.statement} x{self.count} "
-            f"({self.duration_ms:.1f} ms) - {self.hint}"
+            f"({self.duration_ms:.1f} ms){marked} - {self.hint}"
         )
 
 

@@ -30,7 +30,8 @@ STATEMENT_LABEL_MAX = 120
 
 @dataclass
 class FindingStats:
-    """What one (detector, route, fingerprint) has cost so far in this process."""
+    """What one (detector, route, fingerprint) has cost so far in this process (expected findings
+    apart from the others: ``expected`` is the reason, or None)."""
 
     detector: str
     route: str
@@ -44,16 +45,21 @@ class FindingStats:
     last_count: int = 0  # how often the statement ran in the latest finding's request
     last_logged: float = -1e18
     logged_occurrences: int = 0  # ``occurrences`` when it was last logged
+    expected: str | None = None
 
 
 class FindingsSink:
-    def __init__(self, meter: Meter | None) -> None:
+    def __init__(self, meter: Meter | None, *, service_version: str | None = None) -> None:
         self._lock = threading.Lock()
         self._recent: deque[Finding] = deque(maxlen=MAX_RECENT)
-        self._stats: dict[tuple[str, str, str], FindingStats] = {}
+        self._stats: dict[tuple[str, str, str, bool], FindingStats] = {}
+        # On every point of the findings metrics, so that `otelperf report` and the rules can tell
+        # a finding new in this version from a known one, also without resource-to-label conversion.
+        self._service_version = service_version
         self.overflow = 0
         self._counter: Any = None
         self._time: Any = None
+        self._statements: Any = None
         if meter is not None:
             self.bind_meter(meter)
 
@@ -68,12 +74,18 @@ class FindingsSink:
                 unit="ms",
                 description="Request time accounted for by otelperf's findings (latency x count).",
             )
+            self._statements = meter.create_counter(
+                _names.METRIC_FINDINGS_STATEMENTS,
+                unit="{statement}",
+                description="Statements (calls) the findings concern, e.g. an N+1's repeats: per "
+                "finding, how many a request ran (otelperf report's REGRESSED).",
+            )
 
     def record(self, findings: Iterable[Finding]) -> None:
         now = time.monotonic()
-        to_log: list[tuple[Any, ...]] = []
+        to_log: list[tuple[tuple[Any, ...], str | None]] = []
         for finding in findings:
-            key = (finding.detector, finding.route, finding.fingerprint)
+            key = (finding.detector, finding.route, finding.fingerprint, finding.expected is not None)
             with self._lock:
                 self._recent.append(finding)
                 stats = self._stats.get(key)
@@ -88,6 +100,7 @@ class FindingsSink:
                             finding.statement,
                             finding.severity,
                             finding.hint,
+                            expected=finding.expected,
                         )
                 if stats is not None:
                     stats.occurrences += 1
@@ -97,7 +110,7 @@ class FindingsSink:
                     if finding.severity == "critical":
                         stats.severity = "critical"
                     if now - stats.last_logged >= LOG_INTERVAL_S:
-                        to_log.append(_log_args(stats, now))
+                        to_log.append((_log_args(stats, now), stats.expected))
                         stats.last_logged = now
                         stats.logged_occurrences = stats.occurrences
             attributes = {
@@ -108,11 +121,27 @@ class FindingsSink:
                 # One statement per fingerprint, so no extra cardinality; shortened for the label.
                 "statement": finding.statement[:STATEMENT_LABEL_MAX],
             }
+            if finding.expected is not None:
+                attributes[_names.FINDINGS_EXPECTED_LABEL] = "true"
+            if self._service_version:
+                attributes[_names.SERVICE_VERSION] = self._service_version
             if self._counter is not None and self._time is not None:
                 self._counter.add(1, attributes)
                 self._time.add(finding.duration_ms, attributes)
-        for args in to_log:
-            logger.warning("otelperf %s [%s] %s: %s x%d in 1 request (finding seen %s; trace %s) - %s", *args)
+                if self._statements is not None:
+                    self._statements.add(finding.count, attributes)
+        for args, expected in to_log:
+            if expected is None:
+                logger.warning(
+                    "otelperf %s [%s] %s: %s x%d in 1 request (finding seen %s; trace %s) - %s", *args
+                )
+            else:  # known and accepted: said, not warned about
+                logger.info(
+                    "otelperf %s [%s] %s: %s x%d in 1 request (finding seen %s; trace %s) - %s"
+                    " (expected: %s)",
+                    *args,
+                    expected or "no reason given",
+                )
 
     def recent(self) -> list[Finding]:
         with self._lock:

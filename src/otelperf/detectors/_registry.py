@@ -17,6 +17,7 @@ DETECTORS: dict[str, tuple[str, str]] = {
     "n_plus_one": ("otelperf.detectors.n_plus_one", "NPlusOneDetector"),
     "latency_budget": ("otelperf.detectors.budget", "LatencyBudgetDetector"),
     "cache": ("otelperf.detectors.cache", "CacheDetector"),
+    "sequential_awaits": ("otelperf.detectors.sequential_awaits", "SequentialAwaitsDetector"),
 }
 
 

@@ -35,6 +35,10 @@ POOL_USED = 'db_client_connection_state="used"'
 CACHE_HIT = 'otelperf_cache_result="hit"'
 CACHE_LOOKUP = 'otelperf_cache_result=~"hit|miss"'
 SLOW_QUERY = 'detector="slow_query"'
+NOT_EXPECTED = 'expected!="true"'  # findings marked expected (otelperf.expect, [[expected]]) never alert
+GATED = 'detector=~"n_plus_one|slow_query"'  # the findings a new version must not bring
+VERSIONED = 'service_version!=""'
+NEW_FINDING_HISTORY = "7d"  # how far back a fingerprint counts as known in an earlier version
 
 
 def prom_name(otel_name: str, unit_suffix: str = "") -> str:
@@ -335,9 +339,43 @@ def _db_recording(c: _Ctx) -> list[dict[str, Any]]:
     ]
 
 
+def _new_finding_alert(c: _Ctx) -> dict[str, Any]:
+    """An N+1 or slow-query fingerprint that only the running version has (service.version).
+
+    Fires while the version reports it (a series sampled in the last 5 minutes), when the job had
+    another version (with findings, or serving requests) in the last NEW_FINDING_HISTORY and no
+    other version had this (detector, route, fingerprint). Expected findings are left out.
+    """
+    j, h = c.job, NEW_FINDING_HISTORY
+    gated = f"otelperf_findings_total{_sel(j, GATED, NOT_EXPECTED, VERSIONED)}"
+    key = "job, detector, route, fingerprint"
+    now = f"max by ({key}, service_version, statement) (last_over_time({gated}[5m]))"
+    one_version = f"count by ({key}) (count by ({key}, service_version) (last_over_time({gated}[{h}]))) == 1"
+    # The job's versions: from its findings, or from its requests (service_version is on them when
+    # the collector turns resource attributes into labels, as this stack's does).
+    seen = (
+        f"last_over_time(otelperf_findings_total{_sel(j, VERSIONED)}[{h}])"
+        f" or last_over_time({HTTP}_count{_sel(j, VERSIONED)}[{h}])"
+    )
+    versions = f"count by (job) (count by (job, service_version) ({seen})) > 1"
+    return c.alert(
+        "NewFindingInVersion",
+        f"{now}\nand on ({key}) ({one_version})\nand on (job) ({versions})",
+        "ticket",
+        "{{ $labels.job }} {{ $labels.service_version }}: new {{ $labels.detector }} on "
+        "{{ $labels.route }}: {{ $labels.statement }}",
+        f"No earlier version of the service had this {{{{ $labels.detector }}}} finding in the last {h} "
+        "(fingerprint {{ $labels.fingerprint }}). Fix it, or mark it expected (otelperf.expect(), "
+        "[[expected]] in otelperf.toml). `otelperf report` marks it NEW.",
+        c.search(operation=None, route_labels=False),
+        {"finding": "new"},
+        for_="0s",
+    )
+
+
 def _db_alerts(c: _Ctx) -> list[dict[str, Any]]:
     b, j = c.b, c.job
-    findings = f"otelperf_findings_total{_sel(j, SLOW_QUERY)}"
+    findings = f"otelperf_findings_total{_sel(j, SLOW_QUERY, NOT_EXPECTED)}"
     slow = f"sum by (job, route, fingerprint, statement) (increase({findings}[5m])) > 0"
     return [
         c.alert(
@@ -351,6 +389,7 @@ def _db_alerts(c: _Ctx) -> list[dict[str, Any]]:
             {"budget": "db"},
             for_="0s",
         ),
+        _new_finding_alert(c),
         c.alert(
             "DBQueryAvgOverBudget",
             f"job:{DB}:avg5m{_sel(j)} > {b.db_avg_query_ms / 1000:g}",

@@ -132,6 +132,10 @@ class _EngineInfo:
         }
         if legacy_attributes:
             span[_names.DB_SYSTEM_LEGACY] = legacy
+        if getattr(dialect, "is_async", False):
+            # An AsyncEngine's statements are awaited: the sequential_awaits detector reads only
+            # those. Known per engine, so it costs nothing per statement.
+            span[_names.DB_ASYNC] = True
         metric: dict[str, Any] = {_names.DB_SYSTEM_NAME: system_name}
         # Only database, host and port of the URL: never username or password.
         if url is not None and url.database:

@@ -42,6 +42,7 @@ from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.fast_paths import processor_reason
 from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
 from otelperf.detectors._findings import FindingsSink
+from otelperf.detectors.expect import mark_expected
 from otelperf.pipeline.share import LOW_64_BITS, share_limit
 
 logger = logging.getLogger("otelperf.detectors")
@@ -82,8 +83,10 @@ class DetectorSpanProcessor(SpanProcessor):
         max_traces: int = 4096,
         max_spans_per_trace: int = 2000,
         queue_size: int = 2048,
+        expected: Sequence[Any] = (),
     ) -> None:
         self._inner = inner
+        self._expected = tuple(expected)  # [[expected]] of the budgets file (detectors/expect.py)
         self._detectors = list(detectors)
         self._sink = sink
         self._export_share = export_share
@@ -220,6 +223,7 @@ class DetectorSpanProcessor(SpanProcessor):
                 _internal.record_internal_error(f"detector {getattr(detector, 'name', detector)!r}", exc)
         self.stats.analyzed += 1
         if findings:
+            findings = mark_expected(view, findings, self._expected)
             self._sink.record(findings)
             spans = _annotate(spans, root, findings)
         if self._export_share >= 1.0 or findings or self._keep(root, spans):
@@ -308,6 +312,7 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
                     _names.FINDING_HINT: f.hint,
                     _names.FINDING_SPAN_IDS: f.span_ids[: _names.FINDING_SPAN_IDS_MAX],
                     **({_names.FINDING_PLAN: f.details["plan"]} if "plan" in f.details else {}),
+                    **({_names.FINDING_EXPECTED: f.expected} if f.expected is not None else {}),
                 },
                 root.end_time,
             )

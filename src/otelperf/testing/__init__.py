@@ -72,10 +72,18 @@ class Capture:
         return sink.recent() if sink is not None else []
 
     # --- assertions for tests of a service (they fail with the finding's summary) ---
+    # Expected findings (otelperf.expect(), [[expected]] in otelperf.toml) never fail them.
 
     def assert_no_n_plus_one(self) -> None:
-        found = [f for f in self.findings if f.detector == "n_plus_one"]
+        found = [f for f in self.findings if f.detector == "n_plus_one" and f.expected is None]
         assert not found, "N+1 queries: " + "; ".join(f.summary() for f in found)
+
+    def assert_no_findings(self, *detectors: str) -> None:
+        """No unexpected finding (of the given detectors, else of any)."""
+        found = [
+            f for f in self.findings if f.expected is None and (not detectors or f.detector in detectors)
+        ]
+        assert not found, "findings: " + "; ".join(f.summary() for f in found)
 
     def assert_max_queries(self, limit: int, route: str | None = None) -> None:
         """At most ``limit`` database statements (in requests named ``route``, if given)."""
@@ -92,7 +100,11 @@ class Capture:
 
     def assert_within_budget(self, route: str) -> None:
         """No latency-budget finding for ``route`` (budgets: ``capture(budgets={...})``)."""
-        found = [f for f in self.findings if f.detector == "latency_budget" and f.route == route]
+        found = [
+            f
+            for f in self.findings
+            if f.detector == "latency_budget" and f.route == route and f.expected is None
+        ]
         assert not found, "over budget: " + "; ".join(f.summary() for f in found)
 
     def spans_named(self, name: str) -> list[ReadableSpan]:
