@@ -42,7 +42,7 @@ RUN_BY = {
         "tests/unit/cli/test_cli_report.py::test_report_ranks_findings_by_the_time_they_cost"
     ),
     "otelperf report --window 15m --version 2.0": (
-        "tests/unit/report/test_lifecycle.py::test_report_of_an_explicit_version"
+        "tests/unit/report/test_report_lifecycle.py::test_report_of_an_explicit_version"
     ),
     "otelperf report --html report.html --service shop --since 15m": (
         "tests/unit/cli/test_cli_report.py::test_html_report_of_a_window_with_budgets_and_a_baseline"
