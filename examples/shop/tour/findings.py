@@ -4,6 +4,7 @@ them, and for the top N+1 and the top budget finding the trace in Jaeger whose s
 from __future__ import annotations
 
 import math
+import subprocess
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,24 @@ from otelperf.report import RankedFinding, format_ranked, ranked_from_prometheus
 
 def _event_ms(attrs: Mapping[str, Any]) -> float:
     return float(attrs.get("otelperf.finding.duration_ms", 0.0))
+
+
+def call_site(attrs: Mapping[str, Any]) -> str:
+    """``file:line in function()`` from a finding event's ``code.*`` attributes ("" without them)."""
+    path, line = attrs.get("code.file.path"), attrs.get("code.line.number")
+    if not path:
+        return ""
+    function = attrs.get("code.function.name")
+    return f"{path}:{line}" + (f" in {function}()" if function else "")
+
+
+def show_waterfall(trace_id: str) -> None:
+    """The trace as a waterfall in the terminal, by the command a developer would type."""
+    command = [str(BIN / "otelperf"), "trace", trace_id, "--width", "120", "--max-rows", "30"]
+    print(f"   the trace as a waterfall ({' '.join(['otelperf', *command[1:]])}):")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    for line in (done.stdout or done.stderr).splitlines():
+        print(f"     {line}")
 
 
 def finding_example(
@@ -72,8 +91,12 @@ def what_detectors_found(instance: str | None, start: float, end: float) -> list
             f"   the costliest occurrence: {count} x, {_event_ms(attrs):.1f} ms, "
             f"on span {span.name!r} ({span.span_id}, {span.duration_ms:.1f} ms)"
         )
-        print(f"   hint: {attrs.get('otelperf.finding.hint', '')}")
+        where = call_site(attrs)
+        if where:
+            print(f"   where: {where}")
+        print(f"   fix:   {attrs.get('otelperf.finding.hint', '')}")
         show_links(trace.root.trace_id)
+        show_waterfall(trace.root.trace_id)
     print(
         f"\nRerun the ranking (every service, from Prometheus): "
         f"{BIN / 'otelperf'} report --prometheus {prometheus.url} --window 15m"
