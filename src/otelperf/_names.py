@@ -94,6 +94,10 @@ FINDING_COUNT = "otelperf.finding.count"
 FINDING_DURATION_MS = "otelperf.finding.duration_ms"
 FINDING_HINT = "otelperf.finding.hint"
 FINDING_PLAN = "otelperf.finding.plan"  # slow PostgreSQL SELECTs: the generic plan's headline
+# Latency budgets, from the profiler's samples: "app 120 ms: 70 ms compute_discount (pricing.py:88), ..."
+FINDING_APP_PROFILE = "otelperf.finding.app_profile"
+# ...and the same samples as folded stacks ("frame;frame;frame ms" lines, at most 4 KB): the flame graph
+FINDING_APP_FOLDED = "otelperf.finding.app_profile.folded"
 FINDINGS_COUNT = "otelperf.findings.count"
 FINDINGS_DETECTORS = "otelperf.findings.detectors"
 METRIC_FINDINGS = (

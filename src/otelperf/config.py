@@ -93,6 +93,9 @@ class Settings:
     # ...or an allow-list: when set, only these parameters keep their values (() = none does).
     query_params_allow: tuple[str, ...] | None = None
     exception_messages: str = "keep"  # keep | redact | drop: the application's exception messages
+    # The sampling profiler of requests (otelperf/profiler/): where over-budget requests' app time went.
+    profiler: bool = True
+    profiler_hz: int = 100  # samples per second
     # Where each value came from ("kwarg", "OTELPERF_X", "OTEL_Y" or "default"), for `otelperf doctor`.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -492,6 +495,7 @@ BOUNDS: dict[str, Bounds] = {
     "export_share": Bounds(0.0, 1.0),
     "export_concurrency": Bounds(1, 32),
     "retry_buffer": Bounds(RETRY_BUFFER_MIN, RETRY_BUFFER_MAX, "B"),
+    "profiler_hz": Bounds(1, 1000),
 }
 
 
@@ -608,6 +612,8 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("sensitive_query_params", "OTELPERF_SENSITIVE_QUERY_PARAMS", None, _parse_query_param_names, None),
     ("query_params_allow", "OTELPERF_QUERY_PARAMS_ALLOW", None, _parse_query_allow, None),
     ("exception_messages", "OTELPERF_EXCEPTION_MESSAGES", None, _parse_exception_messages, None),
+    ("profiler", "OTELPERF_PROFILER", None, _parse_bool, None),
+    ("profiler_hz", "OTELPERF_PROFILER_HZ", None, _parse_positive_int, None),
 )
 SETTING_NAMES = tuple(s[0] for s in _SPEC)
 

@@ -90,6 +90,7 @@ class Runtime:
     findings: FindingsSink | None = None
     detector_processor: DetectorSpanProcessor | None = None
     span_processor: OTLPBatchProcessor | None = None  # otelperf's OTLP exporting processor
+    profiler: Any = None  # otelperf.profiler.Profiler while the profiler setting is on
     _instrumentors: list[Instrumentor] = field(default_factory=list, repr=False)
 
     @property
@@ -295,8 +296,28 @@ def start(
         runtime.detector_processor.set_detectors(build_detectors(settings, runtime.meter))
     if set_global:
         _set_global_providers(tracer_provider, meter_provider)
+    _start_profiler(runtime)
     _instrument_all(runtime)
     return runtime
+
+
+def _start_profiler(runtime: Runtime) -> None:
+    """The sampling profiler, when it has something to report to (the latency-budget detector).
+    Its thread starts with the first request it follows, so an init() that serves none pays little."""
+    settings = runtime.settings
+    if not settings.profiler or "latency_budget" not in settings.detectors:
+        return
+    from otelperf import profiler
+
+    runtime.profiler = profiler.Profiler(hz=settings.profiler_hz)
+    profiler.install(runtime.profiler)
+
+
+def _stop_profiler(runtime: Runtime) -> None:
+    if runtime.profiler is not None:
+        from otelperf import profiler
+
+        profiler.uninstall(runtime.profiler)
 
 
 def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
@@ -400,6 +421,7 @@ def stop(runtime: Runtime, timeout: float) -> bool:
         except Exception:
             logger.warning("otelperf could not uninstrument %s", instrumentor.name, exc_info=True)
     runtime._instrumentors.clear()
+    _stop_profiler(runtime)
     if not runtime.enabled:
         return True
 
