@@ -388,15 +388,22 @@ def begin(span: Any) -> RequestSamples | None:
     profiler = _current
     if profiler is None:
         return None
-    context = span.get_span_context()
-    if not context.trace_flags.sampled:
-        return None  # no detector will see this request
-    return profiler.begin(context.span_id, sys._getframe(1).f_code)
+    try:
+        context = span.get_span_context()
+        if not context.trace_flags.sampled:
+            return None  # no detector will see this request
+        return profiler.begin(context.span_id, sys._getframe(1).f_code)
+    except Exception as exc:  # the request goes on, unprofiled
+        _internal.swallow("profiler.begin", exc)
+        return None
 
 
 def end(record: RequestSamples) -> None:
     """For the server instrumentation: the request ``begin`` returned ``record`` for has ended."""
-    profiler = _current
-    if profiler is None:  # stopped meanwhile: a profiler of its own keeps nothing, restores the context
-        profiler = Profiler(max_finished=0)
-    profiler.end(record)
+    try:
+        profiler = _current
+        if profiler is None:  # stopped meanwhile: a profiler of its own keeps nothing, restores the context
+            profiler = Profiler(max_finished=0)
+        profiler.end(record)
+    except Exception as exc:  # the request's span still ends
+        _internal.swallow("profiler.end", exc)
