@@ -21,7 +21,6 @@ detector, interned frames; each cap counts what it turned away.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import threading
@@ -47,6 +46,9 @@ _FRAME_IDS: dict[tuple[CodeType, int], int] = {}
 _MAX_LOOP_THREADS = 256
 _MAX_WEIGHT_NS = 1_000_000_000  # a sampler stalled longer (process stopped, machine asleep): 1 s
 
+_NO_SAMPLES: list[int] = []  # shared by every request without samples: never appended to
+_NO_STACKS: dict[tuple[int, ...], int] = {}
+
 CURRENT: ContextVar[RequestSamples | None] = ContextVar("otelperf.profiler.request", default=None)
 
 
@@ -57,7 +59,6 @@ class RequestSamples:
         "active",
         "dropped_samples",
         "dropped_stacks",
-        "end_ns",
         "entry",
         "span_id",
         "stack_ids",
@@ -76,15 +77,15 @@ class RequestSamples:
         # The code of the frame that registered the request (the server middleware): stacks on the
         # loop's thread stop there, so what ran the server (or a test's client) is not the request's.
         self.entry = entry
-        self.end_ns = 0
         self.active = True
         self.task: object = None  # the request's own asyncio task
-        self.tasks: list[object] = []  # other tasks it runs in (a threadpool call from a child task)
+        self.tasks: list[object] | None = None  # other tasks it runs in (a threadpool call from a child task)
         self.token: Token[RequestSamples | None] | None = None
-        self.times: list[int] = []  # time.time_ns() of each sample (the end of the time it stands for)
-        self.weights: list[int] = []  # nanoseconds each sample stands for
-        self.stack_ids: list[int] = []
-        self.stacks: dict[tuple[int, ...], int] = {}  # stack (frame ids, innermost first) -> index
+        # Made by the sampler at the first sample (most requests are shorter than one interval):
+        self.times: list[int] = _NO_SAMPLES  # time.time_ns() of each sample (the end of its time)
+        self.weights: list[int] = _NO_SAMPLES  # nanoseconds each sample stands for
+        self.stack_ids: list[int] = _NO_SAMPLES
+        self.stacks: dict[tuple[int, ...], int] = _NO_STACKS  # stack (frame ids, innermost first) -> index
         self.dropped_samples = 0
         self.dropped_stacks = 0
 
@@ -160,20 +161,21 @@ class Profiler:
     def end(self, record: RequestSamples) -> None:
         """Stop following the request; keep its samples for the detector (if it has any)."""
         record.active = False
-        record.end_ns = time.time_ns()
         self._active.pop(id(record), None)
         if record.task is not None:
             self._tasks.pop(record.task, None)
-        for task in record.tasks:
-            self._tasks.pop(task, None)
-        if self._threads.get(_get_ident()) is record:
+            if record.tasks:
+                for task in record.tasks:
+                    self._tasks.pop(task, None)
+        elif self._threads.get(_get_ident()) is record:
             del self._threads[_get_ident()]
         token = record.token
         if token is not None:
             record.token = None
-            # Ended in another context than it began in: nothing to restore there.
-            with contextlib.suppress(ValueError):
+            try:  # noqa: SIM105 - contextlib.suppress costs more than the rest of end()
                 CURRENT.reset(token)
+            except ValueError:  # ended in another context than it began in: nothing to restore there
+                pass
         if record.times:
             with self._finished_lock:
                 self._finished[record.span_id] = record
@@ -198,8 +200,10 @@ class Profiler:
     def adopt_task(self, record: RequestSamples, task: object) -> None:
         """Attribute another task's time to ``record`` too (until the request ends)."""
         if task is not None and task is not record.task and task not in self._tasks and record.active:
-            self._tasks[task] = record
+            if record.tasks is None:
+                record.tasks = []
             if len(record.tasks) < 16:
+                self._tasks[task] = record
                 record.tasks.append(task)
 
     # --- the detector's side ----------------------------------------------------------------
@@ -302,6 +306,8 @@ class Profiler:
         if weight <= 0:
             return
         stack = self._stack(frame, record.entry)
+        if record.stacks is _NO_STACKS:
+            record.times, record.weights, record.stack_ids, record.stacks = [], [], [], {}
         stacks = record.stacks
         index = stacks.get(stack)
         if index is None:

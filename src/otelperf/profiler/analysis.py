@@ -31,7 +31,7 @@ _HIDDEN = frozenset((_threadpool.run_for.__code__,))  # the profiler's own frame
 MAX_FOLDED_BYTES = 4096
 MAX_LABEL_CHARS = 120
 TOP = 5
-_NOT_RUNNING_SHARE = 0.05  # say "not running" only when it is at least this share of app time
+_NOT_SAMPLED_SHARE = 0.05  # say "not sampled" only when it is at least this share of app time
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,14 @@ class AppProfile:
     dropped: int = 0  # samples and stacks the profiler's caps turned away
 
     @property
-    def not_running_ms(self) -> float:
+    def not_sampled_ms(self) -> float:
         return max(0.0, self.app_ms - self.sampled_ms)
 
     def summary(self, top: int = 3) -> str:
         """``"app 120 ms: 70 ms compute_discount (pricing.py:88), 30 ms in pydantic"``."""
         parts = [f.describe() for f in self.functions[:top]]
-        if self.app_ms > 0 and self.not_running_ms >= _NOT_RUNNING_SHARE * self.app_ms:
-            parts.append(f"{self.not_running_ms:.0f} ms not running (awaiting)")
+        if self.app_ms > 0 and self.not_sampled_ms >= _NOT_SAMPLED_SHARE * self.app_ms:
+            parts.append(f"{self.not_sampled_ms:.0f} ms not sampled")
         return f"app {self.app_ms:.0f} ms: " + ", ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class AppProfile:
             "summary": self.summary(),
             "app_ms": round(self.app_ms, 3),
             "sampled_ms": round(self.sampled_ms, 3),
-            "not_running_ms": round(self.not_running_ms, 3),
+            "not_sampled_ms": round(self.not_sampled_ms, 3),
             "samples": self.samples,
             "functions": [f.as_dict() for f in self.functions],
             "folded": self.folded,

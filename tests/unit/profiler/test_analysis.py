@@ -55,7 +55,7 @@ def test_app_time_goes_to_the_innermost_application_frame_and_the_library_it_cal
     ]
     assert profile.summary() == (
         f"app 120 ms: 70 ms compute_discount ({HERE}:88), 30 ms in json from create_order ({HERE}:42), "
-        "20 ms not running (awaiting)"
+        "20 ms not sampled"
     )
     assert profile.folded.splitlines() == [
         f"create_order ({HERE}:42);compute_discount ({HERE}:88) 70.0",

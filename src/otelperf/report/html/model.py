@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from otelperf.report.html.flame import RouteFlame
+
 Series = list[tuple[float, "float | None"]]
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
@@ -125,6 +127,8 @@ class ReportData:
     baseline: dict[str, BaselineRoute] | None = None
     baseline_source: str = ""
     notes: list[str] = field(default_factory=list)  # what could not be read (Jaeger down, ...)
+    # Over-budget routes' profiled app time (folded stacks from Jaeger): the flame graphs (flame.py).
+    flames: list[RouteFlame] = field(default_factory=list)
 
     @property
     def total_rps(self) -> float:
