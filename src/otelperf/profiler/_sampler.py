@@ -27,8 +27,8 @@ import threading
 import time
 from collections import OrderedDict
 from contextvars import ContextVar, Token
-from types import CodeType, FrameType
-from typing import Any
+from types import CodeType, FrameType, MappingProxyType
+from typing import Any, cast
 
 from otelperf._runtime import guard as _internal
 
@@ -46,8 +46,9 @@ _FRAME_IDS: dict[tuple[CodeType, int], int] = {}
 _MAX_LOOP_THREADS = 256
 _MAX_WEIGHT_NS = 1_000_000_000  # a sampler stalled longer (process stopped, machine asleep): 1 s
 
-_NO_SAMPLES: list[int] = []  # shared by every request without samples: never appended to
-_NO_STACKS: dict[tuple[int, ...], int] = {}
+# Shared by every request without samples; immutable, so that nothing can append to them.
+_NO_SAMPLES: list[int] = cast("list[int]", ())
+_NO_STACKS: dict[tuple[int, ...], int] = cast("dict[tuple[int, ...], int]", MappingProxyType({}))
 
 CURRENT: ContextVar[RequestSamples | None] = ContextVar("otelperf.profiler.request", default=None)
 
@@ -88,6 +89,11 @@ class RequestSamples:
         self.stacks: dict[tuple[int, ...], int] = _NO_STACKS  # stack (frame ids, innermost first) -> index
         self.dropped_samples = 0
         self.dropped_stacks = 0
+
+    def start_samples(self) -> None:
+        """Make the containers of the samples (the sampler, at the request's first sample)."""
+        if self.stacks is _NO_STACKS:
+            self.times, self.weights, self.stack_ids, self.stacks = [], [], [], {}
 
     def stack_list(self) -> list[tuple[int, ...]]:
         return list(self.stacks)  # insertion order: the index each stack was given
@@ -307,7 +313,7 @@ class Profiler:
             return
         stack = self._stack(frame, record.entry)
         if record.stacks is _NO_STACKS:
-            record.times, record.weights, record.stack_ids, record.stacks = [], [], [], {}
+            record.start_samples()
         stacks = record.stacks
         index = stacks.get(stack)
         if index is None:

@@ -35,6 +35,7 @@ IN_JSON = frame(JSON_CODE, JSON_CODE.co_firstlineno + 1)
 def record(*samples: tuple[int, int, tuple[int, ...]]) -> RequestSamples:
     """Samples as (time ms, weight ms, stack innermost first)."""
     r = RequestSamples(1, 0)
+    r.start_samples()
     for t, w, stack in samples:
         r.times.append(t * MS)
         r.weights.append(w * MS)
