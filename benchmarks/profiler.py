@@ -171,6 +171,25 @@ def micro() -> dict[str, float]:
     return out
 
 
+def lifecycle(rounds: int = 5, cycles: int = 20) -> tuple[float, float]:
+    """What a test suite pays per test: capture (init), one request, stop, in ms, off and on
+    (median over interleaved rounds). The profiler's thread starts with the request and stops with
+    the capture."""
+    from otelperf.testing import capture, stop_capture
+
+    app = _app()
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(rounds):
+        for on in (False, True) if r % 2 == 0 else (True, False):
+            t = time.perf_counter()
+            for _ in range(cycles):
+                cap = capture(profiler=on)
+                asyncio.run(_send(app, 1, 1))
+                stop_capture(cap)
+            times[on].append((time.perf_counter() - t) / cycles * 1000)
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
 def count_instructions(arm: str, workload: str, requests: int, args: argparse.Namespace) -> int:
     """Instructions (all threads, start-up included) of one child run under callgrind."""
     import tempfile
@@ -241,6 +260,8 @@ def main() -> None:
         f"sampler: {costs['tick_us']:.1f} µs per tick with 4 requests in flight "
         f"(x 100 ticks/s = {costs['tick_us'] * 100 / 1e4:.2f} % of one core while requests run)"
     )
+    off_ms, on_ms = lifecycle()
+    print(f"a test's capture + 1 request + stop: {off_ms:.1f} ms off, {on_ms:.1f} ms on")
 
     results: list[dict[str, Any]] = []
     for r in range(args.rounds):

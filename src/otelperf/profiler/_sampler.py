@@ -125,7 +125,8 @@ class Profiler:
         self._finished: OrderedDict[int, RequestSamples] = OrderedDict()
         self._finished_lock = threading.Lock()
         self._start_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set when the first request after an idle spell begins
+        self._halt = threading.Event()  # set by stop(): ends the sampler's wait at once
         self._thread: threading.Thread | None = None
         self._stopped = False
         # What the caps turned away, and the sampler's own cost (for `otelperf doctor` and tests).
@@ -240,6 +241,7 @@ class Profiler:
     def stop(self, timeout: float = 1.0) -> None:
         """Stop sampling and forget every request (the thread ends within one interval)."""
         self._stopped = True
+        self._halt.set()
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread() and thread.is_alive():
@@ -252,6 +254,7 @@ class Profiler:
         self._finished_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
+        self._halt = threading.Event()
         self._forget()
 
     def _forget(self) -> None:
@@ -272,7 +275,9 @@ class Profiler:
                     self._wake.wait(0.5)
                 last = time.time_ns()
                 continue
-            time.sleep(interval)
+            # Not time.sleep: stop() must not wait out an interval (a test suite stops often).
+            if self._halt.wait(interval):
+                break
             now = time.time_ns()
             try:
                 self._tick(now, last)
