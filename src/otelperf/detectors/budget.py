@@ -42,14 +42,13 @@ from otelperf import _names
 from otelperf._sdk import readable as _readable
 from otelperf.detectors._api import Finding, Severity, TraceView, hex_span_id
 from otelperf.detectors.breakdown import COMPONENTS, Attribution, Offender, attribute
-from otelperf.profiler import AppProfile, RequestSamples
-from otelperf.profiler import analyze as analyze_samples
 from otelperf.profiler import take as take_samples
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
 
     from otelperf.config import Settings
+    from otelperf.profiler import AppProfile, RequestSamples
 
 __all__ = ["LatencyBudgetDetector", "RouteStats", "split_budgets"]
 
@@ -199,6 +198,8 @@ class LatencyBudgetDetector:
 
         profile = None
         if samples is not None and start is not None and end is not None:
+            from otelperf.profiler.analysis import analyze as analyze_samples  # first use: a breach
+
             profile = analyze_samples(
                 samples,
                 start_ns=start,

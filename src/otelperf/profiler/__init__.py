@@ -15,11 +15,15 @@ what it cannot see: docs/detectors.md#where-app-time-goes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from otelperf.profiler import _threadpool
 from otelperf.profiler._sampler import Profiler, RequestSamples, begin, current, end
 from otelperf.profiler._sampler import install as _install
 from otelperf.profiler._sampler import uninstall as _uninstall
-from otelperf.profiler.analysis import AppProfile, HotFunction, analyze
+
+if TYPE_CHECKING:
+    from otelperf.profiler.analysis import AppProfile, HotFunction, analyze
 
 __all__ = [
     "AppProfile",
@@ -54,3 +58,16 @@ def take(span_id: int) -> RequestSamples | None:
     profiler is off or saw nothing of it."""
     profiler = current()
     return None if profiler is None else profiler.take(span_id)
+
+
+_LAZY = ("AppProfile", "HotFunction", "analyze")
+
+
+def __getattr__(name: str) -> Any:
+    # The analysis (and sysconfig, which it needs to tell libraries from the app) is imported when a
+    # finding first needs it, not with the server instrumentation.
+    if name in _LAZY:
+        from otelperf.profiler import analysis
+
+        return getattr(analysis, name)
+    raise AttributeError(f"module 'otelperf.profiler' has no attribute {name!r}")
