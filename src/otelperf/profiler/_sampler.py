@@ -149,8 +149,9 @@ class Profiler:
         loop = _running_loop()
         if loop is not None:
             ident = _get_ident()
-            if self._loops.get(ident) is not loop and len(self._loops) < _MAX_LOOP_THREADS:
-                self._loops[ident] = loop
+            loops = self._loops
+            if loops.get(ident) is not loop and (ident in loops or len(loops) < _MAX_LOOP_THREADS):
+                loops[ident] = loop
             task = _current_task(loop)
             if task is not None:
                 record.task = task
@@ -171,11 +172,11 @@ class Profiler:
         self._active.pop(id(record), None)
         if record.task is not None:
             self._tasks.pop(record.task, None)
-            if record.tasks:
-                for task in record.tasks:
-                    self._tasks.pop(task, None)
         elif self._threads.get(_get_ident()) is record:
             del self._threads[_get_ident()]
+        if record.tasks:
+            for task in record.tasks:
+                self._tasks.pop(task, None)
         token = record.token
         if token is not None:
             record.token = None

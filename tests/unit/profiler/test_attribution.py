@@ -194,5 +194,6 @@ def test_requests_within_budget_leave_nothing_behind() -> None:
         profiler = c.runtime.profiler
         assert profiler is not None and profiler.samples > 0
         assert profiler._finished == {} and profiler.following() == 0  # taken by the detector
+        assert profiler._tasks == {} and profiler._threads == {}  # no task or thread still registered
     finally:
         stop_capture(c)

@@ -56,6 +56,8 @@ def top_function(path: str, runner: Callable[[FastAPI, str], Awaitable[list[http
         assert response.status_code == 200
         found: list[Finding] = [f for f in cap.findings if f.detector == "latency_budget"]
         assert len(found) == 1
+        profiler = cap.runtime.profiler
+        assert profiler is not None and profiler._tasks == {} and profiler._threads == {}  # all let go
         profile = found[0].details.get("app_profile")
         return profile["functions"][0]["function"] if profile else None
     finally:
