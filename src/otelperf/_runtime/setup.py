@@ -415,13 +415,20 @@ def bounded_timeout(timeout: float | None, default: float) -> float:
 
 
 def stop(runtime: Runtime, timeout: float) -> bool:
+    try:
+        return _stop(runtime, timeout)
+    finally:
+        # Last: the detectors drain the final requests at shutdown, and take their samples then.
+        _stop_profiler(runtime)
+
+
+def _stop(runtime: Runtime, timeout: float) -> bool:
     for instrumentor in reversed(runtime._instrumentors):
         try:
             instrumentor.uninstrument()
         except Exception:
             logger.warning("otelperf could not uninstrument %s", instrumentor.name, exc_info=True)
     runtime._instrumentors.clear()
-    _stop_profiler(runtime)
     if not runtime.enabled:
         return True
 

@@ -128,8 +128,10 @@ def _check_names_function(finding: Finding, function: str) -> None:
     assert top["file"].endswith(HERE)
     first = globals()[function].__code__.co_firstlineno
     assert first < top["line"] <= first + 5  # a line inside the function's body
-    # Most of the app time, and at least most of the burn (100 ms of 120 ms at 200 Hz).
-    assert top["ms"] >= BURN_S * 1000 * 0.6, profile
+    # At least half of the burn (the sampler may lose the request's last interval, and more when
+    # the machine is busy and does not schedule it), and most of what was sampled.
+    assert top["ms"] >= BURN_S * 1000 * 0.5, profile
+    assert top["ms"] >= profile["sampled_ms"] * 0.6, profile
     assert top["ms"] <= finding.details["breakdown"]["app"] + 0.001
     assert f"ms {function} ({HERE}:{top['line']})" in finding.hint
     assert finding.hint.split("; app ")[1].startswith(f"{finding.details['breakdown']['app']:.0f} ms: ")

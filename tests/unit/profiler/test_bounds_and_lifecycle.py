@@ -12,6 +12,7 @@ from types import FrameType
 import anyio.to_thread
 import pytest
 from opentelemetry.trace import SpanKind
+from tests.unit.backends.fake_backend import closed_port_url
 from tests.unit.profiler.test_attribution import get_all, make_app
 
 from otelperf import profiler
@@ -187,3 +188,32 @@ def test_an_error_registering_a_request_never_reaches_the_app(
     finally:
         monkeypatch.undo()
         stop_capture(c)
+
+
+def test_requests_that_end_just_before_shutdown_keep_their_profile() -> None:
+    """shutdown() lets the detectors analyse the last requests before the profiler lets go of their
+    samples (the detectors run on their own thread, and drain at shutdown)."""
+    from tests.unit.runtime.conftest import reset_api_globals
+
+    import otelperf
+
+    reset_api_globals()
+    runtime = otelperf.init(
+        service_name="profiled",
+        endpoint=closed_port_url(),
+        budgets={"*": 30},
+        budgets_file="none",
+        schedule_delay="30s",
+        metric_export_interval="1h",
+        flush_on_sigterm=False,
+    )
+    try:
+        asyncio.run(get_all(make_app(), "/sync", "/async"))
+    finally:
+        otelperf.shutdown(timeout=2)
+        reset_api_globals()
+    assert runtime.findings is not None
+    found = [f for f in runtime.findings.recent() if f.detector == "latency_budget"]
+    assert len(found) == 2
+    assert all("app_profile" in f.details for f in found), [f.hint for f in found]
+    assert profiler.current() is None and profiler_threads() == []
