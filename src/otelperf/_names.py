@@ -94,10 +94,6 @@ FINDING_COUNT = "otelperf.finding.count"
 FINDING_DURATION_MS = "otelperf.finding.duration_ms"
 FINDING_HINT = "otelperf.finding.hint"
 FINDING_PLAN = "otelperf.finding.plan"  # slow PostgreSQL SELECTs: the generic plan's headline
-# Latency budgets, from the profiler's samples: "app 120 ms: 70 ms compute_discount (pricing.py:88), ..."
-FINDING_APP_PROFILE = "otelperf.finding.app_profile"
-# ...and the same samples as folded stacks ("frame;frame;frame ms" lines, at most 4 KB): the flame graph
-FINDING_APP_FOLDED = "otelperf.finding.app_profile.folded"
 FINDINGS_COUNT = "otelperf.findings.count"
 FINDINGS_DETECTORS = "otelperf.findings.detectors"
 METRIC_FINDINGS = (
@@ -109,6 +105,12 @@ METRIC_REQUEST_BREAKDOWN = "otelperf.request.breakdown"  # seconds per {route, c
 # Client side of a load test (otelperf.loadtest); Prometheus otelperf_loadtest_request_duration_seconds_*
 METRIC_LOADTEST_DURATION = "otelperf.loadtest.request.duration"
 LOADTEST_SCENARIO = "scenario"  # a bare attribute name: the dashboards select on the `scenario` label
+
+# --- the sampling profiler (profiler/): on the latency-budget finding's event ----------------------
+# "app 120 ms: 70 ms compute_discount (pricing.py:88), 30 ms in pydantic from create_order (...)"
+FINDING_APP_PROFILE = "otelperf.finding.app_profile"
+# ...and the same samples as folded stacks ("frame;frame;frame ms" lines, at most 4 KB): the flame graph
+FINDING_APP_FOLDED = "otelperf.finding.app_profile.folded"
 
 # --- delivery accounting (export/): the OTel semconv SDK self-metrics, plus the retry buffer ------
 METRIC_SDK_PROCESSOR_SPAN_PROCESSED = "otel.sdk.processor.span.processed"  # error.type=queue_full|...

@@ -83,6 +83,9 @@ class Settings:
     retry_buffer: int = 64 * 1024 * 1024  # bytes of encoded spans kept for retry (export/)
     export_concurrency: int = 4  # OTLP span exports in flight at once
     metric_export_interval: float = 10.0
+    # The sampling profiler of requests (otelperf/profiler/): where over-budget requests' app time went.
+    profiler: bool = True
+    profiler_hz: int = 100  # samples per second
     strict: bool = False
     # otelperf builds spans itself where the SDK adapter finds it equivalent (docs/internals.md);
     # False sends every span through Tracer.start_span/Span.end.
@@ -93,9 +96,6 @@ class Settings:
     # ...or an allow-list: when set, only these parameters keep their values (() = none does).
     query_params_allow: tuple[str, ...] | None = None
     exception_messages: str = "keep"  # keep | redact | drop: the application's exception messages
-    # The sampling profiler of requests (otelperf/profiler/): where over-budget requests' app time went.
-    profiler: bool = True
-    profiler_hz: int = 100  # samples per second
     # Where each value came from ("kwarg", "OTELPERF_X", "OTEL_Y" or "default"), for `otelperf doctor`.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -312,13 +312,13 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
                 {
                     _names.FINDING_DETECTOR: f.detector,
                     _names.FINDING_SEVERITY: f.severity,
+                    **_app_profile_attributes(f),  # a latency-budget finding's profile, if any
                     _names.FINDING_FINGERPRINT: f.fingerprint,
                     _names.FINDING_STATEMENT: f.statement,
                     _names.FINDING_COUNT: f.count,
                     _names.FINDING_DURATION_MS: round(f.duration_ms, 3),
                     _names.FINDING_HINT: f.hint,
                     **({_names.FINDING_PLAN: f.details["plan"]} if "plan" in f.details else {}),
-                    **_app_profile_attributes(f),
                 },
                 root.end_time,
             )

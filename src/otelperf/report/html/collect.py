@@ -14,7 +14,7 @@ from collections.abc import Callable
 from otelperf.backends import BackendError, Jaeger, Prometheus, RangeSeries, Sample
 from otelperf.backends.jaeger import JAEGER_URL
 from otelperf.report import growth
-from otelperf.report.html.flame import RouteFlame, route_flames
+from otelperf.report.html.flame import route_flames
 from otelperf.report.html.jaeger import finding_traces
 from otelperf.report.html.model import (
     QUANTILES,
@@ -22,6 +22,7 @@ from otelperf.report.html.model import (
     DbOperation,
     Finding,
     ReportData,
+    RouteFlame,
     RouteReport,
     Series,
 )
@@ -116,8 +117,8 @@ class Collector:
         data = ReportData(self.service, self.window.start, self.window.end, self.prom.url, self.jaeger)
         data.routes = self.routes()
         data.findings = self.findings(data.notes)
-        data.flames = self.flames(data.findings, data.notes)
         data.db_operations = self.db_operations()
+        data.flames = self.flames(data.findings, data.notes)
         data.client_latency, data.client_requests = self.client_latency()
         return data
 

@@ -22,6 +22,7 @@ from html import escape
 from otelperf import _names
 from otelperf.backends import Jaeger
 from otelperf.backends.jaeger import iter_events
+from otelperf.report.html.model import RouteFlame
 
 TRACES_PER_ROUTE = 100
 WIDTH = 1000.0
@@ -30,19 +31,6 @@ MAX_DEPTH = 64
 MIN_BOX_PX = 0.5  # narrower boxes are left out (their time still counts in their parent)
 _CHAR_PX = 6.6  # an average character at 11px, to clip labels to their box
 _DETECTOR = "latency_budget"
-
-
-@dataclass
-class RouteFlame:
-    """The folded stacks of one route's over-budget requests, added up."""
-
-    route: str
-    stacks: dict[str, float] = field(default_factory=dict)  # "frame;frame" -> ms
-    requests: int = 0
-
-    @property
-    def total_ms(self) -> float:
-        return sum(self.stacks.values())
 
 
 def parse_folded(text: str) -> dict[str, float]:

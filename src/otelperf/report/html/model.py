@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from otelperf.report.html.flame import RouteFlame
-
 Series = list[tuple[float, "float | None"]]
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
@@ -102,6 +100,19 @@ class DbOperation:
         return self.total_ms / self.calls if self.calls > 0 else 0.0
 
 
+@dataclass
+class RouteFlame:
+    """The profiler's folded stacks of one route's over-budget requests, added up (flame.py)."""
+
+    route: str
+    stacks: dict[str, float] = field(default_factory=dict)  # "frame;frame" -> ms
+    requests: int = 0
+
+    @property
+    def total_ms(self) -> float:
+        return sum(self.stacks.values())
+
+
 @dataclass(frozen=True)
 class BaselineRoute:
     p50_ms: float | None = None
@@ -121,14 +132,14 @@ class ReportData:
     routes: list[RouteReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     db_operations: list[DbOperation] = field(default_factory=list)
+    # Over-budget routes' profiled app time (folded stacks from Jaeger): the flame graphs (flame.py).
+    flames: list[RouteFlame] = field(default_factory=list)
     client_latency: dict[str, Series] = field(default_factory=dict)  # load generator's view, ms
     client_requests: float = 0.0
     service_min_rps: float | None = None  # the budgets' floor for all routes together
     baseline: dict[str, BaselineRoute] | None = None
     baseline_source: str = ""
     notes: list[str] = field(default_factory=list)  # what could not be read (Jaeger down, ...)
-    # Over-budget routes' profiled app time (folded stacks from Jaeger): the flame graphs (flame.py).
-    flames: list[RouteFlame] = field(default_factory=list)
 
     @property
     def total_rps(self) -> float:
