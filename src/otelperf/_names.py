@@ -127,6 +127,12 @@ METRIC_REQUEST_BREAKDOWN = "otelperf.request.breakdown"  # seconds per {route, c
 METRIC_LOADTEST_DURATION = "otelperf.loadtest.request.duration"
 LOADTEST_SCENARIO = "scenario"  # a bare attribute name: the dashboards select on the `scenario` label
 
+# --- the sampling profiler (profiler/): on the latency-budget finding's event ----------------------
+# "app 120 ms: 70 ms compute_discount (pricing.py:88), 30 ms in pydantic from create_order (...)"
+FINDING_APP_PROFILE = "otelperf.finding.app_profile"
+# ...and the same samples as folded stacks ("frame;frame;frame ms" lines, at most 4 KB): the flame graph
+FINDING_APP_FOLDED = "otelperf.finding.app_profile.folded"
+
 # --- delivery accounting (export/): the OTel semconv SDK self-metrics, plus the retry buffer ------
 METRIC_SDK_PROCESSOR_SPAN_PROCESSED = "otel.sdk.processor.span.processed"  # error.type=queue_full|...
 METRIC_SDK_PROCESSOR_QUEUE_SIZE = "otel.sdk.processor.span.queue.size"

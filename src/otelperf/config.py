@@ -85,6 +85,9 @@ class Settings:
     retry_buffer: int = 64 * 1024 * 1024  # bytes of encoded spans kept for retry (export/)
     export_concurrency: int = 4  # OTLP span exports in flight at once
     metric_export_interval: float = 10.0
+    # The sampling profiler of requests (otelperf/profiler/): where over-budget requests' app time went.
+    profiler: bool = True
+    profiler_hz: int = 100  # samples per second
     strict: bool = False
     # otelperf builds spans itself where the SDK adapter finds it equivalent (docs/internals.md);
     # False sends every span through Tracer.start_span/Span.end.
@@ -498,6 +501,7 @@ BOUNDS: dict[str, Bounds] = {
     "export_share": Bounds(0.0, 1.0),
     "export_concurrency": Bounds(1, 32),
     "retry_buffer": Bounds(RETRY_BUFFER_MIN, RETRY_BUFFER_MAX, "B"),
+    "profiler_hz": Bounds(1, 1000),
 }
 
 
@@ -622,6 +626,8 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("sensitive_query_params", "OTELPERF_SENSITIVE_QUERY_PARAMS", None, _parse_query_param_names, None),
     ("query_params_allow", "OTELPERF_QUERY_PARAMS_ALLOW", None, _parse_query_allow, None),
     ("exception_messages", "OTELPERF_EXCEPTION_MESSAGES", None, _parse_exception_messages, None),
+    ("profiler", "OTELPERF_PROFILER", None, _parse_bool, None),
+    ("profiler_hz", "OTELPERF_PROFILER_HZ", None, _parse_positive_int, None),
 )
 SETTING_NAMES = tuple(s[0] for s in _SPEC)
 

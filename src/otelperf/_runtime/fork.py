@@ -86,6 +86,10 @@ def _abandon(runtime: Runtime) -> None:
         except Exception:
             logger.debug("otelperf could not uninstrument %s after fork", instrumentor.name, exc_info=True)
     runtime._instrumentors.clear()
+    if runtime.profiler is not None:
+        # Its thread did not survive the fork; the new runtime starts a profiler of its own.
+        runtime.profiler.forget_after_fork()
+        runtime.profiler.stop()
     if runtime.detector_processor is not None:
         # Its own after-fork hook (which runs after this one) then starts no worker in the child.
         runtime.detector_processor._shutdown = True

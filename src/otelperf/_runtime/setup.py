@@ -90,6 +90,7 @@ class Runtime:
     findings: FindingsSink | None = None
     detector_processor: DetectorSpanProcessor | None = None
     span_processor: OTLPBatchProcessor | None = None  # otelperf's OTLP exporting processor
+    profiler: Any = None  # otelperf.profiler.Profiler while the profiler setting is on
     _instrumentors: list[Instrumentor] = field(default_factory=list, repr=False)
 
     @property
@@ -300,8 +301,28 @@ def start(
         runtime.detector_processor.set_detectors(build_detectors(settings, runtime.meter))
     if set_global:
         _set_global_providers(tracer_provider, meter_provider)
+    _start_profiler(runtime)
     _instrument_all(runtime)
     return runtime
+
+
+def _start_profiler(runtime: Runtime) -> None:
+    """The sampling profiler, when it has something to report to (the latency-budget detector).
+    Its thread starts with the first request it follows, so an init() that serves none pays little."""
+    settings = runtime.settings
+    if not settings.profiler or "latency_budget" not in settings.detectors:
+        return
+    from otelperf import profiler
+
+    runtime.profiler = profiler.Profiler(hz=settings.profiler_hz)
+    profiler.install(runtime.profiler)
+
+
+def _stop_profiler(runtime: Runtime) -> None:
+    if runtime.profiler is not None:
+        from otelperf import profiler
+
+        profiler.uninstall(runtime.profiler)
 
 
 def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
@@ -399,6 +420,14 @@ def bounded_timeout(timeout: float | None, default: float) -> float:
 
 
 def stop(runtime: Runtime, timeout: float) -> bool:
+    try:
+        return _stop(runtime, timeout)
+    finally:
+        # Last: the detectors drain the final requests at shutdown, and take their samples then.
+        _stop_profiler(runtime)
+
+
+def _stop(runtime: Runtime, timeout: float) -> bool:
     for instrumentor in reversed(runtime._instrumentors):
         try:
             instrumentor.uninstrument()

@@ -65,6 +65,8 @@ class Attribution:
     total_ms: float
     components: dict[str, float]
     offenders: list[Offender] = field(default_factory=list)
+    # The instants (unix ns, sorted, disjoint) given to db / cache / http: what is not app time.
+    elsewhere: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -133,6 +135,7 @@ def attribute(trace: TraceView) -> Attribution:
     # Heap of the spans started so far, deepest (then latest-started) first; ended ones are
     # dropped lazily when they reach the top, which is the only entry that matters.
     heap: list[tuple[int, int, int]] = []
+    elsewhere: list[tuple[int, int]] = []
     nxt = 0
     for t, t_next in itertools.pairwise(boundaries):
         while nxt < len(intervals) and intervals[nxt].start <= t:
@@ -146,6 +149,11 @@ def attribute(trace: TraceView) -> Attribution:
             top = intervals[-heap[0][2]]
             totals[top.component] += width
             owner_ns[top.owner] += width
+            if top.component != "app":
+                if elsewhere and elsewhere[-1][1] == t:
+                    elsewhere[-1] = (elsewhere[-1][0], t_next)
+                else:
+                    elsewhere.append((t, t_next))
         else:
             totals["app"] += width
 
@@ -153,6 +161,7 @@ def attribute(trace: TraceView) -> Attribution:
         total_ms=(root_end - root_start) / 1e6,
         components={c: totals[c] / 1e6 for c in COMPONENTS},
         offenders=_rank(owners, owner_ns),
+        elsewhere=tuple(elsewhere),
     )
 
 

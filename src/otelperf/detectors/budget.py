@@ -17,7 +17,8 @@ checked against that component's exclusive time in the request (see :mod:`.break
 
 Only requests are checked: a local root of kind SERVER. A breach is one finding (severity
 "critical" beyond twice the budget) anchored on the request's span, with the breakdown and the
-top offending statements in its details and hint. Every request, breached or not, feeds
+top offending statements in its details and hint, and, when the sampling profiler followed the
+request (:mod:`otelperf.profiler`), the functions its app time went to. Every request, breached or not, feeds
 :meth:`LatencyBudgetDetector.route_stats` (p50/p95/p99 and breach rate per route over a bounded
 window) and the ``otelperf.request.breakdown`` histogram (where the time of over-budget requests
 went, per component; within-budget requests skip the sweep, which is the costly part).
@@ -41,11 +42,13 @@ from otelperf import _names
 from otelperf._sdk import readable as _readable
 from otelperf.detectors._api import Finding, Severity, TraceView, hex_span_id
 from otelperf.detectors.breakdown import COMPONENTS, Attribution, Offender, attribute
+from otelperf.profiler import take as take_samples
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
 
     from otelperf.config import Settings
+    from otelperf.profiler import AppProfile, RequestSamples
 
 __all__ = ["LatencyBudgetDetector", "RouteStats", "split_budgets"]
 
@@ -176,6 +179,7 @@ class LatencyBudgetDetector:
             kind, route, start, end = root.kind, root.name, root.start_time, root.end_time
         if kind is not SpanKind.SERVER:
             return []
+        samples = _samples_of(root)  # taken for every request: the profiler keeps them until then
         total = (end - start) / 1e6 if start is not None and end is not None else 0.0
         budget = self._routes.get(route)  # budget_for(), inline: once per request
         if budget is None:
@@ -192,18 +196,38 @@ class LatencyBudgetDetector:
                 if ms > 0:
                     self._breakdown.record(ms / 1000.0, {"route": metric_route, "component": component})
 
+        profile = None
+        if samples is not None and start is not None and end is not None:
+            from otelperf.profiler.analysis import analyze as analyze_samples  # first use: a breach
+
+            profile = analyze_samples(
+                samples,
+                start_ns=start,
+                end_ns=end,
+                app_ms=result.components.get("app", 0.0),
+                elsewhere=result.elsewhere,
+            )
         findings: list[Finding] = []
         if budget is not None and breached:
-            findings.append(self._request_finding(trace, result, total, budget))
+            findings.append(self._request_finding(trace, result, total, budget, profile=profile))
             self._count_breach(metric_route, "request")
         for component, limit in component_budgets.items():
             spent = result.components.get(component, 0.0)
             if spent > limit:
-                findings.append(self._component_finding(trace, result, component, spent, limit))
+                app = profile if component == "app" else None
+                findings.append(self._component_finding(trace, result, component, spent, limit, profile=app))
                 self._count_breach(metric_route, component)
         return findings
 
-    def _request_finding(self, trace: TraceView, result: Attribution, total: float, budget: float) -> Finding:
+    def _request_finding(
+        self,
+        trace: TraceView,
+        result: Attribution,
+        total: float,
+        budget: float,
+        *,
+        profile: AppProfile | None = None,
+    ) -> Finding:
         route = trace.route
         top = result.offenders[: self._top]
         parts = []
@@ -214,6 +238,15 @@ class LatencyBudgetDetector:
         hint = f"{total:.0f} ms, budget {budget:.0f} ms: " + ", ".join(parts)
         if top:
             hint += "; top: " + _describe(top[0])
+        details: dict[str, Any] = {
+            "budget_ms": budget,
+            "over_ms": round(total - budget, 3),
+            "breakdown": {c: round(ms, 3) for c, ms in result.components.items()},
+            "top_offenders": [o.as_dict() for o in top],
+        }
+        if profile is not None:
+            hint += "; " + profile.summary()
+            details["app_profile"] = profile.as_dict()
         return Finding(
             detector=self.name,
             severity=_severity(total, budget),
@@ -226,22 +259,34 @@ class LatencyBudgetDetector:
             anchor_span_id=hex_span_id(trace.root),
             span_ids=_span_ids(trace, top),
             hint=hint,
-            details={
-                "budget_ms": budget,
-                "over_ms": round(total - budget, 3),
-                "breakdown": {c: round(ms, 3) for c, ms in result.components.items()},
-                "top_offenders": [o.as_dict() for o in top],
-            },
+            details=details,
         )
 
     def _component_finding(
-        self, trace: TraceView, result: Attribution, component: str, spent: float, limit: float
+        self,
+        trace: TraceView,
+        result: Attribution,
+        component: str,
+        spent: float,
+        limit: float,
+        *,
+        profile: AppProfile | None = None,
     ) -> Finding:
         route = trace.route
         top = [o for o in result.offenders if o.component == component][: self._top]
         hint = f"{component} took {spent:.0f} ms of a {limit:.0f} ms {component} budget"
         if top:
             hint += "; top: " + _describe(top[0])
+        details: dict[str, Any] = {
+            "component": component,
+            "budget_ms": limit,
+            "over_ms": round(spent - limit, 3),
+            "breakdown": {c: round(ms, 3) for c, ms in result.components.items()},
+            "top_offenders": [o.as_dict() for o in top],
+        }
+        if profile is not None:
+            hint += "; " + profile.summary()
+            details["app_profile"] = profile.as_dict()
         return Finding(
             detector=self.name,
             severity=_severity(spent, limit),
@@ -254,13 +299,7 @@ class LatencyBudgetDetector:
             anchor_span_id=hex_span_id(trace.root),
             span_ids=_span_ids(trace, top),
             hint=hint,
-            details={
-                "component": component,
-                "budget_ms": limit,
-                "over_ms": round(spent - limit, 3),
-                "breakdown": {c: round(ms, 3) for c, ms in result.components.items()},
-                "top_offenders": [o.as_dict() for o in top],
-            },
+            details=details,
         )
 
     def _count_breach(self, metric_route: str, which: str) -> None:
@@ -314,6 +353,12 @@ class LatencyBudgetDetector:
                     budget_ms=window.budget_ms,
                 )
         return out
+
+
+def _samples_of(root: ReadableSpan) -> RequestSamples | None:
+    """What the profiler sampled of this request, if it followed it (it hands them out once)."""
+    context = root.context
+    return take_samples(context.span_id) if context is not None else None
 
 
 def _severity(spent: float, limit: float) -> Severity:

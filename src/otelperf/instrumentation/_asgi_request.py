@@ -16,6 +16,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otelperf import _names
+from otelperf.profiler import _sampler as _profiler
 from otelperf.redaction.url import redact_query
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -123,3 +124,9 @@ def split_host(host: str, scheme: str) -> tuple[str, int | None]:
     if port_text.isdigit():
         return address, int(port_text)
     return address, DEFAULT_PORTS.get(scheme)
+
+
+# The sampling profiler's registration (otelperf/profiler/): the request's task and thread, while
+# it runs. None when the profiler is off or does not follow this request.
+profile_begin = _profiler.begin
+profile_end = _profiler.end

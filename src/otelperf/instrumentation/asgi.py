@@ -44,7 +44,12 @@ from otelperf._sdk import context as _context
 from otelperf._sdk.leaf import parent_in
 from otelperf._sdk.request_span import RequestSpan, RequestSpans
 from otelperf._sdk.suppression import SUPPRESS_KEY
-from otelperf.instrumentation._asgi_request import extract_parent, request_attributes
+from otelperf.instrumentation._asgi_request import (
+    extract_parent,
+    profile_begin,
+    profile_end,
+    request_attributes,
+)
 from otelperf.instrumentation._asgi_routes import RouteIndex, find_prefix
 from otelperf.instrumentation._asgi_routes import route_template as _route_template
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
@@ -204,12 +209,14 @@ class OtelperfASGIMiddleware:
         started = time.perf_counter()
         request: _Request | None = None
         token: object = None
+        profiled: Any = None
         try:
             request = _start(state, scope)
             if self._owner is not None:
                 request.route_root = self
             scope[_SCOPE_KEY] = request
             token = otel_context.attach(request.span_context)
+            profiled = profile_begin(request.span)  # None unless the profiler follows this request
         except Exception as exc:
             _internal.swallow("asgi.start", exc)
         if request is None:
@@ -236,6 +243,8 @@ class OtelperfASGIMiddleware:
             raise
         finally:
             try:
+                if profiled is not None:
+                    profile_end(profiled)  # before the span ends: the detector looks for it then
                 otel_context.detach(token)  # type: ignore[arg-type]
                 _finish(
                     state, req, scope=scope, route_prefix=self._route_prefix, error=error, started=started

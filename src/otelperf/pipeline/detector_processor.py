@@ -293,6 +293,17 @@ def _call(method_ref: weakref.WeakMethod[Any]) -> None:
         method()
 
 
+def _app_profile_attributes(finding: Finding) -> dict[str, str]:
+    """A latency-budget finding's profile (otelperf/profiler/): its summary and folded stacks."""
+    profile = finding.details.get("app_profile")
+    if not isinstance(profile, dict):
+        return {}
+    return {
+        _names.FINDING_APP_PROFILE: str(profile.get("summary", "")),
+        _names.FINDING_APP_FOLDED: str(profile.get("folded", "")),
+    }
+
+
 def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Finding]) -> list[ReadableSpan]:
     """Copies of the spans that findings point at, with one event per finding."""
     by_id = {hex_span_id(s): s for s in spans}
@@ -305,6 +316,7 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
                 {
                     _names.FINDING_DETECTOR: f.detector,
                     _names.FINDING_SEVERITY: f.severity,
+                    **_app_profile_attributes(f),  # a latency-budget finding's profile, if any
                     _names.FINDING_FINGERPRINT: f.fingerprint,
                     _names.FINDING_STATEMENT: f.statement,
                     _names.FINDING_COUNT: f.count,

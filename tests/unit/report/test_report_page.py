@@ -102,7 +102,7 @@ def data(**overrides: object) -> ReportData:
 def test_sections_in_order() -> None:
     page = Page(render(data()))
     ids = [a["id"] for a in page.all("section")]
-    assert ids == ["summary", "latency", "traffic", "client", "database", "findings", "baseline"]
+    assert ids == ["summary", "latency", "traffic", "client", "database", "findings", "apptime", "baseline"]
 
 
 def test_summary_gives_a_verdict_per_route_against_its_budget() -> None:

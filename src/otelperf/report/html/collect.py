@@ -14,6 +14,7 @@ from collections.abc import Callable
 from otelperf.backends import BackendError, Jaeger, Prometheus, RangeSeries, Sample
 from otelperf.backends.jaeger import JAEGER_URL, Trace
 from otelperf.report import growth
+from otelperf.report.html.flame import route_flames
 from otelperf.report.html.jaeger import finding_traces
 from otelperf.report.html.model import (
     QUANTILES,
@@ -21,6 +22,7 @@ from otelperf.report.html.model import (
     DbOperation,
     Finding,
     ReportData,
+    RouteFlame,
     RouteReport,
     Series,
 )
@@ -118,6 +120,7 @@ class Collector:
         data.findings = self.findings(data.notes)
         data.traces = self.traces
         data.db_operations = self.db_operations()
+        data.flames = self.flames(data.findings, data.notes)
         data.client_latency, data.client_requests = self.client_latency()
         return data
 
@@ -220,6 +223,18 @@ class Collector:
             )
             out.append(Finding(**{**f.__dict__, "trace_ids": tuple(ids or ())}))
         return sorted(out, key=lambda f: (-f.total_ms, -f.occurrences, f.detector, f.route))
+
+    def flames(self, findings: list[Finding], notes: list[str]) -> list[RouteFlame]:
+        """Flame graphs of the routes with latency-budget findings (their profiles, from Jaeger)."""
+        routes = {(f.service, f.route) for f in findings if f.detector == "latency_budget"}
+        if not routes:
+            return []
+        try:
+            jaeger = Jaeger(self.jaeger, timeout=self.prom.timeout)
+            return route_flames(jaeger, routes, self.window.start, self.window.end)
+        except BackendError as exc:
+            notes.append(f"Jaeger: {exc}; no flame graphs of over-budget routes")
+            return []
 
     def db_operations(self) -> list[DbOperation]:
         w = self.window

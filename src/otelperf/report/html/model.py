@@ -102,6 +102,19 @@ class DbOperation:
         return self.total_ms / self.calls if self.calls > 0 else 0.0
 
 
+@dataclass
+class RouteFlame:
+    """The profiler's folded stacks of one route's over-budget requests, added up (flame.py)."""
+
+    route: str
+    stacks: dict[str, float] = field(default_factory=dict)  # "frame;frame" -> ms
+    requests: int = 0
+
+    @property
+    def total_ms(self) -> float:
+        return sum(self.stacks.values())
+
+
 @dataclass(frozen=True)
 class BaselineRoute:
     p50_ms: float | None = None
@@ -121,6 +134,8 @@ class ReportData:
     routes: list[RouteReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     db_operations: list[DbOperation] = field(default_factory=list)
+    # Over-budget routes' profiled app time (folded stacks from Jaeger): the flame graphs (flame.py).
+    flames: list[RouteFlame] = field(default_factory=list)
     client_latency: dict[str, Series] = field(default_factory=dict)  # load generator's view, ms
     client_requests: float = 0.0
     service_min_rps: float | None = None  # the budgets' floor for all routes together

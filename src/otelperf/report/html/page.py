@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from html import escape
 
+from otelperf.report.html.flame import section as flame_section
 from otelperf.report.html.model import BaselineRoute, Finding, ReportData, RouteReport
 from otelperf.report.html.svg import PALETTE, Line, Threshold, has_data, line_chart
 from otelperf.report.html.waterfall_svg import MAX_WATERFALLS, finding_waterfalls
@@ -26,6 +27,7 @@ th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .empty{color:#777;font-style:italic}.note{background:#fff8e1;border:1px solid #f0d890;padding:6px 10px}
 code{font-size:.85em;word-break:break-all;white-space:pre-wrap}
 svg.chart{display:block;margin:8px 0 20px;max-width:100%;height:auto}
+svg.flame{display:block;margin:8px 0 20px;max-width:100%;height:auto;font-size:11px}
 .chart-title{font-weight:600;font-size:13px}.xtick,.ytick,.legend,.axis-label{font-size:11px;fill:#444}
 .no-data{font-size:14px;fill:#777;font-style:italic}
 figure.waterfall{margin:8px 0 24px;overflow-x:auto}figure.waterfall figcaption{font-size:.9em;color:#444}
@@ -333,6 +335,7 @@ def render(data: ReportData) -> str:
         ("client", "Client-side latency (load generator)", client_side(data)),
         ("database", "Slowest database work", database(data)),
         ("findings", "Findings by detector", findings(data)),
+        ("apptime", "Where app time goes (over-budget routes)", flame_section(data.flames)),
         ("baseline", "Baseline comparison", baseline(data)),
     ]
     body = "\n".join(
