@@ -94,7 +94,10 @@ def what_detectors_found(instance: str | None, start: float, end: float) -> list
         where = call_site(attrs)
         if where:
             print(f"   where: {where}")
-        print(f"   fix:   {attrs.get('otelperf.finding.hint', '')}")
+        print(f"   hint:  {attrs.get('otelperf.finding.hint', '')}")
+        profile = attrs.get("otelperf.finding.app_profile")
+        if profile:  # the sampling profiler's split of the request's own ("app") time
+            print(f"   where the app time went: {profile}")
         show_links(trace.root.trace_id)
         show_waterfall(trace.root.trace_id)
     print(
