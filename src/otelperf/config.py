@@ -73,6 +73,8 @@ class Settings:
     explain: bool = True  # EXPLAIN slow PostgreSQL SELECTs once per fingerprint (detectors/explain.py)
     n_plus_one_min_count: int = 5
     n_plus_one_min_ms: float = 50.0
+    # The application's file, line and function (code.*) on each statement's span and in findings.
+    call_sites: bool = True
     budgets: Mapping[str, float] = field(default_factory=dict)  # route (or "*") -> milliseconds
     budgets_file: str | None = None  # budgets file; None = search otelperf.toml/pyproject.toml; "none" = off
     export_share: float = 1.0
@@ -599,6 +601,7 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("explain", "OTELPERF_EXPLAIN", None, _parse_bool, None),
     ("n_plus_one_min_count", "OTELPERF_N_PLUS_ONE_MIN_COUNT", None, _parse_positive_int, None),
     ("n_plus_one_min_ms", "OTELPERF_N_PLUS_ONE_MIN_MS", None, _parse_millis, None),
+    ("call_sites", "OTELPERF_CALL_SITES", None, _parse_bool, None),
     ("budgets", "OTELPERF_BUDGETS", None, _parse_budgets, None),
     ("budgets_file", "OTELPERF_BUDGETS_FILE", None, _parse_str, None),
     ("export_share", "OTELPERF_EXPORT_SHARE", None, _parse_ratio, None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ def test_sync_get_makes_one_client_span_and_propagates(otelperf_capture: Capture
     tracer = otelperf_capture.runtime.tracer
     assert tracer is not None
     with tracer.start_as_current_span("parent") as parent, httpx.Client() as client:
+        line = sys._getframe().f_lineno + 1  # the call's call site
         response = client.get(f"{echo_server}/echo?page=2")
     [span] = otelperf_capture.spans_named("GET")
     assert span.kind is SpanKind.CLIENT
@@ -38,6 +40,9 @@ def test_sync_get_makes_one_client_span_and_propagates(otelperf_capture: Capture
         "url.full": f"{echo_server}/echo?page=2",
         "otelperf.component": "http",
         "http.response.status_code": 200,
+        "code.file.path": __file__,
+        "code.function.name": "test_sync_get_makes_one_client_span_and_propagates",
+        "code.line.number": line,
     }
     assert span.status.status_code is StatusCode.UNSET
 
