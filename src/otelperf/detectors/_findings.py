@@ -44,6 +44,7 @@ class FindingStats:
     last_count: int = 0  # how often the statement ran in the latest finding's request
     last_logged: float = -1e18
     logged_occurrences: int = 0  # ``occurrences`` when it was last logged
+    call_site: str = ""  # the latest finding's "app/routes.py:42 in list_authors()", when known
 
 
 class FindingsSink:
@@ -90,6 +91,8 @@ class FindingsSink:
                             finding.hint,
                         )
                 if stats is not None:
+                    stats.call_site = finding.details.get("call_site") or stats.call_site
+                    stats.hint = finding.hint  # the exact fix names lines, which can move
                     stats.occurrences += 1
                     stats.total_ms += finding.duration_ms
                     stats.last_trace_id = finding.trace_id
@@ -108,11 +111,16 @@ class FindingsSink:
                 # One statement per fingerprint, so no extra cardinality; shortened for the label.
                 "statement": finding.statement[:STATEMENT_LABEL_MAX],
             }
+            call_site = finding.details.get("call_site")
+            if call_site:  # the line that ran it: one or a few per fingerprint, so few series
+                attributes["call_site"] = str(call_site)[:STATEMENT_LABEL_MAX]
             if self._counter is not None and self._time is not None:
                 self._counter.add(1, attributes)
                 self._time.add(finding.duration_ms, attributes)
         for args in to_log:
-            logger.warning("otelperf %s [%s] %s: %s x%d in 1 request (finding seen %s; trace %s) - %s", *args)
+            logger.warning(
+                "otelperf %s [%s] %s: %s x%d in 1 request%s (finding seen %s; trace %s) - %s", *args
+            )
 
     def recent(self) -> list[Finding]:
         with self._lock:
@@ -136,8 +144,9 @@ def _log_args(stats: FindingStats, now: float) -> tuple[Any, ...]:
     the finding itself (one per request) was seen: since its previous line (at most one a minute
     per finding), and in all. For example::
 
-        otelperf n_plus_one [warning] GET /orders: SELECT ... x110 in 1 request
-        (finding seen 3 times in the last 2 min, 41 times in all, 5230 ms in all; trace 4bf9...) - ...
+        otelperf n_plus_one [warning] GET /orders: SELECT ... x110 in 1 request at app/orders.py:57 in
+        list_orders() (finding seen 3 times in the last 2 min, 41 times in all, 5230 ms in all;
+        trace 4bf9...) - ...
     """
     since = stats.occurrences - stats.logged_occurrences
     if stats.logged_occurrences == 0:
@@ -153,6 +162,7 @@ def _log_args(stats: FindingStats, now: float) -> tuple[Any, ...]:
         stats.route,
         stats.statement,
         stats.last_count,
+        f" at {stats.call_site}" if stats.call_site else "",
         seen,
         stats.last_trace_id,
         stats.hint,

@@ -26,10 +26,16 @@ from typing import Any
 
 from otelperf import _names
 
-__all__ = ["LOAD_OPTIONS", "lazy_loaded", "queried_relationship", "relationship_attributes"]
+__all__ = ["LOAD_OPTIONS", "is_orm", "lazy_loaded", "queried_relationship", "relationship_attributes"]
 
 LOAD_OPTIONS = "_sa_orm_load_options"  # the execution option holding the ORM's load options
 _NOT_EAGER = frozenset(("dynamic", "write_only"))
+
+
+def is_orm(context: Any) -> bool:
+    """Whether the statement is an ORM one (``select(Author)``, a lazy load...), not Core's."""
+    attributes = getattr(getattr(context, "invoked_statement", None), "_propagate_attrs", None)
+    return attributes is not None and attributes.get("compile_state_plugin") == "orm"
 
 
 def lazy_loaded(context: Any) -> Any:
@@ -44,21 +50,26 @@ def lazy_loaded(context: Any) -> Any:
     return relationship if getattr(relationship, "key", None) and hasattr(relationship, "parent") else None
 
 
-def _compared_columns(where: Any) -> set[Any]:
+def _column_key(column: Any) -> tuple[str | None, str | None]:
+    """(table, column) names: the ORM's annotated columns are other objects than the table's."""
+    return getattr(getattr(column, "table", None), "fullname", None), getattr(column, "name", None)
+
+
+def _compared_columns(where: Any) -> set[tuple[str | None, str | None]]:
     """Columns the WHERE clause compares with ``=`` to a bound value, in its top-level AND."""
     from sqlalchemy.sql import operators
     from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, ColumnClause
 
     clauses = list(where.clauses) if isinstance(where, BooleanClauseList) else [where]
-    out: set[Any] = set()
+    out: set[tuple[str | None, str | None]] = set()
     for clause in clauses:
         if not isinstance(clause, BinaryExpression) or clause.operator is not operators.eq:
             continue
         left, right = clause.left, clause.right
         if isinstance(left, ColumnClause) and isinstance(right, BindParameter):
-            out.add(left)
+            out.add(_column_key(left))
         elif isinstance(right, ColumnClause) and isinstance(left, BindParameter):
-            out.add(right)
+            out.add(_column_key(right))
     return out
 
 
@@ -89,7 +100,7 @@ def queried_relationship(context: Any) -> Any:
                 continue
             if relationship.secondary is not None:
                 continue
-            remote = set(relationship.remote_side)
+            remote = {_column_key(column) for column in relationship.remote_side}
             if remote and remote <= compared:
                 found.append(relationship)
     return found[0] if len(found) == 1 else None

@@ -61,7 +61,7 @@ from otelperf._sdk.suppression import instrumentation_suppressed
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
 from otelperf.instrumentation._callsite import CallSites
 from otelperf.instrumentation._sqlalchemy_orm import (
-    LOAD_OPTIONS,
+    is_orm,
     lazy_loaded,
     queried_relationship,
     relationship_attributes,
@@ -413,7 +413,6 @@ class _StatementHooks:
         try:
             if instrumentation_suppressed():
                 return None
-            orm = False
             if context is None:
                 # A direct call outside any execution: the dialect is all there is, without a URL.
                 key, url = dialect, None
@@ -429,7 +428,6 @@ class _StatementHooks:
                     return None
                 key = connection.engine
                 url = key.url
-                orm = context.execution_options.get(LOAD_OPTIONS) is not None
             info = self._infos.get(key)
             if info is None:
                 info = self._infos[key] = _EngineInfo(dialect, url, self._legacy)
@@ -437,7 +435,7 @@ class _StatementHooks:
                     self._on_engine(dialect, url)
             operation, collection = operation_and_collection(statement, mysql=info.mysql)
             loads: tuple[Any, str] | None = None
-            if orm and operation == "SELECT":
+            if operation == "SELECT" and context is not None and is_orm(context):
                 relationship = lazy_loaded(context)
                 if relationship is not None:
                     loads = (relationship, "lazy")

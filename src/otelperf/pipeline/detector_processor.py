@@ -40,7 +40,7 @@ from otelperf._sdk import leaf as _leaf
 from otelperf._sdk import readable as _readable
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.fast_paths import processor_reason
-from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
+from otelperf.detectors._api import Detector, Finding, TraceView, detail_attributes, hex_span_id
 from otelperf.detectors._findings import FindingsSink
 from otelperf.pipeline.share import LOW_64_BITS, share_limit
 
@@ -306,7 +306,7 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
                     _names.FINDING_COUNT: f.count,
                     _names.FINDING_DURATION_MS: round(f.duration_ms, 3),
                     _names.FINDING_HINT: f.hint,
-                    **({_names.FINDING_PLAN: f.details["plan"]} if "plan" in f.details else {}),
+                    **detail_attributes(f),  # plan, call site, relationship...
                 },
                 root.end_time,
             )

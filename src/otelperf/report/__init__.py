@@ -23,6 +23,7 @@ class RankedFinding:
     statement: str
     occurrences: float
     total_ms: float
+    call_site: str = ""  # "app/routes.py:42 in list_authors()": the line that ran it, when known
 
 
 def growth(metric: str, select: str, window: str, labels: str) -> str:
@@ -49,7 +50,7 @@ def ranked_from_prometheus(
     :class:`~otelperf.backends.PrometheusQueryError` when it refuses the query.
     """
     prom = Prometheus(prometheus, timeout)
-    labels = "detector, severity, route, fingerprint, statement"
+    labels = "detector, severity, route, fingerprint, statement, call_site"
     select = f"{{{matchers}}}" if matchers else ""
     times = prom.query(growth("otelperf_findings_time_milliseconds_total", select, window, labels))
     counts = prom.query(growth("otelperf_findings_total", select, window, labels))
@@ -66,6 +67,7 @@ def ranked_from_prometheus(
                 m.get("statement", ""),
                 count_of.get(tuple(sorted(m.items())), 0.0),
                 row.value,
+                m.get("call_site", ""),
             )
         )
     return sorted(
@@ -74,7 +76,8 @@ def ranked_from_prometheus(
 
 
 def format_ranked(rows: Sequence[Any], limit: int = 20) -> str:
-    """A table of findings, most costly first (rows: RankedFinding or the sink's FindingStats)."""
+    """A table of findings, most costly first (rows: RankedFinding or the sink's FindingStats); under
+    a finding whose call site is known, the line that ran it."""
     if not rows:
         return "no findings"
     lines = [f"{'time ms':>10} {'count':>7}  {'detector':<15} {'severity':<8} {'route':<28} statement"]
@@ -84,4 +87,7 @@ def format_ranked(rows: Sequence[Any], limit: int = 20) -> str:
             f"{row.total_ms:>10.0f} {occurrences:>7.0f}  {row.detector:<15} {row.severity:<8} "
             f"{row.route[:28]:<28} {row.statement[:90]}"
         )
+        call_site = getattr(row, "call_site", "")
+        if call_site:
+            lines.append(f"{'':>10} {'':>7}  at {call_site}")
     return "\n".join(lines)
