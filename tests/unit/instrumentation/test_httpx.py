@@ -267,3 +267,30 @@ async def test_in_process_server_span_is_a_child_of_the_client_span(otelperf_cap
     assert client_span.parent is not None and client_span.parent.span_id == handler.get_span_context().span_id
     assert server_span.parent is not None and server_span.parent.span_id == client_span.context.span_id
     assert server_span.context.trace_id == client_span.context.trace_id == handler.get_span_context().trace_id
+
+
+def test_calls_in_a_loop_are_an_n_plus_one_with_the_loops_line_and_the_path_template(
+    echo_server: str,
+) -> None:
+    import os
+
+    from otelperf.testing import capture, stop_capture
+
+    cap = capture(detectors="n_plus_one", n_plus_one_min_ms=0)
+    try:
+        tracer = cap.runtime.tracer
+        assert tracer is not None
+        with tracer.start_as_current_span("GET /basket"), httpx.Client() as client:
+            for item in range(5):
+                line = sys._getframe().f_lineno + 1
+                client.get(f"{echo_server}/items/{item}/stock")
+        (finding,) = [f for f in cap.findings if f.detector == "n_plus_one"]
+        function = "test_calls_in_a_loop_are_an_n_plus_one_at_the_loops_line_with_the_path_template"
+        site = f"{os.path.relpath(__file__)}:{line} in {function}()"
+        assert finding.details["call_site"] == site
+        assert finding.hint == (
+            f"fetch in one call (a batch endpoint for GET 127.0.0.1/items/{{id}}/stock) or concurrently:"
+            f" the 5 calls at {site}"
+        )
+    finally:
+        stop_capture(cap)
