@@ -285,7 +285,7 @@ def test_calls_in_a_loop_are_an_n_plus_one_with_the_loops_line_and_the_path_temp
                 line = sys._getframe().f_lineno + 1
                 client.get(f"{echo_server}/items/{item}/stock")
         (finding,) = [f for f in cap.findings if f.detector == "n_plus_one"]
-        function = "test_calls_in_a_loop_are_an_n_plus_one_at_the_loops_line_with_the_path_template"
+        function = sys._getframe().f_code.co_name
         site = f"{os.path.relpath(__file__)}:{line} in {function}()"
         assert finding.details["call_site"] == site
         assert finding.hint == (
