@@ -6,7 +6,9 @@
 Two workloads against in-memory SQLite, so the statements are cheap and otelperf's own cost shows:
 ``orm``, a parent span around a session that loads 20 authors and lazily loads each one's books
 (21 statements, the N+1 shape, with ~15 SQLAlchemy frames between the attribute access and the
-DBAPI call), and ``core``, 40 Core lookups by id from a helper function (~7 frames). Three arms:
+DBAPI call), ``core``, 40 Core lookups by id from a helper function (~7 frames), and ``async``, the
+same 40 lookups as the asyncio extension runs them (in a greenlet, the call site on the stack of
+the greenlet that awaits it). Three arms:
 ``bare`` (not instrumented), ``off`` (instrumented, ``call_sites=False``) and ``on`` (the
 default); the instrumentor is installed and removed between them, in one process, and every arm
 gets the same SDK TracerProvider (always on, no exporter). Printed per workload: the minimum over
@@ -21,6 +23,7 @@ in the order bare, off, on, on, off, bare, each counted on its own.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import re
@@ -34,9 +37,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.util import greenlet_spawn
 
 AUTHORS = 20
-STATEMENTS = {"orm": AUTHORS + 1, "core": 40}  # per request
+STATEMENTS = {"orm": AUTHORS + 1, "core": 40, "async": 40}  # per request
 ARMS = ("bare", "off", "on")
 ORDER = ("bare", "off", "on", "on", "off", "bare")  # under callgrind: each arm early and late
 
@@ -89,12 +93,25 @@ def build(workload: str) -> tuple[Callable[[], None], Callable[[str], None]]:
             for author_id in range(STATEMENTS[workload]):
                 lookup(conn, author_id % AUTHORS)
 
+    loop = asyncio.new_event_loop()
+
+    async def lookups(conn: Any) -> None:
+        for author_id in range(STATEMENTS[workload]):
+            # What AsyncConnection.execute does: the statement runs in a greenlet whose stack ends
+            # in SQLAlchemy; the call site is this line, on the stack of the greenlet that waits.
+            await greenlet_spawn(conn.execute, by_id, {"id": author_id % AUTHORS})
+
+    def async_request() -> None:
+        with tracer.start_as_current_span("request"), engine.connect() as conn:
+            loop.run_until_complete(lookups(conn))
+
     def switch(arm: str) -> None:
         INSTRUMENTOR.uninstrument()
         if arm != "bare":
             INSTRUMENTOR.instrument(InstrumentContext(tracer, meter, Settings(call_sites=arm == "on")))
 
-    return (orm_request if workload == "orm" else core_request), switch
+    requests = {"orm": orm_request, "core": core_request, "async": async_request}
+    return requests[workload], switch
 
 
 def _measure(request: Callable[[], None], requests: int) -> float:
@@ -176,12 +193,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--workloads", default=",".join(STATEMENTS), help="comma-separated: orm,core,async")
     parser.add_argument("--child", choices=tuple(STATEMENTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.requests)
         return
-    for workload, statements in STATEMENTS.items():
+    for workload in args.workloads.split(","):
+        statements = STATEMENTS[workload]
         print(f"{workload}: {statements} statements per request")
         if args.instructions:
             counts = instructions(workload, min(args.requests, 40))

@@ -128,37 +128,77 @@ class _Memo:
     """Where a key's call site was last time: ``depth`` for ``sys._getframe`` from the caller of
     :meth:`CallSites.attributes`, the library code just inside it, the site, the merged attributes."""
 
-    __slots__ = ("depth", "greenlet", "inner", "merged", "site")
+    __slots__ = ("depth", "greenlet", "inner", "merged", "parent_depth", "parent_inner", "site")
 
     def __init__(self, depth: int, inner: CodeType, site: Site, greenlet: bool) -> None:
         self.depth = depth
         self.inner = inner
         self.site = site
         self.greenlet = greenlet  # the site is on the parent greenlet's stack, past the frame at depth
+        # On the parent greenlet's stack: f_back steps from its frame to the site's, and the code
+        # just inside the site (SQLAlchemy's greenlet_spawn, usually).
+        self.parent_depth = 0
+        self.parent_inner: CodeType | None = None
         # (site, base, base + site's attributes), replaced as one: threads share the memo.
         self.merged: tuple[Site, dict[str, Any], dict[str, Any]] | None = None
 
 
+_getcurrent: Any = None  # greenlet.getcurrent, once greenlet is imported
+
+
 def _parent_greenlet_frame() -> FrameType | None:
     """The frame at which the greenlet that started this one waits (SQLAlchemy's asyncio bridge)."""
-    greenlet = sys.modules.get("greenlet")
-    if greenlet is None:
-        return None
-    parent = greenlet.getcurrent().parent
+    global _getcurrent
+    if _getcurrent is None:
+        greenlet = sys.modules.get("greenlet")
+        if greenlet is None:
+            return None
+        _getcurrent = greenlet.getcurrent
+    parent = _getcurrent().parent
     if parent is None:
         return None
     frame: FrameType | None = parent.gr_frame
     return frame
 
 
-def _walk_from(frame: FrameType | None, limit: int) -> FrameType | None:
-    """The first frame of application code from ``frame`` outward, within ``limit`` frames."""
-    while frame is not None and limit > 0:
-        if not is_library(frame.f_code.co_filename):
-            return frame
+def _walk_from(frame: FrameType | None, limit: int) -> tuple[FrameType, int, CodeType | None] | None:
+    """(the first frame of application code from ``frame`` outward, within ``limit`` frames, its
+    f_back steps from ``frame``, the code of the frame just inside it or None)."""
+    steps = 0
+    inner: CodeType | None = None
+    while frame is not None and steps < limit:
+        code = frame.f_code
+        if not is_library(code.co_filename):
+            return frame, steps, inner
+        inner = code
         frame = frame.f_back
-        limit -= 1
+        steps += 1
     return None
+
+
+def _recall_in_parent(memo: _Memo) -> Site | None:
+    """The site on the parent greenlet's stack: where it was last time when the stack there has the
+    same shape (a loop awaiting from one line), else found by a walk (and remembered)."""
+    frame = _parent_greenlet_frame()
+    if frame is None:
+        return None
+    start = frame
+    inner = memo.parent_inner
+    if inner is not None:
+        steps = memo.parent_depth - 1  # to the frame just inside the site
+        while steps > 0 and frame is not None:
+            frame = frame.f_back
+            steps -= 1
+        if frame is not None and frame.f_code is inner:
+            outer = frame.f_back
+            site = memo.site
+            if outer is not None and outer.f_code is site.code and outer.f_lasti == site.lasti:
+                return site
+    found = _walk_from(start, _MAX_WALK)
+    if found is None:
+        return None
+    memo.parent_depth, memo.parent_inner = found[1], found[2]
+    return site_of_frame(found[0])
 
 
 class CallSites:
@@ -172,20 +212,21 @@ class CallSites:
 
     # site() and attributes() repeat the same few lines on purpose: the usual case (the stack as
     # last time) is done inline, without further Python calls; depths count from their caller.
+    # The usual case is checked on the site's own frame alone, the same code at the same
+    # instruction at the same depth: a loop's frame lives through the loop, so CPython builds its
+    # frame object once, where checking the library frame inside it would build one per statement.
 
     def site(self, key: Any) -> Site | None:
         """The caller's call site (None when the stack holds no application code)."""
         memo = self._memos.get(key)
         if memo is not None and not memo.greenlet:
             try:
-                frame = _getframe(memo.depth)  # depth - 1 from the caller, + this method
+                frame = _getframe(memo.depth + 1)  # + this method
             except ValueError:
                 frame = None
-            if frame is not None and frame.f_code is memo.inner:
-                outer = frame.f_back
-                site = memo.site
-                if outer is not None and outer.f_code is site.code and outer.f_lasti == site.lasti:
-                    return site  # the same line as last time: the usual case in a loop
+            site = memo.site
+            if frame is not None and frame.f_code is site.code and frame.f_lasti == site.lasti:
+                return site  # the same line as last time: the usual case in a loop
         memo = self._slow(key, memo)
         return None if memo is None else memo.site
 
@@ -195,21 +236,37 @@ class CallSites:
         stack holds no application code."""
         memo = self._memos.get(key)
         if memo is not None and not memo.greenlet:
-            try:
-                frame = _getframe(memo.depth)
-            except ValueError:
-                frame = None
-            if frame is not None and frame.f_code is memo.inner:
-                outer = frame.f_back
-                cached = memo.merged
-                if (
-                    outer is not None
-                    and cached is not None
-                    and outer.f_code is cached[0].code
-                    and outer.f_lasti == cached[0].lasti
-                    and cached[1] is base
-                ):
+            cached = memo.merged
+            if cached is not None and cached[1] is base:
+                try:
+                    frame = _getframe(memo.depth + 1)  # + this method
+                except ValueError:
+                    frame = None
+                site = cached[0]
+                if frame is not None and frame.f_code is site.code and frame.f_lasti == site.lasti:
                     return cached[2]
+        elif memo is not None and _getcurrent is not None:
+            # SQLAlchemy's asyncio extension: this greenlet's stack is the library's to its start
+            # (checked on its last frame), the site is on the stack of the greenlet that waits.
+            cached = memo.merged
+            if cached is not None and cached[1] is base and memo.parent_depth == 1:
+                try:
+                    frame = _getframe(memo.depth)  # depth - 1 from the caller, + this method
+                except ValueError:
+                    frame = None
+                parent = _getcurrent().parent
+                if (
+                    frame is not None
+                    and frame.f_back is None
+                    and frame.f_code is memo.inner
+                    and parent is not None
+                ):
+                    waiting = parent.gr_frame
+                    site = cached[0]
+                    if waiting is not None and waiting.f_code is memo.parent_inner:
+                        outer = waiting.f_back
+                        if outer is not None and outer.f_code is site.code and outer.f_lasti == site.lasti:
+                            return cached[2]
         memo = self._slow(key, memo)
         if memo is None:
             return base
@@ -245,10 +302,7 @@ class CallSites:
             return None
         outer = frame.f_back
         if memo.greenlet:
-            if outer is not None:
-                return None
-            found = _walk_from(_parent_greenlet_frame(), _MAX_WALK)
-            return None if found is None else site_of_frame(found)
+            return None if outer is not None else _recall_in_parent(memo)
         if outer is None or is_library(outer.f_code.co_filename):
             return None
         return site_of_frame(outer)
@@ -270,7 +324,9 @@ class CallSites:
         if frame is None and inner is not None:
             found = _walk_from(_parent_greenlet_frame(), _MAX_WALK)
             if found is not None:
-                return self._remember(key, _Memo(depth, inner, site_of_frame(found), True))
+                memo = _Memo(depth, inner, site_of_frame(found[0]), True)
+                memo.parent_depth, memo.parent_inner = found[1], found[2]
+                return self._remember(key, memo)
         return None
 
     def _remember(self, key: Any, memo: _Memo) -> _Memo:
