@@ -11,13 +11,18 @@ This runs on the request path for every statement, so it must cost well under a 
 Walking the stack frame by frame costs ~2 µs for the ~15 SQLAlchemy frames between an ORM
 attribute access and the DBAPI call (CPython 3.11 builds a frame object for each ``f_back``).
 Instead, each key (a statement's text, a Redis command...) remembers where its call site was the
-last time: the depth of the application frame and the code object of the library frame just
-inside it. ``sys._getframe(depth - 1)`` walks to it in C; when that frame runs the same library
-code and its caller is application code, that caller is the call site (a loop runs the same
-statement from the same depth every time). Anything else walks the stack and remembers the new
-answer. The names (file, line, function) are resolved once per (code object, instruction) and
-kept with the frame's position, so a repeated statement pays two frame lookups and a few
-identity checks.
+last time: the depth of the application frame, its code and instruction, and the code of the
+library frame just inside it. ``sys._getframe(depth)`` walks there in C; when that frame runs the
+same code at the same instruction, it is the call site (a loop runs the same statement from the
+same depth every time, and its frame object is built once for the whole loop). When it runs
+another line of the same function, the library frame inside it is checked too; anything else
+walks the stack and remembers the new answer. The names (file, line, function) are worked out
+once per line of code. ``benchmarks/callsite.py`` measures the cost.
+
+The check trusts the depth: a statement that reaches the same code and instruction at the same
+depth through application code *inside* the library frames (an event listener that runs it,
+say) would be reported at the outer frame. That takes the same statement, the same line and the
+same depth on two different paths; the walk that found the memo in the first place is exact.
 
 Under SQLAlchemy's asyncio extension a statement runs in a greenlet whose stack ends where the
 greenlet started; the application's coroutine is on the stack of the greenlet that waits for it
