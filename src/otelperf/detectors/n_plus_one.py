@@ -55,6 +55,7 @@ SQL_WRITE_HINT = "batch the writes: executemany() or one multi-row statement"
 REQUEST_SHARE = 1 / 3
 # ...when it also takes at least this part of n_plus_one_min_ms (10 ms of the default 50 ms).
 SHARE_FLOOR = 1 / 5
+_MAX_CHAIN = 4  # relationships chained in one fix (author.books, each book's reviews...)
 
 # Statements that are cursor traffic or transaction control: repeating them is how they work.
 _EXEMPT_VERBS = frozenset(
@@ -169,9 +170,11 @@ def _hint(
     count: int,
     loop: CallSite | None,
     orm: tuple[str, str] | None,
+    path: Sequence[str] = (),
     parent: CallSite | None,
 ) -> str:
-    """The exact fix, in the words a developer would act on."""
+    """The exact fix, in the words a developer would act on. ``path``: the relationships to load
+    with the parents' query, outermost first (``Author.books``, ``Book.reviews``)."""
     at_loop = _at(loop)
     if kind == "redis":
         command = statement.split(" ", 1)[0]
@@ -187,11 +190,12 @@ def _hint(
     batched = in_query(statement)
     if orm is not None:
         relationship, load = orm
-        option = f"`.options(selectinload({relationship}))`"
+        chain = ".".join(f"selectinload({step})" for step in (path or (relationship,)))
+        option = f"`.options({chain})`"
         if parent is not None:
             target = f"the query{_at(parent)}"
         else:
-            target = f"the query that loads the {relationship.split('.')[0]} rows"
+            target = f"the query that loads the {(path or (relationship,))[0].split('.')[0]} rows"
         if load == "lazy":
             return f"add {option} to {target}: {relationship} is lazily loaded {count} times{at_loop}"
         key = relationship.rsplit(".", 1)[-1]
@@ -301,10 +305,24 @@ class NPlusOneDetector:
             details.update(loop.details())
         orm = _orm_of(first) if kind == "sql" else None
         parent_site = None
+        path: list[str] = []  # the relationships to load with the parents' query, outermost first
         if kind == "sql":
             parent_query = _parent_query(trace, first, fp, orm[2] if orm is not None else None)
+            if orm is not None:
+                path.append(orm[0])
+                # Parents that were themselves lazily loaded (author.books, then each book's
+                # reviews): the fix chains the options on the query that loaded the outermost rows.
+                while parent_query is not None and len(path) < _MAX_CHAIN:
+                    outer = _orm_of(parent_query[2])
+                    if outer is None or outer[1] != "lazy":
+                        break
+                    path.insert(0, outer[0])
+                    outer_key = _key(parent_query[2], attributes_of(parent_query[2]))
+                    parent_query = _parent_query(
+                        trace, parent_query[2], outer_key[2] if outer_key else "", outer[2]
+                    )
             if parent_query is not None:
-                parent_statement, parent_site = parent_query
+                parent_statement, parent_site, _ = parent_query
                 details["parent_statement"] = parent_statement
                 if parent_site is not None:
                     details["parent_call_site"] = str(parent_site)
@@ -327,6 +345,7 @@ class NPlusOneDetector:
                 count=len(spans),
                 loop=loop,
                 orm=orm[:2] if orm is not None else None,
+                path=path,
                 parent=parent_site,
             ),
             details=details,
@@ -346,8 +365,8 @@ def _orm_of(span: ReadableSpan) -> tuple[str, str, str | None] | None:
 
 def _parent_query(
     trace: TraceView, first: ReadableSpan, fp: str, parent_table: str | None
-) -> tuple[str, CallSite | None] | None:
-    """(statement, call site) of the query that loaded the rows the loop runs over: the latest
+) -> tuple[str, CallSite | None, ReadableSpan] | None:
+    """(statement, call site, span) of the query that loaded the rows the loop runs over: the latest
     SELECT that ended before the loop's first repeat (from ``parent_table`` when it is known)."""
     before = first.start_time or 0
     best: ReadableSpan | None = None
@@ -366,7 +385,7 @@ def _parent_query(
         best, best_end, best_statement = span, end, key[1]
     if best is None:
         return None
-    return best_statement, call_site_of(best)
+    return best_statement, call_site_of(best), best
 
 
 def _common_ancestor(trace: TraceView, parent_ids: Sequence[int]) -> str:

@@ -437,6 +437,62 @@ def n1_lazy_load_names_the_relationship_and_the_parent_query() -> Scenario:
     )
 
 
+REVIEWS = "SELECT review.id, review.book_id FROM review WHERE ? = review.book_id"
+LAZY_REVIEWS = {
+    "otelperf.orm.relationship": "Book.reviews",
+    "otelperf.orm.load": "lazy",
+    "otelperf.orm.parent_table": "book",
+}
+
+
+def n1_nested_lazy_loads_chain_the_options_on_the_outer_query() -> Scenario:
+    """Each author's books, then each book's reviews, all lazily: the reviews' fix is on the
+    authors' query (the books were loaded by attribute access, where no option can go)."""
+    b = TraceBuilder("GET /authors")
+    handler = b.open("list_authors")
+    authors = site("app/routes.py", 10, "list_authors")
+    b.sql(handler, AUTHORS, 3, site=authors, extra={"db.collection.name": "author"})
+    for _ in range(5):
+        b.sql(
+            handler, BOOKS, 4, site=site("app/routes.py", 12, "list_authors"),
+            extra={**LAZY_BOOKS, "db.collection.name": "book"},
+        )  # fmt: skip
+        for _ in range(2):
+            b.sql(
+                handler, REVIEWS, 3, site=site("app/routes.py", 13, "list_authors"),
+                extra={**LAZY_REVIEWS, "db.collection.name": "review"},
+            )  # fmt: skip
+    b.close(handler)
+    at_authors = "the query at app/routes.py:10 in list_authors()"
+    return Scenario(
+        "n1_nested_lazy_loads_chain_the_options_on_the_outer_query",
+        b.finish(),
+        [
+            Expected(
+                "n_plus_one",
+                BOOKS,
+                5,
+                hex_id(handler),
+                hint=(
+                    f"add `.options(selectinload(Author.books))` to {at_authors}:"
+                    " Author.books is lazily loaded 5 times at app/routes.py:12 in list_authors()"
+                ),
+            ),
+            Expected(
+                "n_plus_one",
+                REVIEWS,
+                10,
+                hex_id(handler),
+                hint=(
+                    f"add `.options(selectinload(Author.books).selectinload(Book.reviews))` to {at_authors}:"
+                    " Book.reviews is lazily loaded 10 times at app/routes.py:13 in list_authors()"
+                ),
+                details={"parent_call_site": "app/routes.py:10 in list_authors()"},
+            ),
+        ],
+    )
+
+
 def n1_explicit_query_in_a_loop_gets_one_in_query() -> Scenario:
     """A query per row written by hand (no relationship known): the fix is one IN query, shown."""
     b = TraceBuilder("GET /orders")
@@ -802,6 +858,7 @@ BUILDERS: tuple[Callable[[], Scenario], ...] = (
     n1_http_uuids,
     n1_lazy_load_names_the_relationship_and_the_parent_query,
     n1_explicit_query_in_a_loop_gets_one_in_query,
+    n1_nested_lazy_loads_chain_the_options_on_the_outer_query,
     n1_redis_reads_at_their_line,
     n1_fast_lazy_loads_fill_a_fast_request,
     slow_warning,

@@ -58,6 +58,13 @@ class Book(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("author.id"))
     author: Mapped[Author] = relationship(back_populates="books")
+    reviews: Mapped[list[Review]] = relationship()
+
+
+class Review(Base):
+    __tablename__ = "review"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
 
 
 class Tag(Base):
@@ -91,7 +98,7 @@ ROWS = 6
 
 def _fill(session: Session | AsyncSession) -> None:
     for i in range(ROWS):
-        session.add(Author(id=i, name=f"a{i}", books=[Book(id=i)], tags=[Tag(id=i)]))
+        session.add(Author(id=i, name=f"a{i}", books=[Book(id=i, reviews=[Review(id=i)])], tags=[Tag(id=i)]))
         session.add(Publisher(id=i, titles=[Title(id=i)], editions=[Edition(id=i)]))
 
 
@@ -184,6 +191,33 @@ def test_lazy_many_to_one_and_many_to_many(cap: Capture, engine: Engine) -> None
     finding = _request(cap, tags_of_authors)
     assert finding.details["relationship"] == "Author.tags"
     assert finding.hint.startswith("add `.options(selectinload(Author.tags))` to the query at")
+
+
+def test_nested_lazy_loads_chain_the_options_on_the_query_of_the_outer_rows(
+    cap: Capture, engine: Engine
+) -> None:
+    lines: dict[str, int] = {}
+
+    def list_authors() -> None:
+        with Session(engine) as session:
+            lines["parents"] = _next_line()
+            for author in session.scalars(select(Author)).all():
+                for book in author.books:
+                    lines["loop"] = _next_line()
+                    assert len(book.reviews) == 1
+
+    tracer = cap.runtime.tracer
+    assert tracer is not None
+    cap.clear()
+    with tracer.start_as_current_span("GET /authors"):
+        list_authors()
+    reviews = next(f for f in cap.findings if f.details.get("relationship") == "Book.reviews")
+    function = f"{sys._getframe().f_code.co_name}.<locals>.list_authors"
+    assert reviews.hint == (
+        "add `.options(selectinload(Author.books).selectinload(Book.reviews))` to the query at"
+        f" {HERE}:{lines['parents']} in {function}():"
+        f" Book.reviews is lazily loaded {ROWS} times at {HERE}:{lines['loop']} in {function}()"
+    )
 
 
 def test_a_query_per_parent_written_by_hand_is_told_to_use_the_relationship(
