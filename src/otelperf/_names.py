@@ -104,6 +104,8 @@ FINDING_COUNT = "otelperf.finding.count"
 FINDING_DURATION_MS = "otelperf.finding.duration_ms"
 FINDING_HINT = "otelperf.finding.hint"
 FINDING_PLAN = "otelperf.finding.plan"  # slow PostgreSQL SELECTs: the generic plan's headline
+FINDINGS_COUNT = "otelperf.findings.count"
+FINDINGS_DETECTORS = "otelperf.findings.detectors"
 # The finding's call site as text ("app/routes.py:42 in list_authors()"); the event also carries
 # the code.* attributes of it. N+1: the relationship (ORM), the query that loaded the parent rows.
 FINDING_CALL_SITE = "otelperf.finding.call_site"
@@ -111,8 +113,6 @@ FINDING_RELATIONSHIP = "otelperf.finding.relationship"
 FINDING_PARENT_STATEMENT = "otelperf.finding.parent_statement"
 FINDING_PARENT_CALL_SITE = "otelperf.finding.parent_call_site"
 FINDING_WINDOW_MS = "otelperf.finding.window_ms"  # N+1: first repeat's start to last one's end
-FINDINGS_COUNT = "otelperf.findings.count"
-FINDINGS_DETECTORS = "otelperf.findings.detectors"
 METRIC_FINDINGS = (
     "otelperf.findings"  # Prometheus: otelperf_findings_total{detector,route,fingerprint,severity}
 )

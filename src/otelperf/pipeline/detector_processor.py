@@ -299,6 +299,7 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
             Event(
                 _names.FINDING_EVENT,
                 {
+                    **detail_attributes(f),  # call site, relationship, parent query (N+1)...
                     _names.FINDING_DETECTOR: f.detector,
                     _names.FINDING_SEVERITY: f.severity,
                     _names.FINDING_FINGERPRINT: f.fingerprint,
@@ -306,7 +307,7 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
                     _names.FINDING_COUNT: f.count,
                     _names.FINDING_DURATION_MS: round(f.duration_ms, 3),
                     _names.FINDING_HINT: f.hint,
-                    **detail_attributes(f),  # plan, call site, relationship...
+                    **({_names.FINDING_PLAN: f.details["plan"]} if "plan" in f.details else {}),
                 },
                 root.end_time,
             )
