@@ -34,6 +34,10 @@ DB_OPERATION_NAME = "db.operation.name"
 DB_COLLECTION_NAME = "db.collection.name"
 DB_NAMESPACE = "db.namespace"
 DB_RESPONSE_STATUS_CODE = "db.response.status_code"
+# Call sites (the code.* semconv): the application code that ran a statement, command or call.
+CODE_FILE_PATH = "code.file.path"
+CODE_LINE_NUMBER = "code.line.number"
+CODE_FUNCTION_NAME = "code.function.name"
 EXCEPTION_EVENT = "exception"  # span event name of the OTel exception semconv
 EXCEPTION_TYPE = "exception.type"
 EXCEPTION_MESSAGE = "exception.message"
@@ -53,6 +57,12 @@ COMPONENT = "otelperf.component"  # db | cache | http | app: used by the detecto
 CACHE_KEY_HASH = "otelperf.cache.key_hash"
 # Multi-key reads (MGET/HMGET, pipelines): the salted hashes of the keys that missed (at most 32).
 CACHE_KEY_HASHES = "otelperf.cache.key_hashes"
+
+# SQLAlchemy lazy loads: the relationship loaded ("Author.books") and the table of the rows it was
+# loaded for (whose query the N+1 detector names as the one to change).
+ORM_RELATIONSHIP = "otelperf.orm.relationship"
+ORM_PARENT_TABLE = "otelperf.orm.parent_table"
+ORM_LOAD = "otelperf.orm.load"  # "lazy" (attribute access) | "query" (an explicit query doing its work)
 
 COMPONENT_DB = "db"
 COMPONENT_CACHE = "cache"
@@ -102,6 +112,13 @@ FINDING_PLAN = "otelperf.finding.plan"  # slow PostgreSQL SELECTs: the generic p
 FINDING_EXPECTED = "otelperf.finding.expected"
 FINDINGS_COUNT = "otelperf.findings.count"
 FINDINGS_DETECTORS = "otelperf.findings.detectors"
+# The finding's call site as text ("app/routes.py:42 in list_authors()"); the event also carries
+# the code.* attributes of it. N+1: the relationship (ORM), the query that loaded the parent rows.
+FINDING_CALL_SITE = "otelperf.finding.call_site"
+FINDING_RELATIONSHIP = "otelperf.finding.relationship"
+FINDING_PARENT_STATEMENT = "otelperf.finding.parent_statement"
+FINDING_PARENT_CALL_SITE = "otelperf.finding.parent_call_site"
+FINDING_WINDOW_MS = "otelperf.finding.window_ms"  # N+1: first repeat's start to last one's end
 METRIC_FINDINGS = (
     "otelperf.findings"  # Prometheus: otelperf_findings_total{detector,route,fingerprint,severity}
 )

@@ -71,6 +71,8 @@ class Settings:
     slow_query_ms: float = 100.0
     slow_query_critical_ms: float = 1000.0
     explain: bool = True  # EXPLAIN slow PostgreSQL SELECTs once per fingerprint (detectors/explain.py)
+    # The application's file, line and function (code.*) on each statement's span and in findings.
+    call_sites: bool = True
     n_plus_one_min_count: int = 5
     n_plus_one_min_ms: float = 50.0
     sequential_awaits_min_count: int = 2  # independent reads awaited one after another...
@@ -607,6 +609,7 @@ _SPEC: tuple[tuple[str, str, str | None, _Parser, _Parser | None], ...] = (
     ("slow_query_ms", "OTELPERF_SLOW_QUERY_MS", None, _parse_millis, None),
     ("slow_query_critical_ms", "OTELPERF_SLOW_QUERY_CRITICAL_MS", None, _parse_millis, None),
     ("explain", "OTELPERF_EXPLAIN", None, _parse_bool, None),
+    ("call_sites", "OTELPERF_CALL_SITES", None, _parse_bool, None),
     ("n_plus_one_min_count", "OTELPERF_N_PLUS_ONE_MIN_COUNT", None, _parse_positive_int, None),
     ("n_plus_one_min_ms", "OTELPERF_N_PLUS_ONE_MIN_MS", None, _parse_millis, None),
     (

@@ -81,7 +81,7 @@ def shop_env(
         OTELPERF_METRIC_EXPORT_INTERVAL="1s",
         SHOP_PASSWORD_ITERATIONS=SEED_PASSWORD_ITERATIONS,
         SHOP_SEED_ORDERS="60",
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=os.pathsep.join((str(ROOT), str(ROOT / "src"))),
     )
     if postgres_url is not None:
         env["DATABASE_URL"] = postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)

@@ -94,7 +94,16 @@ def test_n_plus_one_list_has_one_finding_on_the_parent_of_the_repeated_selects(
     assert finding.attributes["otelperf.finding.count"] == len(item_selects)
     assert {s.parent_span_id for s in item_selects} == {finding.span.span_id}
     assert "order_items" in finding.attributes["otelperf.finding.statement"]
-    assert finding.attributes["otelperf.finding.hint"]
+    # Where, and the exact fix: the loop's line in the route, the relationship, the orders' query.
+    assert finding.attributes["code.function.name"] == "list_orders_n_plus_one"
+    assert finding.attributes["code.file.path"].endswith("examples/shop/routes_orders.py")
+    assert finding.attributes["otelperf.finding.relationship"] == "Order.items"
+    assert re.match(
+        r"add `\.options\(selectinload\(Order\.items\)\)` to the query at"
+        r" \S*examples/shop/routes_orders\.py:\d+ in list_orders_n_plus_one\(\)"
+        r" and read `\.items` instead of the \d+ queries at ",
+        finding.attributes["otelperf.finding.hint"],
+    ), finding.attributes["otelperf.finding.hint"]
     root = server_root(spans, findings_run.n_plus_one.parent_span_id)
     assert root.attributes["otelperf.findings.count"] == len(findings)
     assert "n_plus_one" in root.attributes["otelperf.findings.detectors"]
@@ -162,3 +171,7 @@ def test_otelperf_report_reads_prometheus(report: subprocess.CompletedProcess[st
 
 def test_otelperf_report_lists_the_n_plus_one_of_the_list(report: subprocess.CompletedProcess[str]) -> None:
     assert re.search(rf"n_plus_one\s+\w+\s+{re.escape(N_PLUS_ONE_ROUTE)}\s", report.stdout), report.stdout
+    # ...and, under its row, the line that ran it.
+    assert re.search(
+        r"\n\s+at \S*examples/shop/routes_orders\.py:\d+ in list_orders_n_plus_one\(\)", report.stdout
+    )

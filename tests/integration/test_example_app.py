@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from examples.shop import routes_orders
 from examples.shop.app import create_app
 from examples.shop.cache import InProcessCache
 from examples.shop.config import Config
@@ -25,6 +26,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import otelperf
+from otelperf.config import Settings
+from otelperf.detectors._api import TraceView
+from otelperf.detectors.n_plus_one import NPlusOneDetector
 from otelperf.testing import Capture
 
 BASE_URL = "http://shop.test"
@@ -156,6 +160,36 @@ async def test_n_plus_one_list_issues_one_select_per_order_and_eager_list_two(
     assert n >= 3
     assert len(selects_under(otelperf_capture, server_span(otelperf_capture, "GET", "/orders"))) == 1 + n
     assert len(selects_under(otelperf_capture, server_span(otelperf_capture, "GET", "/orders-eager"))) == 2
+
+
+async def test_the_n_plus_one_list_is_told_its_relationship_its_lines_and_the_exact_fix(
+    shop: httpx.AsyncClient, otelperf_capture: Capture
+) -> None:
+    """The route's loop runs ``select(OrderItem).where(OrderItem.order_id == order.id)`` per order:
+    the finding names ``Order.items``, the loop's line and the line of the orders' query."""
+    otelperf_capture.clear()
+    assert (await shop.get("/orders", params={"limit": 8})).status_code == 200
+    root = server_span(otelperf_capture, "GET", "/orders")
+    spans = [root, *descendants(otelperf_capture, root)]
+    # The count rule only: on a warm local database the loop's time depends on the machine's load.
+    (finding,) = NPlusOneDetector(Settings(n_plus_one_min_ms=0), None).analyze(TraceView(root, spans))
+    source = Path(routes_orders.__file__)
+    lines = source.read_text().splitlines()
+    parents_line = 1 + next(
+        i for i, line in enumerate(lines) if "orders = (await session.scalars(_orders_query(" in line
+    )
+    loop_line = 1 + next(
+        i for i, line in enumerate(lines) if "await session.scalars(" in line and i > parents_line
+    )
+    where = os.path.relpath(source)
+    assert finding.count == 8
+    assert finding.details["relationship"] == "Order.items"
+    assert finding.details["call_site"] == f"{where}:{loop_line} in list_orders_n_plus_one()"
+    assert finding.details["parent_call_site"] == f"{where}:{parents_line} in list_orders_n_plus_one()"
+    assert finding.hint.startswith(
+        f"add `.options(selectinload(Order.items))` to the query at {where}:{parents_line} in"
+        " list_orders_n_plus_one() and read `.items` instead of the 8 queries at"
+    )
 
 
 async def _customer_with_orders(client: httpx.AsyncClient, at_least: int) -> int:

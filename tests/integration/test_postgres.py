@@ -239,3 +239,125 @@ def test_insertmanyvalues_is_one_span_per_batch(
         with engine.begin() as conn:
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
         engine.dispose()
+
+
+# --- N+1 of ORM relationships: the relationship, the lines and the exact fix ----------------------
+
+
+OPTION = "`.options(selectinload(Author.books))`"
+
+
+def _library(suffix: str) -> tuple[type, type, type]:
+    """Declarative Author/Book models on tables of this test alone."""
+    from sqlalchemy import Column, ForeignKey, Integer
+    from sqlalchemy.ext.asyncio import AsyncAttrs
+    from sqlalchemy.orm import DeclarativeBase, relationship
+
+    class Base(AsyncAttrs, DeclarativeBase):
+        pass
+
+    class Author(Base):
+        __tablename__ = f"otelperf_author_{suffix}"
+        id = Column(Integer, primary_key=True)
+        books = relationship("Book", back_populates="author")
+
+    class Book(Base):
+        __tablename__ = f"otelperf_book_{suffix}"
+        id = Column(Integer, primary_key=True)
+        author_id = Column(ForeignKey(f"otelperf_author_{suffix}.id"), nullable=False)
+        author = relationship("Author", back_populates="books")
+
+    return Base, Author, Book
+
+
+def _next_line() -> int:
+    import sys
+
+    return sys._getframe(1).f_lineno + 1
+
+
+def test_psycopg_lazy_loads_are_told_the_relationship_and_the_exact_fix(postgres_url: str) -> None:
+    import os
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from otelperf.testing import capture, stop_capture
+
+    suffix = uuid.uuid4().hex[:12]
+    base, author_cls, book_cls = _library(suffix)
+    engine = sqlalchemy.create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg"))
+    base.metadata.create_all(engine)
+    cap = capture(detectors="n_plus_one", n_plus_one_min_ms=0)
+    try:
+        with Session(engine) as session:
+            session.add_all(author_cls(id=i, books=[book_cls(id=i)]) for i in range(6))
+            session.commit()
+        tracer = cap.runtime.tracer
+        assert tracer is not None
+        cap.clear()
+        with tracer.start_as_current_span("GET /authors"), Session(engine) as session:
+            parents_line = _next_line()
+            authors = session.scalars(select(author_cls).order_by(author_cls.id)).all()
+            for author in authors:
+                loop_line = _next_line()
+                assert len(author.books) == 1
+        (finding,) = [f for f in cap.findings if f.detector == "n_plus_one"]
+        here = os.path.relpath(__file__)
+        function = "test_psycopg_lazy_loads_are_told_the_relationship_and_the_exact_fix"
+        assert finding.details["relationship"] == "Author.books"
+        assert finding.details["parent_statement"].startswith(f"SELECT otelperf_author_{suffix}.id FROM")
+        assert finding.hint == (
+            f"add {OPTION} to the query at {here}:{parents_line} in {function}():"
+            f" Author.books is lazily loaded 6 times at {here}:{loop_line} in {function}()"
+        )
+        lazy = [s for s in _pg_spans(cap) if _attrs(s).get("otelperf.orm.relationship") == "Author.books"]
+        assert len(lazy) == 6
+        assert {_attrs(s)["code.line.number"] for s in lazy} == {loop_line}
+        assert all(_attrs(s)["otelperf.orm.parent_table"] == f"otelperf_author_{suffix}" for s in lazy)
+    finally:
+        stop_capture(cap)
+        base.metadata.drop_all(engine)
+        engine.dispose()
+
+
+async def test_asyncpg_awaitable_attrs_lazy_loads_name_the_awaiting_line(postgres_url: str) -> None:
+    import os
+
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from otelperf.testing import capture, stop_capture
+
+    suffix = uuid.uuid4().hex[:12]
+    base, author_cls, book_cls = _library(suffix)
+    engine = create_async_engine(make_url(postgres_url).set(drivername="postgresql+asyncpg"))
+    async with engine.begin() as conn:
+        await conn.run_sync(base.metadata.create_all)
+    cap = capture(detectors="n_plus_one", n_plus_one_min_ms=0)
+    try:
+        async with AsyncSession(engine) as session:
+            session.add_all(author_cls(id=i, books=[book_cls(id=i)]) for i in range(6))
+            await session.commit()
+        tracer = cap.runtime.tracer
+        assert tracer is not None
+        cap.clear()
+        async with AsyncSession(engine) as session:
+            with tracer.start_as_current_span("GET /authors"):
+                parents_line = _next_line()
+                authors = (await session.scalars(select(author_cls))).all()
+                for author in authors:
+                    loop_line = _next_line()
+                    assert len(await author.awaitable_attrs.books) == 1
+        (finding,) = [f for f in cap.findings if f.detector == "n_plus_one"]
+        here = os.path.relpath(__file__)
+        function = "test_asyncpg_awaitable_attrs_lazy_loads_name_the_awaiting_line"
+        assert finding.details["relationship"] == "Author.books"
+        assert finding.details["call_site"] == f"{here}:{loop_line} in {function}()"
+        assert finding.details["parent_call_site"] == f"{here}:{parents_line} in {function}()"
+        assert finding.hint.startswith(f"add {OPTION} to the query at {here}:{parents_line} in {function}()")
+    finally:
+        stop_capture(cap)
+        async with engine.begin() as conn:
+            await conn.run_sync(base.metadata.drop_all)
+        await engine.dispose()

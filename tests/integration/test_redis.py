@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import uuid
 from typing import Any
@@ -45,6 +47,7 @@ def only(cap: Capture, name: str) -> ReadableSpan:
 def test_command_span_has_sanitized_query_and_server(
     otelperf_capture: Capture, client: redis.Redis, redis_url: str, prefix: str
 ) -> None:
+    line = sys._getframe().f_lineno + 1
     client.set(prefix + "k", "v", ex=60)
 
     span = only(otelperf_capture, "SET")
@@ -58,6 +61,9 @@ def test_command_span_has_sanitized_query_and_server(
         "server.address": pool_kwargs["host"],
         "server.port": pool_kwargs["port"],
         "otelperf.component": "cache",
+        "code.file.path": __file__,
+        "code.function.name": "test_command_span_has_sanitized_query_and_server",
+        "code.line.number": line,
     }
     assert span.status.status_code is StatusCode.UNSET
 
@@ -478,3 +484,46 @@ async def test_async_spans_under_a_parent_are_the_spans_at_the_root(
     assert all(
         s.parent is not None and s.parent.span_id == handler.get_span_context().span_id for s in under_parent
     )
+
+
+def test_reads_in_a_loop_are_an_n_plus_one_at_the_loops_line(client: redis.Redis, prefix: str) -> None:
+    cap = capture(detectors="n_plus_one", n_plus_one_min_ms=0)
+    try:
+        tracer = cap.runtime.tracer
+        assert tracer is not None
+        with tracer.start_as_current_span("GET /feed"):
+            for i in range(6):
+                line = sys._getframe().f_lineno + 1
+                client.get(f"{prefix}price:{i}")
+        (finding,) = [f for f in cap.findings if f.detector == "n_plus_one"]
+        function = "test_reads_in_a_loop_are_an_n_plus_one_at_the_loops_line"
+        site = f"{os.path.relpath(__file__)}:{line} in {function}()"
+        assert finding.details["call_site"] == site
+        assert finding.hint == f"batch the reads: one MGET for the 6 GET calls at {site}, or a pipeline"
+    finally:
+        stop_capture(cap)
+
+
+async def test_async_reads_in_a_loop_are_an_n_plus_one_at_the_awaiting_line(
+    aclient: redis.asyncio.Redis, prefix: str
+) -> None:
+    cap = capture(detectors="n_plus_one", n_plus_one_min_ms=0)
+    lines: list[int] = []
+
+    async def prices() -> None:
+        for i in range(6):
+            lines.append(sys._getframe().f_lineno + 1)
+            await aclient.hget(f"{prefix}prices", str(i))
+
+    try:
+        tracer = cap.runtime.tracer
+        assert tracer is not None
+        with tracer.start_as_current_span("GET /feed"):
+            await prices()
+        (finding,) = [f for f in cap.findings if f.detector == "n_plus_one"]
+        function = "test_async_reads_in_a_loop_are_an_n_plus_one_at_the_awaiting_line.<locals>.prices"
+        site = f"{os.path.relpath(__file__)}:{lines[0]} in {function}()"
+        assert finding.details["call_site"] == site
+        assert finding.hint == f"batch the reads: one HMGET for the 6 HGET calls at {site}, or a pipeline"
+    finally:
+        stop_capture(cap)

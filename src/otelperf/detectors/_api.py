@@ -21,6 +21,9 @@ Component = Literal["db", "cache", "http", "app"]
 class Finding:
     """One thing a detector found in one request.
 
+    ``details["call_site"]`` (with the ``code.*`` semantic-convention keys) names the line of the
+    application that ran them, when the spans carry it.
+
     ``anchor_span_id`` is where the finding is shown in the trace (the parent of repeated queries,
     the slow statement, the request itself); ``span_ids`` are the spans it concerns.
     ``expected`` is the reason given when the finding was marked expected (``otelperf.expect()``
@@ -64,6 +67,26 @@ def duration_ms(span: ReadableSpan) -> float:
     if span.start_time is None or span.end_time is None:
         return 0.0
     return (span.end_time - span.start_time) / 1e6
+
+
+# Finding.details keys that go on the finding's span event, by attribute name.
+_EVENT_DETAILS = (
+    (_names.FINDING_CALL_SITE, "call_site"),
+    (_names.CODE_FILE_PATH, _names.CODE_FILE_PATH),
+    (_names.CODE_LINE_NUMBER, _names.CODE_LINE_NUMBER),
+    (_names.CODE_FUNCTION_NAME, _names.CODE_FUNCTION_NAME),
+    (_names.FINDING_RELATIONSHIP, "relationship"),
+    (_names.FINDING_PARENT_STATEMENT, "parent_statement"),
+    (_names.FINDING_PARENT_CALL_SITE, "parent_call_site"),
+    (_names.FINDING_WINDOW_MS, "window_ms"),
+)
+
+
+def detail_attributes(finding: Finding) -> dict[str, Any]:
+    """The event attributes a finding carries beyond the common ones (and its plan): its call site
+    (``code.*`` and ``otelperf.finding.call_site``), relationship and parent query, when known."""
+    details = finding.details
+    return {name: details[key] for name, key in _EVENT_DETAILS if details.get(key) is not None}
 
 
 _NO_ATTRIBUTES: Mapping[str, Any] = {}

@@ -39,6 +39,7 @@ class FindingStats:
     statement: str
     severity: str
     hint: str
+    call_site: str = ""  # the latest finding's "app/routes.py:42 in list_authors()", when known
     occurrences: int = 0  # findings, one per request in which the detector found it
     total_ms: float = 0.0
     last_trace_id: str = ""
@@ -103,6 +104,8 @@ class FindingsSink:
                             expected=finding.expected,
                         )
                 if stats is not None:
+                    stats.call_site = finding.details.get("call_site") or stats.call_site
+                    stats.hint = finding.hint  # the exact fix names lines, which can move
                     stats.occurrences += 1
                     stats.total_ms += finding.duration_ms
                     stats.last_trace_id = finding.trace_id
@@ -118,6 +121,7 @@ class FindingsSink:
                 "route": finding.route,
                 "fingerprint": finding.fingerprint,
                 "severity": finding.severity,
+                **_call_site_label(finding),
                 # One statement per fingerprint, so no extra cardinality; shortened for the label.
                 "statement": finding.statement[:STATEMENT_LABEL_MAX],
             }
@@ -163,7 +167,8 @@ def _log_args(stats: FindingStats, now: float) -> tuple[Any, ...]:
 
     The line says how often the statement ran in the request it was last found in, and how often
     the finding itself (one per request) was seen: since its previous line (at most one a minute
-    per finding), and in all. For example::
+    per finding), and in all; the hint ends with the line that ran it when it does not name it
+    already. For example::
 
         otelperf n_plus_one [warning] GET /orders: SELECT ... x110 in 1 request
         (finding seen 3 times in the last 2 min, 41 times in all, 5230 ms in all; trace 4bf9...) - ...
@@ -184,8 +189,22 @@ def _log_args(stats: FindingStats, now: float) -> tuple[Any, ...]:
         stats.last_count,
         seen,
         stats.last_trace_id,
-        stats.hint,
+        _hint_at(stats),
     )
+
+
+def _hint_at(stats: FindingStats) -> str:
+    """The hint, and the line that ran the statement when the hint does not name it already."""
+    if not stats.call_site or stats.call_site in stats.hint:
+        return stats.hint
+    return f"{stats.hint} (at {stats.call_site})"
+
+
+def _call_site_label(finding: Finding) -> dict[str, str]:
+    """The findings metrics' ``call_site`` label, when the finding knows it: the line that ran it,
+    one or a few per fingerprint, so few series."""
+    call_site = finding.details.get("call_site")
+    return {"call_site": str(call_site)[:STATEMENT_LABEL_MAX]} if call_site else {}
 
 
 def _times(n: int) -> str:

@@ -12,7 +12,8 @@ critical level unless the override is higher than it.
 On PostgreSQL (unless ``settings.explain`` is off) the first slow finding of a SELECT shape asks
 :mod:`otelperf.detectors.explain` for its generic plan, off this thread; later findings of that
 shape carry the plan's headline in ``details["plan"]`` (``Seq Scan on orders``) and a hint built
-on it ("Seq Scan on orders: add an index on orders(customer_id)").
+on it ("Seq Scan on orders: add an index on orders(customer_id)"). The finding names the line
+that ran the slowest of them (``details["call_site"]``, from the span's ``code.*`` attributes).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from otelperf import _names
 from otelperf.detectors._api import Finding, Severity, TraceView, attributes_of, hex_span_id
+from otelperf.detectors._callsites import call_site_of
 from otelperf.detectors.explain import ExplainWorker, PlanSummary, shared_worker
 from otelperf.detectors.fingerprint import statement_fingerprint
 
@@ -203,6 +205,9 @@ class SlowQueryDetector:
             if plan is not None:
                 details["plan"] = plan.headline
                 details["plan_root"] = plan.root
+            site = call_site_of(slow.worst, worst_attributes)  # the slowest run's line
+            if site is not None:
+                details.update(site.details())
             findings.append(
                 Finding(
                     detector=self.name,

@@ -15,6 +15,9 @@ is over. Those processors get ``on_end`` without ``on_start`` for it. The downst
 span is its child through that header, as before. A root call or an unsampled parent takes the
 API path (``tracer.start_span``). Either way the span is never the current span during the call,
 so what runs inside ``send`` (event hooks, an in-process ASGI app) sees the caller's context.
+
+The span carries the call's call site (``code.*``, :mod:`otelperf.instrumentation._callsite`)
+unless ``call_sites`` is off.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from otelperf._runtime import guard as _internal
 from otelperf._sdk.leaf import LeafSpans
 from otelperf._sdk.suppression import SUPPRESS_HTTP_KEY, SUPPRESS_KEY
 from otelperf.instrumentation._base import InstrumentContext
+from otelperf.instrumentation._callsite import CallSites, Site
 from otelperf.redaction.exceptions import exception_attributes, status_description
 
 __all__ = ["Call", "ClientState", "begin", "end"]
@@ -51,7 +55,7 @@ RequestParts = tuple[str, str, str, str, int | None]
 class ClientState:
     """The tracer, histogram and per-library details of one instrumented client library."""
 
-    __slots__ = ("describe", "duration", "leaf", "redact", "tracer", "where")
+    __slots__ = ("describe", "duration", "leaf", "redact", "sites", "tracer", "where")
 
     def __init__(
         self,
@@ -71,6 +75,8 @@ class ClientState:
         self.where = where  # "httpx" / "requests": the place internal errors are reported under
         self.describe = describe
         self.redact = redact
+        # Where calls are made from; None: call sites off.
+        self.sites = CallSites() if getattr(ctx.settings, "call_sites", True) else None
 
 
 class Call:
@@ -91,13 +97,15 @@ class Call:
 
 
 def _span_attributes(
-    state: ClientState, metric_attrs: dict[str, Any], url: str, raw_method: str
+    state: ClientState, metric_attrs: dict[str, Any], url: str, raw_method: str, site: Site | None
 ) -> dict[str, Any]:
     attrs = dict(metric_attrs)
     attrs[_names.URL_FULL] = state.redact(url)
     attrs[_names.COMPONENT] = _names.COMPONENT_HTTP
     if metric_attrs[_names.HTTP_REQUEST_METHOD] == "_OTHER":
         attrs[_names.HTTP_REQUEST_METHOD_ORIGINAL] = raw_method
+    if site is not None:
+        attrs.update(site.attributes)
     return attrs
 
 
@@ -114,18 +122,20 @@ def _start(state: ClientState, request: Any) -> Call | None:
     if port is not None:
         metric_attrs[_names.SERVER_PORT] = port
     call = Call(state, method if method != "_OTHER" else "HTTP", metric_attrs)
+    # The stack here is the call's: _start runs inside the patched send().
+    site = None if state.sites is None else state.sites.site(host)
     parent = trace.get_current_span().get_span_context()
     leaf = state.leaf
     if parent.is_valid and parent.trace_flags.sampled and leaf.enabled:
         call.start_ns = time.time_ns()
         call.parent = parent
         call.context = leaf.context_for(parent)
-        call.span_attrs = _span_attributes(state, metric_attrs, url, raw_method)
+        call.span_attrs = _span_attributes(state, metric_attrs, url, raw_method, site)
         injected: Span = NonRecordingSpan(call.context)
     else:
         span = call.span = injected = state.tracer.start_span(call.name, kind=SpanKind.CLIENT)
         if span.is_recording():
-            span.set_attributes(_span_attributes(state, metric_attrs, url, raw_method))
+            span.set_attributes(_span_attributes(state, metric_attrs, url, raw_method, site))
     propagate.inject(request.headers, context=trace.set_span_in_context(injected))
     call.started = time.perf_counter()
     return call

@@ -22,6 +22,9 @@ code can run under keep the API path and are current during the call: every
 ``__missing__`` may load (``defaultdict``, a cachetools subclass that overrides it). So do root
 operations and those under an unsampled parent.
 
+Each span carries the lookup's call site (``code.*``, :mod:`otelperf.instrumentation._callsite`)
+unless ``call_sites`` is off.
+
 :class:`CacheStats` holds, per meter, the ``otelperf.cache.requests`` counter and the in-process
 hit/miss counts behind the ``otelperf.cache.hit_ratio`` gauge; Redis reads record into it too.
 """
@@ -59,6 +62,7 @@ from otelperf._sdk import context as _context
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.leaf import LeafSpans, parent_in
 from otelperf._sdk.suppression import LEGACY_KEY, SUPPRESS_KEY, instrumentation_suppressed
+from otelperf.instrumentation._callsite import CallSites
 
 __all__ = [
     "MAX_CACHE_NAMES",
@@ -185,6 +189,20 @@ def _leaf_spans(tracer: Tracer) -> LeafSpans:
     return leaf
 
 
+_last_sites: tuple[Any, CallSites | None] | None = None  # (runtime, its call sites): one runtime at a time
+
+
+def _sites_for(runtime: _setup.Runtime) -> CallSites | None:
+    """Where this runtime's lookups are made from; None when call sites are off."""
+    global _last_sites
+    last = _last_sites
+    if last is not None and last[0] is runtime:
+        return last[1]
+    sites = CallSites() if getattr(runtime.settings, "call_sites", True) else None
+    _last_sites = (runtime, sites)
+    return sites
+
+
 class _Pending:
     """One traced cache operation: an API span made current (``span``, ``token``), or a leaf to be."""
 
@@ -247,6 +265,9 @@ def _finish(
     try:
         try:
             leaf = pending.leaf
+            sites = _sites_for(runtime)
+            # The stack here is the lookup's: _finish runs inside the instrumented call.
+            site = None if sites is None else sites.site(pending.span_name)
             if leaf is not None:
                 assert pending.parent is not None
                 attributes: dict[str, Any] = {
@@ -260,6 +281,8 @@ def _finish(
                         attributes[_names.CACHE_KEY_HASH] = key_hash(key)
                 if exc is not None:
                     attributes[_names.ERROR_TYPE] = type(exc).__qualname__
+                if site is not None:
+                    attributes.update(site.attributes)
                 leaf.emit(
                     pending.span_name,
                     SpanKind.INTERNAL,
@@ -278,6 +301,8 @@ def _finish(
                         _names.COMPONENT: _names.COMPONENT_CACHE,
                     }
                 )
+                if site is not None:
+                    span.set_attributes(site.attributes)
                 if hit is not None:
                     span.set_attribute(_names.CACHE_HIT, hit)
                     if not hit and key is not _NO_KEY:
@@ -356,11 +381,18 @@ def _lookup_done(  # noqa: PLR0917 - the hot path's own helper, positional for s
     """Write a finished lookup's leaf span and count it; never raises."""
     try:
         name, span_name, hit_attributes, miss_attributes = lookup
+        last_sites = _last_sites  # _sites_for(), inline for the runtime it served last
+        sites = last_sites[1] if last_sites is not None and last_sites[0] is runtime else _sites_for(runtime)
         if hit:
             attributes = hit_attributes  # shared by every hit: never changed
+            if sites is not None:  # the stack here is the lookup's
+                attributes = sites.attributes(span_name, attributes)
         else:
             attributes = dict(miss_attributes)
             attributes[_names.CACHE_KEY_HASH] = key_hash(key)
+            site = None if sites is None else sites.site(span_name)
+            if site is not None:
+                attributes.update(site.attributes)
         leaf.emit(span_name, SpanKind.INTERNAL, parent, start_ns, _time_ns(), attributes)
         meter = runtime.meter
         if meter is not None:

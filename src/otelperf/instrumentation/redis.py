@@ -28,6 +28,9 @@ the current span while it runs (nothing is a child of a Redis command); span pro
 scripts (whose ``SCRIPT EXISTS``/``SCRIPT LOAD`` spans are its children) take the API path, with
 the span current during the call.
 
+Each command's and pipeline's span carries its call site (``code.*``,
+:mod:`otelperf.instrumentation._callsite`) unless ``call_sites`` is off.
+
 How a command is named, sanitized and counted as a cache read is in
 :mod:`otelperf.instrumentation._redis_commands`; this module patches redis-py and manages the spans.
 
@@ -54,6 +57,7 @@ from otelperf._runtime.guard import swallow
 from otelperf._sdk.leaf import LeafSpans
 from otelperf._sdk.suppression import instrumentation_suppressed
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
+from otelperf.instrumentation._callsite import CallSites
 from otelperf.instrumentation._redis_commands import (
     CACHE_NAME,
     PIPELINE_OPERATION,
@@ -83,6 +87,7 @@ class RedisInstrumentor(Instrumentor):
         self._leaf: LeafSpans | None = None  # only when the tracer is the SDK's
         self._duration: Histogram | None = None
         self._stats: CacheStats | None = None
+        self._sites: CallSites | None = None  # where commands are sent from; None: call sites off
         self._import_hooks_registered: set[str] = set()
 
     def instrument(self, ctx: InstrumentContext) -> None:
@@ -99,6 +104,7 @@ class RedisInstrumentor(Instrumentor):
                 explicit_bucket_boundaries_advisory=list(_names.DURATION_BUCKETS_S),
             )
             self._stats = stats_for(ctx.meter)
+            self._sites = CallSites() if getattr(ctx.settings, "call_sites", True) else None
         # redis-py's clients are patched when the app imports them, not before: importing them
         # here cost an app that never uses Redis ~40 ms of start-up (benchmarks/testsuite.py).
         for module_name in _CLIENT_MODULES:
@@ -275,11 +281,16 @@ class RedisInstrumentor(Instrumentor):
                         cache_result(operation, result) if stack is None else pipeline_counts(stack, result)
                     )
                 leaf = pending.leaf
+                sites = self._sites
+                # The stack here is the command's: _finish runs inside the patched method.
+                site = None if sites is None or (leaf is None and span is None) else sites.site(operation)
                 if leaf is not None:
                     assert pending.parent is not None
                     attributes = span_attributes(
                         instance, operation, args=args, stack=stack, counts=counts, exc=exc, result=result
                     )
+                    if site is not None:
+                        attributes.update(site.attributes)
                     leaf.emit(
                         pending.span_name,
                         SpanKind.CLIENT,
@@ -301,6 +312,8 @@ class RedisInstrumentor(Instrumentor):
                         exc=exc,
                         result=result,
                     )
+                    if site is not None:
+                        span.set_attributes(site.attributes)
                 metric_attributes = {_names.DB_SYSTEM_NAME: "redis", _names.DB_OPERATION_NAME: operation}
                 if exc is not None:
                     metric_attributes[_names.ERROR_TYPE] = type(exc).__qualname__

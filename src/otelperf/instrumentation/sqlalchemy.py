@@ -27,6 +27,13 @@ before the first statement. A ``do_execute`` dialect event handler that runs the
 by ``?`` (:func:`otelperf.redaction.sql.sanitize`), so values inlined into ``text()`` SQL never leave the
 process; parameters are never read. Errors carry the exception's type only: database error
 messages often quote the parameters.
+
+Each statement's span carries its call site (``code.file.path``, ``code.line.number``,
+``code.function.name``: :mod:`otelperf.instrumentation._callsite`) unless ``call_sites`` is off. An
+ORM statement that loads a relationship for one parent (a lazy load, or a query written to do
+the same) also carries the relationship (``otelperf.orm.relationship``: ``Author.books``), how it
+was loaded and the table of the parent rows (:mod:`otelperf.instrumentation._sqlalchemy_orm`):
+what the N+1 detector needs to name the exact fix.
 """
 
 from __future__ import annotations
@@ -52,6 +59,13 @@ from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.leaf import LeafSpans, parent_in
 from otelperf._sdk.suppression import instrumentation_suppressed
 from otelperf.instrumentation._base import InstrumentContext, Instrumentor
+from otelperf.instrumentation._callsite import CallSites
+from otelperf.instrumentation._sqlalchemy_orm import (
+    is_orm,
+    lazy_loaded,
+    queried_relationship,
+    relationship_attributes,
+)
 from otelperf.pipeline.fast_histograms import FastHistogram
 from otelperf.redaction.sql import MAX_CACHED_LENGTH, operation_and_collection, sanitize
 
@@ -88,8 +102,9 @@ _OVERRIDES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sqlalchemy.dialects.oracle.cx_oracle": ("OracleDialect_cx_oracle", ("do_executemany",)),
 }
 
-# What begin() hands to end(): (info, operation, collection, statement, parent, start_ns, start).
-_Pending = tuple[Any, str | None, str | None, str, Context, int, float]
+# What begin() hands to end(): (info, operation, collection, statement, parent, start_ns, start,
+# (relationship, "lazy" | "query") when the statement loads one for one parent, else None).
+_Pending = tuple[Any, str | None, str | None, str, Context, int, float, Any]
 _Begin = Callable[[Any, str, Any], "_Pending | None"]
 _End = Callable[["_Pending", "BaseException | None"], None]
 
@@ -115,7 +130,10 @@ class _EngineInfo:
         "legacy_attributes",
         "metric_attributes",
         "mysql",
+        "queried",
+        "relationships",
         "series",
+        "sites",
         "span_attributes",
         "statements",
         "system_name",
@@ -151,6 +169,36 @@ class _EngineInfo:
         # A statement's span attributes, built once and shared by its spans (never changed after:
         # span processors read them through a read-only view), keyed by the statement's text.
         self.statements: dict[str, dict[str, Any]] = {}
+        # A statement's ORM attributes, by (relationship, load): (its statement's attributes, those
+        # + the ORM's), and the relationship each explicit ORM SELECT loads (None: none).
+        self.relationships: dict[tuple[Any, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.queried: dict[str, Any] = {}
+        self.sites = CallSites()  # where each statement was run from
+
+    def relationship_attributes(self, attributes: dict[str, Any], loads: tuple[Any, str]) -> dict[str, Any]:
+        """``attributes`` plus the relationship the statement loads: shared, never to be changed."""
+        cached = self.relationships.get(loads)
+        if cached is not None and cached[0] is attributes:
+            return cached[1]
+        merged = dict(attributes)
+        merged.update(relationship_attributes(*loads))
+        if len(self.relationships) >= _MAX_STATEMENTS_PER_ENGINE:
+            self.relationships.clear()
+        self.relationships[loads] = (attributes, merged)
+        return merged
+
+    def queried_relationship(self, statement: str, context: Any) -> Any:
+        """The relationship an explicit ORM SELECT loads for one parent (worked out once per text)."""
+        try:
+            return self.queried[statement]
+        except KeyError:
+            pass
+        relationship = queried_relationship(context)
+        if len(statement) <= MAX_CACHED_LENGTH:
+            if len(self.queried) >= _MAX_STATEMENTS_PER_ENGINE:
+                self.queried.clear()
+            self.queried[statement] = relationship
+        return relationship
 
     def statement_attributes(
         self, statement: str, operation: str | None, collection: str | None
@@ -230,6 +278,7 @@ class SQLAlchemyInstrumentor(Instrumentor):
                 explicit_bucket_boundaries_advisory=list(_names.DURATION_BUCKETS_S),
             ),
             on_engine,
+            call_sites=getattr(settings, "call_sites", True),
         )
         self._patch_class(getattr(default, _BASE_CLASS), _METHODS)
         for module_name in _OVERRIDES:
@@ -321,12 +370,14 @@ def _make_hooks(
     legacy_attributes: bool,
     duration: Histogram,
     on_engine: Callable[[Any, URL], None] | None = None,
+    *,
+    call_sites: bool = True,
 ) -> tuple[_Begin, _End]:
     """What runs before and after each DBAPI call (see :class:`_StatementHooks`).
 
     ``on_engine(dialect, url)`` is called once per engine, at its first statement.
     """
-    hooks = _StatementHooks(tracer, legacy_attributes, duration, on_engine)
+    hooks = _StatementHooks(tracer, legacy_attributes, duration, on_engine, call_sites)
     return hooks.begin, hooks.end
 
 
@@ -334,7 +385,16 @@ class _StatementHooks:
     """Before a DBAPI call: what the statement is and when it started. After it: its span (a leaf
     span under a sampled parent, else through the tracer) and its duration point."""
 
-    __slots__ = ("_duration", "_fast_duration", "_infos", "_leaf", "_legacy", "_on_engine", "_tracer")
+    __slots__ = (
+        "_call_sites",
+        "_duration",
+        "_fast_duration",
+        "_infos",
+        "_leaf",
+        "_legacy",
+        "_on_engine",
+        "_tracer",
+    )
 
     def __init__(
         self,
@@ -342,7 +402,9 @@ class _StatementHooks:
         legacy_attributes: bool,
         duration: Histogram,
         on_engine: Callable[[Any, URL], None] | None,
+        call_sites: bool = True,
     ) -> None:
+        self._call_sites = call_sites
         self._tracer = tracer
         self._legacy = legacy_attributes
         self._duration = duration
@@ -376,6 +438,15 @@ class _StatementHooks:
                 if self._on_engine is not None and url is not None:
                     self._on_engine(dialect, url)
             operation, collection = operation_and_collection(statement, mysql=info.mysql)
+            loads: tuple[Any, str] | None = None
+            if operation == "SELECT" and context is not None and is_orm(context):
+                relationship = lazy_loaded(context)
+                if relationship is not None:
+                    loads = (relationship, "lazy")
+                else:
+                    relationship = info.queried_relationship(statement, context)
+                    if relationship is not None:
+                        loads = (relationship, "query")
             return (
                 info,
                 operation,
@@ -384,6 +455,7 @@ class _StatementHooks:
                 _context.get_current(),
                 time.time_ns(),
                 time.perf_counter(),
+                loads,
             )
         except Exception as exc:
             _internal.swallow("sqlalchemy.execute", exc)
@@ -399,7 +471,7 @@ class _StatementHooks:
 
     def _span(self, pending: _Pending, raised: BaseException | None) -> tuple[SpanContext, str | None]:
         """Write the statement's span; returns its parent's context (the exemplar's) and the error type."""
-        info, operation, collection, statement, parent_context, start_ns, _ = pending
+        info, operation, collection, statement, parent_context, start_ns, _, loads = pending
         error = None if raised is None else _driver_exception(raised)
         if operation is None:
             name = info.system_name
@@ -415,6 +487,11 @@ class _StatementHooks:
         valid_parent = _ctx.is_valid(parent)
         if not valid_parent or _ctx.trace_flags(parent) & _SAMPLED:
             attributes = info.statement_attributes(statement, operation, collection)
+            if loads is not None:
+                attributes = info.relationship_attributes(attributes, loads)
+            if self._call_sites:
+                # The stack here is the statement's: this runs inside the patched dialect method.
+                attributes = info.sites.attributes(statement, attributes)
             if error is not None:
                 attributes = dict(attributes)  # its own copy: the shared one stays as it is
                 attributes[_names.ERROR_TYPE] = error_type

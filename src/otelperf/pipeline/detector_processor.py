@@ -40,7 +40,7 @@ from otelperf._sdk import leaf as _leaf
 from otelperf._sdk import readable as _readable
 from otelperf._sdk import span_context as _ctx
 from otelperf._sdk.fast_paths import processor_reason
-from otelperf.detectors._api import Detector, Finding, TraceView, hex_span_id
+from otelperf.detectors._api import Detector, Finding, TraceView, detail_attributes, hex_span_id
 from otelperf.detectors._findings import FindingsSink
 from otelperf.detectors.expect import mark_expected
 from otelperf.pipeline.share import LOW_64_BITS, share_limit
@@ -314,6 +314,7 @@ def _annotate(spans: list[ReadableSpan], root: ReadableSpan, findings: list[Find
             Event(
                 _names.FINDING_EVENT,
                 {
+                    **detail_attributes(f),  # call site, relationship, parent query (N+1)...
                     _names.FINDING_DETECTOR: f.detector,
                     _names.FINDING_SEVERITY: f.severity,
                     **_app_profile_attributes(f),  # a latency-budget finding's profile, if any

@@ -31,6 +31,7 @@ class RankedFinding:
     version: str = ""  # service_version; "" when the service sets none
     expected: bool = False
     status: str = ""  # NEW | KNOWN | REGRESSED (lifecycle.mark); "" when there are no versions
+    call_site: str = ""  # "app/routes.py:42 in list_authors()": the line that ran it, when known
 
 
 def growth(metric: str, select: str, window: str, labels: str) -> str:
@@ -69,7 +70,7 @@ def ranked_from_prometheus(
     from otelperf.report import lifecycle
 
     prom = Prometheus(prometheus, timeout)
-    labels = "detector, severity, route, fingerprint, statement, service_version, expected"
+    labels = "detector, severity, route, fingerprint, statement, service_version, expected, call_site"
     select = f"{{{matchers}}}" if matchers else ""
     times = prom.query(growth("otelperf_findings_time_milliseconds_total", select, window, labels))
     counts = prom.query(growth("otelperf_findings_total", select, window, labels))
@@ -92,6 +93,7 @@ def ranked_from_prometheus(
                 statements_of.get(key, 0.0),
                 m.get("service_version", ""),
                 m.get("expected", "") == "true",
+                m.get("call_site", ""),
             )
         )
     rows = [r for r in out if r.occurrences > 0 or r.total_ms > 0]
@@ -105,7 +107,8 @@ def ranked_from_prometheus(
 
 
 def format_ranked(rows: Sequence[Any], limit: int = 20) -> str:
-    """A table of findings, most costly first (rows: RankedFinding or the sink's FindingStats)."""
+    """A table of findings, most costly first (rows: RankedFinding or the sink's FindingStats); under
+    a finding whose call site is known, the line that ran it."""
     if not rows:
         return "no findings"
     shown = list(rows)[:limit]
@@ -123,6 +126,9 @@ def format_ranked(rows: Sequence[Any], limit: int = 20) -> str:
             f"{row.total_ms:>10.0f} {occurrences:>7.0f}  {cell}{row.detector:<17} {row.severity:<8} "
             f"{row.route[:28]:<28} {row.statement[:90]}"
         )
+        call_site = getattr(row, "call_site", "")
+        if call_site:
+            lines.append(f"{'':>10} {'':>7}  at {call_site}")
     versions = sorted({v for v in (getattr(r, "version", "") for r in shown) if v})
     if versions:
         lines.append(

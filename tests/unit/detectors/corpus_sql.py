@@ -8,6 +8,7 @@ count, anchor span) and, for the look-alikes, that it must produce none.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,8 +80,18 @@ class TraceBuilder:
         return span
 
     def sql(
-        self, parent: Span, statement: str, duration_ms: float, *, legacy: bool = False, name: str = ""
+        self,
+        parent: Span,
+        statement: str,
+        duration_ms: float,
+        *,
+        legacy: bool = False,
+        name: str = "",
+        site: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        gap_ms: float = 0.05,
     ) -> Span:
+        """A statement's span; ``site``: its code.* attributes (see :func:`site`); ``extra``: more."""
         verb = statement.split(" ", 1)[0].upper()
         attributes: dict[str, Any] = {"db.system.name": "postgresql", "otelperf.component": "db"}
         if legacy:  # a third-party instrumentation: old names, text not sanitized
@@ -89,9 +100,13 @@ class TraceBuilder:
         else:
             attributes["db.query.text"] = statement
             attributes["db.operation.name"] = verb
-        return self.leaf(name or f"{verb} shop", parent, duration_ms, attributes)
+        attributes.update(site or {})
+        attributes.update(extra or {})
+        return self.leaf(name or f"{verb} shop", parent, duration_ms, attributes, gap_ms=gap_ms)
 
-    def redis(self, parent: Span, command: str, duration_ms: float) -> Span:
+    def redis(
+        self, parent: Span, command: str, duration_ms: float, site: Mapping[str, Any] | None = None
+    ) -> Span:
         attributes = {
             "db.system.name": "redis",
             "db.operation.name": command,
@@ -100,6 +115,7 @@ class TraceBuilder:
             "otelperf.cache.name": "redis",
             "otelperf.cache.hit": True,
             "server.address": "127.0.0.1",
+            **(site or {}),
         }
         return self.leaf(command, parent, duration_ms, attributes)
 
@@ -129,6 +145,16 @@ def hex_id(span: Span) -> str:
     return format(span.get_span_context().span_id, "016x")
 
 
+def site(path: str, line: int, function: str) -> dict[str, Any]:
+    """The code.* attributes of a call site in ``path`` (relative to the working directory, as
+    findings show it)."""
+    return {
+        "code.file.path": os.path.join(os.getcwd(), path),
+        "code.line.number": line,
+        "code.function.name": function,
+    }
+
+
 @dataclass(frozen=True)
 class Expected:
     detector: str
@@ -138,6 +164,8 @@ class Expected:
     severity: str = "warning"
     hint: str | None = None
     kind: str = "sql"  # sql | redis | http: what the fingerprint is taken of
+    call_site: str | None = None  # "app/routes.py:44 in list_authors()": the loop's line
+    details: Mapping[str, Any] = field(default_factory=dict)  # more of Finding.details to match
 
     @property
     def fingerprint(self) -> str:
@@ -152,6 +180,8 @@ class Expected:
             and finding.anchor_span_id == self.anchor
             and finding.severity == self.severity
             and (self.hint is None or finding.hint == self.hint)
+            and (self.call_site is None or finding.details.get("call_site") == self.call_site)
+            and all(finding.details.get(k) == v for k, v in self.details.items())
         )
 
 
@@ -289,7 +319,7 @@ def n1_redis_get() -> Scenario:
                 "GET ?",
                 20,
                 hex_id(handler),
-                hint="batch the reads: MGET / HMGET or a pipeline",
+                hint="batch the reads: one MGET for the 20 GET calls, or a pipeline",
                 kind="redis",
             )
         ],
@@ -326,7 +356,10 @@ def n1_http_ids_in_path() -> Scenario:
                 "GET inventory/api/items/{id}/stock",
                 6,
                 hex_id(handler),
-                hint="fetch in one call (a batch endpoint) or concurrently",
+                hint=(
+                    "fetch in one call (a batch endpoint for GET inventory/api/items/{id}/stock)"
+                    " or concurrently: the 6 calls"
+                ),
                 kind="http",
             )
         ],
@@ -344,6 +377,217 @@ def n1_http_uuids() -> Scenario:
         b.finish(),
         [Expected("n_plus_one", "GET users.internal/v1/users/{id}", 5, hex_id(handler), kind="http")],
     )
+
+
+# --- call sites, relationships and the window rule ----------------------------------------------
+
+BOOKS = "SELECT book.id, book.author_id FROM book WHERE ? = book.author_id"
+AUTHORS = "SELECT author.id, author.name FROM author ORDER BY author.id LIMIT ?"
+LAZY_BOOKS = {
+    "otelperf.orm.relationship": "Author.books",
+    "otelperf.orm.load": "lazy",
+    "otelperf.orm.parent_table": "author",
+}
+
+
+def n1_lazy_load_names_the_relationship_and_the_parent_query() -> Scenario:
+    """Lazy loads of Author.books: the fix names the relationship and the line of the query that
+    loaded the authors; the loop's line is where the lazy loads ran (a statement of another
+    table in between is not the parent query)."""
+    b = TraceBuilder("GET /authors")
+    handler = b.open("list_authors")
+    b.sql(
+        handler,
+        AUTHORS,
+        3,
+        site=site("app/routes.py", 42, "list_authors"),
+        extra={"db.collection.name": "author"},
+    )
+    b.sql(
+        handler,
+        "SELECT config.value FROM config WHERE config.key = ?",
+        1,
+        extra={"db.collection.name": "config"},
+    )
+    for _ in range(8):
+        b.sql(handler, BOOKS, 8, site=site("app/routes.py", 44, "list_authors"), extra=LAZY_BOOKS)
+    b.close(handler)
+    hint = (
+        "add `.options(selectinload(Author.books))` to the query at app/routes.py:42 in list_authors():"
+        " Author.books is lazily loaded 8 times at app/routes.py:44 in list_authors()"
+    )
+    return Scenario(
+        "n1_lazy_load_names_the_relationship_and_the_parent_query",
+        b.finish(),
+        [
+            Expected(
+                "n_plus_one",
+                BOOKS,
+                8,
+                hex_id(handler),
+                hint=hint,
+                call_site="app/routes.py:44 in list_authors()",
+                details={
+                    "relationship": "Author.books",
+                    "parent_call_site": "app/routes.py:42 in list_authors()",
+                    "parent_statement": AUTHORS,
+                },
+            )
+        ],
+    )
+
+
+REVIEWS = "SELECT review.id, review.book_id FROM review WHERE ? = review.book_id"
+LAZY_REVIEWS = {
+    "otelperf.orm.relationship": "Book.reviews",
+    "otelperf.orm.load": "lazy",
+    "otelperf.orm.parent_table": "book",
+}
+
+
+def n1_nested_lazy_loads_chain_the_options_on_the_outer_query() -> Scenario:
+    """Each author's books, then each book's reviews, all lazily: the reviews' fix is on the
+    authors' query (the books were loaded by attribute access, where no option can go)."""
+    b = TraceBuilder("GET /authors")
+    handler = b.open("list_authors")
+    authors = site("app/routes.py", 10, "list_authors")
+    b.sql(handler, AUTHORS, 3, site=authors, extra={"db.collection.name": "author"})
+    for _ in range(5):
+        b.sql(
+            handler, BOOKS, 4, site=site("app/routes.py", 12, "list_authors"),
+            extra={**LAZY_BOOKS, "db.collection.name": "book"},
+        )  # fmt: skip
+        for _ in range(2):
+            b.sql(
+                handler, REVIEWS, 3, site=site("app/routes.py", 13, "list_authors"),
+                extra={**LAZY_REVIEWS, "db.collection.name": "review"},
+            )  # fmt: skip
+    b.close(handler)
+    at_authors = "the query at app/routes.py:10 in list_authors()"
+    return Scenario(
+        "n1_nested_lazy_loads_chain_the_options_on_the_outer_query",
+        b.finish(),
+        [
+            Expected(
+                "n_plus_one",
+                BOOKS,
+                5,
+                hex_id(handler),
+                hint=(
+                    f"add `.options(selectinload(Author.books))` to {at_authors}:"
+                    " Author.books is lazily loaded 5 times at app/routes.py:12 in list_authors()"
+                ),
+            ),
+            Expected(
+                "n_plus_one",
+                REVIEWS,
+                10,
+                hex_id(handler),
+                hint=(
+                    f"add `.options(selectinload(Author.books).selectinload(Book.reviews))` to {at_authors}:"
+                    " Book.reviews is lazily loaded 10 times at app/routes.py:13 in list_authors()"
+                ),
+                details={"parent_call_site": "app/routes.py:10 in list_authors()"},
+            ),
+        ],
+    )
+
+
+def n1_explicit_query_in_a_loop_gets_one_in_query() -> Scenario:
+    """A query per row written by hand (no relationship known): the fix is one IN query, shown."""
+    b = TraceBuilder("GET /orders")
+    handler = b.open("list_orders")
+    b.sql(
+        handler,
+        "SELECT orders.id FROM orders WHERE orders.customer_id = $1",
+        4,
+        site=site("app/orders.py", 10, "load"),
+    )
+    for _ in range(6):
+        b.sql(handler, ITEMS, 9, site=site("app/orders.py", 21, "Orders.items_of"))
+    b.close(handler)
+    hint = (
+        "run one `IN` query for all of them: SELECT items.id, items.name FROM items"
+        " WHERE items.order_id IN (?), instead of the 6 queries at app/orders.py:21 in Orders.items_of()"
+    )
+    return Scenario(
+        "n1_explicit_query_in_a_loop_gets_one_in_query",
+        b.finish(),
+        [
+            Expected(
+                "n_plus_one",
+                ITEMS_N,
+                6,
+                hex_id(handler),
+                hint=hint,
+                call_site="app/orders.py:21 in Orders.items_of()",
+                details={"parent_call_site": "app/orders.py:10 in load()"},
+            )
+        ],
+    )
+
+
+def n1_redis_reads_at_their_line() -> Scenario:
+    b = TraceBuilder("GET /feed")
+    handler = b.open("feed")
+    for _ in range(12):
+        b.redis(handler, "HGETALL", 6, site=site("app/feed.py", 7, "feed"))
+    b.close(handler)
+    return Scenario(
+        "n1_redis_reads_at_their_line",
+        b.finish(),
+        [
+            Expected(
+                "n_plus_one",
+                "HGETALL ?",
+                12,
+                hex_id(handler),
+                kind="redis",
+                hint="batch the reads: send the 12 HGETALL calls at app/feed.py:7 in feed() in one pipeline",
+                call_site="app/feed.py:7 in feed()",
+            )
+        ],
+    )
+
+
+def n1_fast_lazy_loads_fill_a_fast_request() -> Scenario:
+    """The issue's case: 12 lazy loads of 0.01 ms each, ~1 ms of ORM hydration and Python after
+    each, in a 13 ms request. 0.12 ms of statements, but the loop is most of the request."""
+    b = TraceBuilder("GET /authors")
+    handler = b.open("list_authors")
+    b.sql(handler, AUTHORS, 0.2, extra={"db.collection.name": "author"})
+    for _ in range(12):
+        b.sql(handler, BOOKS, 0.01, extra=LAZY_BOOKS, gap_ms=0.9)
+    b.close(handler)
+    view = b.finish()
+    assert 12 <= (view.root.end_time - view.root.start_time) / MS <= 13.5  # type: ignore[operator]
+    return Scenario(
+        "n1_fast_lazy_loads_fill_a_fast_request",
+        view,
+        [Expected("n_plus_one", BOOKS, 12, hex_id(handler), details={"relationship": "Author.books"})],
+    )
+
+
+def ok_fast_loop_in_a_slow_request() -> Scenario:
+    """Cheap reads spread thin: 6 lookups of 0.3 ms, ~3 ms apart, in a 250 ms request. Their window
+    (~20 ms) is under 50 ms and far under a third of the request."""
+    b = TraceBuilder("GET /report")
+    handler = b.open("report")
+    for _ in range(6):
+        b.sql(handler, "SELECT rates.value FROM rates WHERE rates.day = $1", 0.3, gap_ms=3)
+    b.app("render", handler, 230)
+    b.close(handler)
+    return Scenario("ok_fast_loop_in_a_slow_request", b.finish(), [])
+
+
+def ok_short_loop_in_a_tiny_request() -> Scenario:
+    """A loop that is most of a 3 ms request, but only 2.5 ms long: under the share rule's floor."""
+    b = TraceBuilder("GET /ping")
+    handler = b.open("ping")
+    for _ in range(6):
+        b.sql(handler, "SELECT flags.on FROM flags WHERE flags.name = $1", 0.05, gap_ms=0.35)
+    b.close(handler)
+    return Scenario("ok_short_loop_in_a_tiny_request", b.finish(), [])
 
 
 # --- true slow queries ------------------------------------------------------------------------------
@@ -612,6 +856,11 @@ BUILDERS: tuple[Callable[[], Scenario], ...] = (
     n1_redis_hgetall_interleaved,
     n1_http_ids_in_path,
     n1_http_uuids,
+    n1_lazy_load_names_the_relationship_and_the_parent_query,
+    n1_explicit_query_in_a_loop_gets_one_in_query,
+    n1_nested_lazy_loads_chain_the_options_on_the_outer_query,
+    n1_redis_reads_at_their_line,
+    n1_fast_lazy_loads_fill_a_fast_request,
     slow_warning,
     slow_at_threshold,
     slow_critical,
@@ -631,6 +880,8 @@ BUILDERS: tuple[Callable[[], Scenario], ...] = (
     ok_below_slow_threshold,
     ok_route_override_relaxed,
     ok_savepoints_per_row,
+    ok_fast_loop_in_a_slow_request,
+    ok_short_loop_in_a_tiny_request,
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -23,6 +25,7 @@ from tests.unit.detectors.corpus_sql import (
 
 from otelperf import _names
 from otelperf.config import Settings
+from otelperf.detectors._api import TraceView
 from otelperf.detectors.fingerprint import statement_fingerprint
 from otelperf.detectors.n_plus_one import NPlusOneDetector, path_template
 from otelperf.detectors.slow_query import SlowQueryDetector
@@ -59,9 +62,18 @@ def test_finding_fields() -> None:
     sql_spans = [s for s in scenario.view.spans if (s.attributes or {}).get("db.query.text") == ITEMS]
     assert finding.span_ids == tuple(format(s.context.span_id, "016x") for s in sql_spans)
     assert finding.fingerprint == statement_fingerprint(ITEMS)[1]
-    assert finding.duration_ms == pytest.approx(7 * 9)
+    # Its time is the loop's window (first repeat's start to last one's end: the pool spans and
+    # gaps between the statements included), the statements' own time is in the details.
+    window_ms = (sql_spans[-1].end_time - sql_spans[0].start_time) / 1e6
+    assert window_ms > 7 * 9
+    assert finding.duration_ms == pytest.approx(window_ms)
+    assert finding.details["window_ms"] == pytest.approx(window_ms)
+    assert finding.details["statements_ms"] == pytest.approx(7 * 9)
     assert finding.severity == "warning"
-    assert finding.hint.startswith("load the related rows in one query: selectinload()")
+    assert finding.hint == (
+        "run one `IN` query for all of them: SELECT items.id, items.name FROM items"
+        " WHERE items.order_id IN (?), instead of the 7 queries"
+    )
     assert finding.details["count"] == 7
     assert finding.details["parents"] == 1
     assert finding.details["first_offset_ms"] == pytest.approx((sql_spans[0].start_time - T0) / 1e6)
@@ -78,13 +90,36 @@ def test_thresholds_come_from_settings() -> None:
     b = TraceBuilder("GET /orders")
     handler = b.open("orders")
     for _ in range(3):
-        b.sql(handler, ITEMS, 2)
+        b.sql(handler, ITEMS, 2)  # a window of 6.1 ms: 3 x 2 ms and the 0.05 ms gaps between them
+    b.app("render", handler, 100)  # a long request: the loop is no large share of it
     b.close(handler)
     view = b.finish()
     assert NPlusOneDetector(Settings(), None).analyze(view) == []
-    (finding,) = NPlusOneDetector(Settings(n_plus_one_min_count=3, n_plus_one_min_ms=6), None).analyze(view)
+    (finding,) = NPlusOneDetector(Settings(n_plus_one_min_count=3, n_plus_one_min_ms=6.1), None).analyze(view)
     assert finding.statement == ITEMS_N
-    assert NPlusOneDetector(Settings(n_plus_one_min_count=3, n_plus_one_min_ms=6.1), None).analyze(view) == []
+    assert NPlusOneDetector(Settings(n_plus_one_min_count=3, n_plus_one_min_ms=6.2), None).analyze(view) == []
+    assert NPlusOneDetector(Settings(n_plus_one_min_count=4, n_plus_one_min_ms=6.1), None).analyze(view) == []
+
+
+def test_a_loop_that_is_a_third_of_a_fast_request_is_an_n_plus_one() -> None:
+    """The share rule: a window of at least a third of the request and a fifth of min_ms."""
+
+    def view(render_ms: float) -> TraceView:
+        b = TraceBuilder("GET /orders")
+        handler = b.open("orders")
+        for _ in range(5):
+            b.sql(handler, ITEMS, 0.05, gap_ms=2.95)  # a window of 12.05 ms, 0.25 ms of statements
+        b.app("render", handler, render_ms)
+        b.close(handler)
+        return b.finish()
+
+    detector = NPlusOneDetector(Settings(), None)
+    (finding,) = detector.analyze(view(render_ms=15))  # a 31 ms request: over a third
+    assert finding.duration_ms == pytest.approx(12.05)
+    assert finding.details["statements_ms"] == pytest.approx(0.25)
+    assert detector.analyze(view(render_ms=30)) == []  # a 46 ms request: under a third
+    # The floor is a fifth of min_ms: 12.05 ms is under a fifth of 62 ms.
+    assert NPlusOneDetector(Settings(n_plus_one_min_ms=62), None).analyze(view(render_ms=15)) == []
 
 
 def test_writes_in_a_loop_get_a_write_hint() -> None:
@@ -95,7 +130,7 @@ def test_writes_in_a_loop_get_a_write_hint() -> None:
     b.close(handler)
     (finding,) = NPlusOneDetector(Settings(), None).analyze(b.finish())
     assert finding.statement == "INSERT INTO lines(a) VALUES (?)"
-    assert finding.hint == "batch the writes: executemany() or one multi-row statement"
+    assert finding.hint == "batch the writes: executemany() or one multi-row statement: the 6 statements"
 
 
 @pytest.mark.parametrize(
@@ -185,6 +220,7 @@ def test_through_the_pipeline_with_sqlite() -> None:
             engine.connect() as conn,
         ):
             for order_id in range(1, 7):
+                line = sys._getframe().f_lineno + 1  # the statement's call site
                 conn.execute(text("SELECT id FROM items WHERE order_id = :oid"), {"oid": order_id})
         assert cap.runtime.tracer_provider is not None
         assert cap.runtime.tracer_provider.force_flush()
@@ -199,6 +235,13 @@ def test_through_the_pipeline_with_sqlite() -> None:
         assert attributes[_names.FINDING_COUNT] == 6
         fingerprint = statement_fingerprint("SELECT id FROM items WHERE order_id = ?")[1]
         assert attributes[_names.FINDING_FINGERPRINT] == fingerprint
+        # Where it ran: the code.* attributes of the loop's line, and the same as text.
+        assert attributes[_names.CODE_FILE_PATH] == __file__
+        assert attributes[_names.CODE_LINE_NUMBER] == line
+        assert attributes[_names.CODE_FUNCTION_NAME] == "test_through_the_pipeline_with_sqlite"
+        site = f"{os.path.relpath(__file__)}:{line} in test_through_the_pipeline_with_sqlite()"
+        assert attributes[_names.FINDING_CALL_SITE] == site
+        assert attributes[_names.FINDING_WINDOW_MS] > 0
 
         exported_root = exported[root.get_span_context().span_id]
         assert (exported_root.attributes or {})[_names.FINDINGS_COUNT] == 1
@@ -217,6 +260,7 @@ def test_through_the_pipeline_with_sqlite() -> None:
             "fingerprint": fingerprint,
             "severity": "warning",
         }
+        assert point.attributes["call_site"] == site
         assert point.value == 1
     finally:
         stop_capture(cap)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import functools
 import inspect
+import sys
 import threading
 from typing import Any
 
@@ -55,6 +56,7 @@ def test_lru_cache_calls_are_get_spans_with_hit(otelperf_capture: Capture) -> No
         return x * x
 
     traced = instrument_cache(square)
+    line = sys._getframe().f_lineno + 1  # the lookups' call site
     assert [traced(3), traced(3), traced(4)] == [9, 9, 16]
 
     spans = otelperf_capture.spans
@@ -66,6 +68,9 @@ def test_lru_cache_calls_are_get_spans_with_hit(otelperf_capture: Capture) -> No
         "otelperf.cache.operation": "get",
         "otelperf.cache.hit": False,
         "otelperf.component": "cache",
+        "code.file.path": __file__,
+        "code.function.name": "test_lru_cache_calls_are_get_spans_with_hit",
+        "code.line.number": line,
     }
     assert spans[0].kind is SpanKind.INTERNAL
     assert requests(otelperf_capture, name) == {"hit": 1, "miss": 2}
@@ -478,6 +483,9 @@ def test_failing_reads_under_a_parent_match_the_root_and_hits_share_their_attrib
     assert tracer is not None
     broken = instrument_cache(_BrokenReads(), name="broken")
 
+    this_test = sys._getframe().f_code.co_name
+    line = sys._getframe().f_lineno + 3  # the lookups' call site: the lambdas
+
     def reads() -> None:
         for read in (lambda: broken["k"], lambda: broken.get("k")):
             with pytest.raises(RuntimeError, match="backend down"):
@@ -497,6 +505,9 @@ def test_failing_reads_under_a_parent_match_the_root_and_hits_share_their_attrib
         "otelperf.cache.operation": "get",
         "otelperf.component": "cache",
         "error.type": "RuntimeError",
+        "code.file.path": __file__,
+        "code.function.name": f"{this_test}.<locals>.reads.<locals>.<lambda>",
+        "code.line.number": line,
     }
     assert at_root == [("cache.get broken", failed, StatusCode.ERROR)] * 2
     assert requests(otelperf_capture, "broken") == {}  # neither a hit nor a miss
@@ -504,6 +515,7 @@ def test_failing_reads_under_a_parent_match_the_root_and_hits_share_their_attrib
     store = instrument_cache({"a": 1}, name="shared")
     otelperf_capture.clear()
     with tracer.start_as_current_span("handler"):
+        hits_line = sys._getframe().f_lineno + 1
         assert store["a"] == store.get("a") == 1
         assert store.get("zz") is None
     hit1, hit2, miss = [s for s in otelperf_capture.spans if s.name == "cache.get shared"]
@@ -513,5 +525,8 @@ def test_failing_reads_under_a_parent_match_the_root_and_hits_share_their_attrib
         "otelperf.cache.operation": "get",
         "otelperf.component": "cache",
         "otelperf.cache.hit": True,
+        "code.file.path": __file__,
+        "code.function.name": this_test,
+        "code.line.number": hits_line,
     }
     assert attrs(miss)["otelperf.cache.hit"] is False and "otelperf.cache.key_hash" in attrs(miss)

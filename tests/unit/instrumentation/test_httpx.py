@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ def test_sync_get_makes_one_client_span_and_propagates(otelperf_capture: Capture
     tracer = otelperf_capture.runtime.tracer
     assert tracer is not None
     with tracer.start_as_current_span("parent") as parent, httpx.Client() as client:
+        line = sys._getframe().f_lineno + 1  # the call's call site
         response = client.get(f"{echo_server}/echo?page=2")
     [span] = otelperf_capture.spans_named("GET")
     assert span.kind is SpanKind.CLIENT
@@ -38,6 +40,9 @@ def test_sync_get_makes_one_client_span_and_propagates(otelperf_capture: Capture
         "url.full": f"{echo_server}/echo?page=2",
         "otelperf.component": "http",
         "http.response.status_code": 200,
+        "code.file.path": __file__,
+        "code.function.name": "test_sync_get_makes_one_client_span_and_propagates",
+        "code.line.number": line,
     }
     assert span.status.status_code is StatusCode.UNSET
 
@@ -262,3 +267,30 @@ async def test_in_process_server_span_is_a_child_of_the_client_span(otelperf_cap
     assert client_span.parent is not None and client_span.parent.span_id == handler.get_span_context().span_id
     assert server_span.parent is not None and server_span.parent.span_id == client_span.context.span_id
     assert server_span.context.trace_id == client_span.context.trace_id == handler.get_span_context().trace_id
+
+
+def test_calls_in_a_loop_are_an_n_plus_one_with_the_loops_line_and_the_path_template(
+    echo_server: str,
+) -> None:
+    import os
+
+    from otelperf.testing import capture, stop_capture
+
+    cap = capture(detectors="n_plus_one", n_plus_one_min_ms=0)
+    try:
+        tracer = cap.runtime.tracer
+        assert tracer is not None
+        with tracer.start_as_current_span("GET /basket"), httpx.Client() as client:
+            for item in range(5):
+                line = sys._getframe().f_lineno + 1
+                client.get(f"{echo_server}/items/{item}/stock")
+        (finding,) = [f for f in cap.findings if f.detector == "n_plus_one"]
+        function = sys._getframe().f_code.co_name
+        site = f"{os.path.relpath(__file__)}:{line} in {function}()"
+        assert finding.details["call_site"] == site
+        assert finding.hint == (
+            f"fetch in one call (a batch endpoint for GET 127.0.0.1/items/{{id}}/stock) or concurrently:"
+            f" the 5 calls at {site}"
+        )
+    finally:
+        stop_capture(cap)

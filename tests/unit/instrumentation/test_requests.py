@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ def test_get_makes_one_client_span_and_propagates(otelperf_capture: Capture, ech
     tracer = otelperf_capture.runtime.tracer
     assert tracer is not None
     with tracer.start_as_current_span("parent") as parent:
+        line = sys._getframe().f_lineno + 1  # the call's call site
         response = requests.get(f"{echo_server}/echo?page=2", timeout=5)
     [span] = otelperf_capture.spans_named("GET")
     assert span.kind is SpanKind.CLIENT
@@ -37,6 +39,9 @@ def test_get_makes_one_client_span_and_propagates(otelperf_capture: Capture, ech
         "url.full": f"{echo_server}/echo?page=2",
         "otelperf.component": "http",
         "http.response.status_code": 200,
+        "code.file.path": __file__,
+        "code.function.name": "test_get_makes_one_client_span_and_propagates",
+        "code.line.number": line,
     }
     assert span.status.status_code is StatusCode.UNSET
 

@@ -59,6 +59,15 @@ def _attrs(span: ReadableSpan) -> dict[str, object]:
     return dict(span.attributes or {})
 
 
+def _call_site(function: str, line: int) -> dict[str, object]:
+    """The code.* attributes of a statement run from this file."""
+    return {"code.file.path": __file__, "code.function.name": function, "code.line.number": line}
+
+
+def _next_line() -> int:
+    return sys._getframe(1).f_lineno + 1
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "app.db"
@@ -77,6 +86,7 @@ def test_select_makes_one_client_span_with_semconv_attributes(
 ) -> None:
     otelperf_capture.clear()
     with engine.connect() as conn:
+        line = _next_line()
         conn.execute(select(users.c.id, users.c.name).where(users.c.id == 7)).all()
     [span] = _db_spans(otelperf_capture)
     assert span.name == "SELECT users"
@@ -90,6 +100,7 @@ def test_select_makes_one_client_span_with_semconv_attributes(
         "db.operation.name": "SELECT",
         "db.collection.name": "users",
         "otelperf.component": "db",
+        **_call_site("test_select_makes_one_client_span_with_semconv_attributes", line),
     }
 
 
@@ -137,13 +148,18 @@ def test_a_statements_spans_share_one_attributes_mapping_and_an_error_gets_its_o
             conn.execute(query, {"id": i}).all()
         conn.execute(text("DROP TABLE users"))
         with pytest.raises(sqlalchemy.exc.OperationalError):
+            failing_line = _next_line()
             conn.execute(query, {"id": 9})
     spans = otelperf_capture.spans_named("SELECT users")
     assert len(spans) == 4
     first, second, third, failed = spans
     assert first._attributes is second._attributes is third._attributes  # shared, read-only to processors
     assert failed._attributes is not first._attributes
-    assert _attrs(failed) == {**_attrs(first), "error.type": "sqlite3.OperationalError"}
+    assert _attrs(failed) == {
+        **_attrs(first),
+        "error.type": "sqlite3.OperationalError",
+        "code.line.number": failing_line,  # the failing statement's own line
+    }
     assert "error.type" not in _attrs(first)
     assert _attrs(first)["db.query.text"] == "SELECT name FROM users WHERE id = ?"
 
@@ -472,6 +488,7 @@ def test_each_dialects_own_executemany_is_one_span(
     cursor = sqlite3.connect(":memory:").cursor()
     cursor.execute("CREATE TABLE t (x INTEGER)")
     otelperf_capture.clear()
+    line = _next_line()
     dialect.do_executemany(cursor, "INSERT INTO t (x) VALUES (?)", [(1,), (2,)], None)
     assert cursor.execute("SELECT count(*) FROM t").fetchone() == (2,)
     [span] = otelperf_capture.spans
@@ -482,6 +499,7 @@ def test_each_dialects_own_executemany_is_one_span(
         "db.operation.name": "INSERT",
         "db.collection.name": "t",
         "otelperf.component": "db",
+        **_call_site("test_each_dialects_own_executemany_is_one_span", line),
     }
 
 
