@@ -39,7 +39,6 @@ class FindingStats:
     statement: str
     severity: str
     hint: str
-    call_site: str = ""  # the latest finding's "app/routes.py:42 in list_authors()", when known
     occurrences: int = 0  # findings, one per request in which the detector found it
     total_ms: float = 0.0
     last_trace_id: str = ""
@@ -47,6 +46,7 @@ class FindingStats:
     last_logged: float = -1e18
     logged_occurrences: int = 0  # ``occurrences`` when it was last logged
     expected: str | None = None
+    call_site: str = ""  # the latest finding's "app/routes.py:42 in list_authors()", when known
 
 
 class FindingsSink:

@@ -17,7 +17,7 @@ def test_a_finding_with_a_call_site_shows_the_line_under_its_row() -> None:
             "SELECT book.id FROM book",
             3,
             120.0,
-            "app/routes.py:44 in list_authors()",
+            call_site="app/routes.py:44 in list_authors()",
         ),
         RankedFinding("slow_query", "critical", "GET /stats", "f2", "SELECT count(*) FROM t", 1, 1500.0),
     ]
