@@ -41,6 +41,7 @@ from opentelemetry.trace import SpanKind
 from otelperf import _names
 from otelperf._sdk import readable as _readable
 from otelperf.detectors._api import Finding, Severity, TraceView, hex_span_id
+from otelperf.detectors._callsites import CallSite, common_call_site
 from otelperf.detectors.breakdown import COMPONENTS, Attribution, Offender, attribute
 from otelperf.profiler import take as take_samples
 
@@ -247,6 +248,7 @@ class LatencyBudgetDetector:
         if profile is not None:
             hint += "; " + profile.summary()
             details["app_profile"] = profile.as_dict()
+        details.update(_where(trace, result, top, profile))
         return Finding(
             detector=self.name,
             severity=_severity(total, budget),
@@ -287,6 +289,7 @@ class LatencyBudgetDetector:
         if profile is not None:
             hint += "; " + profile.summary()
             details["app_profile"] = profile.as_dict()
+        details.update(_where(trace, result, top, profile))
         return Finding(
             detector=self.name,
             severity=_severity(spent, limit),
@@ -370,6 +373,27 @@ def _describe(offender: Offender) -> str:
     if len(statement) > _STATEMENT_CHARS:
         statement = statement[: _STATEMENT_CHARS - 3] + "..."
     return f"{statement} {offender.count}x {offender.exclusive_ms:.0f} ms"
+
+
+def _where(
+    trace: TraceView, result: Attribution, top: list[Offender], profile: AppProfile | None
+) -> dict[str, Any]:
+    """The call site of a budget finding (``call_site`` and the ``code.*`` keys), {} when unknown:
+    where most of the request's time went in the application's code. When app time is the largest
+    part and the profiler saw it, the function it went to; otherwise the line that ran the top
+    offender (its statements' or calls' shared call site)."""
+    components = result.components
+    app_leads = bool(components) and max(components, key=lambda c: components[c]) == "app"
+    if profile is not None and app_leads:
+        hot = next((f for f in profile.functions if f.function is not None and f.path), None)
+        if hot is not None and hot.path is not None and hot.function is not None:
+            return CallSite(hot.path, hot.line, hot.function).details()
+    if top:
+        wanted = set(top[0].span_ids)
+        site = common_call_site(s for s in trace.spans if hex_span_id(s) in wanted)
+        if site is not None:
+            return site.details()
+    return {}
 
 
 def _span_ids(trace: TraceView, offenders: list[Offender]) -> tuple[str, ...]:

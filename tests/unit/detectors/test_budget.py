@@ -59,6 +59,21 @@ def test_breach_finding_says_where_the_time_went() -> None:
     assert set(finding.span_ids) == {hex_span_id(view.root), *query_ids}
 
 
+def test_the_finding_names_the_line_that_ran_the_top_offender() -> None:
+    """db leads (300 of 400 ms): the call site is the line the top statement ran from, as its
+    spans' code.* attributes say; without them, the finding names none."""
+    site = {"code.file.path": "/srv/app/orders.py", "code.line.number": 42, "code.function.name": "list_orders"}
+    root = orders_400ms_db_300()
+    for child in root.children[:2]:  # the two SQL_ORDERS statements (the top offender)
+        child.attributes.update(site)
+    [finding] = detector({ORDERS: 300}).analyze(build(root))
+    assert finding.details["call_site"] == "/srv/app/orders.py:42 in list_orders()"
+    assert finding.details["code.line.number"] == 42
+    assert finding.details["code.function.name"] == "list_orders"
+    [plain] = detector({ORDERS: 300}).analyze(build(orders_400ms_db_300()))
+    assert "call_site" not in plain.details and "code.file.path" not in plain.details
+
+
 def test_more_than_twice_the_budget_is_critical() -> None:
     [finding] = detector({"*": 199}).analyze(build(orders_400ms_db_300()))
     assert finding.severity == "critical"

@@ -137,6 +137,10 @@ def _check_names_function(finding: Finding, function: str) -> None:
     assert finding.hint.split("; app ")[1].startswith(f"{finding.details['breakdown']['app']:.0f} ms: ")
     assert function in profile["folded"]
     assert len(profile["folded"].encode()) <= 4096
+    # App time leads the breakdown: the finding's call site is the function it went to.
+    assert finding.details["code.function.name"] == function
+    assert finding.details["code.line.number"] == top["line"]
+    assert finding.details["call_site"].endswith(f"{HERE}:{top['line']} in {function}()")
 
 
 def test_sync_route_in_the_threadpool_names_the_function_that_burns_cpu(cap: Capture) -> None:
