@@ -41,6 +41,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from otelperf import _names
 from otelperf._sdk import readable as _readable
 from otelperf.detectors._api import Finding, TraceView, attributes_of, duration_ms, hex_span_id
+from otelperf.detectors._callsites import common_call_site
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
@@ -298,6 +299,7 @@ class CacheDetector:
                 "misses": ratio.misses,
                 "window_s": window_s,
                 "threshold": self.min_hit_ratio,
+                **_where(spans),
             },
         )
 
@@ -380,5 +382,13 @@ class CacheDetector:
                 "keyed": key_hash is not None,
                 "requests_in_window": count,
                 "window_ms": window_ms,
+                **_where(spans),
             },
         )
+
+
+def _where(spans: list[ReadableSpan]) -> dict[str, Any]:
+    """The lookups' call site (``call_site`` and the ``code.*`` keys; {} when they carry none): the
+    line most of them ran from."""
+    site = common_call_site(spans)
+    return site.details() if site is not None else {}

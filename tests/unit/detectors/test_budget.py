@@ -62,7 +62,11 @@ def test_breach_finding_says_where_the_time_went() -> None:
 def test_the_finding_names_the_line_that_ran_the_top_offender() -> None:
     """db leads (300 of 400 ms): the call site is the line the top statement ran from, as its
     spans' code.* attributes say; without them, the finding names none."""
-    site = {"code.file.path": "/srv/app/orders.py", "code.line.number": 42, "code.function.name": "list_orders"}
+    site = {
+        "code.file.path": "/srv/app/orders.py",
+        "code.line.number": 42,
+        "code.function.name": "list_orders",
+    }
     root = orders_400ms_db_300()
     for child in root.children[:2]:  # the two SQL_ORDERS statements (the top offender)
         child.attributes.update(site)

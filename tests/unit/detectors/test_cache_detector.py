@@ -55,6 +55,24 @@ def test_low_hit_ratio_finding() -> None:
     assert finding.hint.startswith("cache sessions hit 20% of 25 lookups in the last 60 s (threshold 50%)")
 
 
+def test_cache_findings_name_the_line_most_lookups_ran_from() -> None:
+    site = {"code.file.path": "app/me.py", "code.line.number": 17, "code.function.name": "profile"}
+    spans = lookups(25, 5)
+    for span in spans[:20]:
+        span.attributes.update(site)
+    [ratio] = detector().analyze(request(*spans))
+    assert ratio.details["call_site"] == "app/me.py:17 in profile()"
+    assert ratio.details["code.line.number"] == 17
+    det, storm = detector(), []
+    for i in range(10):
+        miss = cache("products", 5, 30, hit=False, key_hash="3f2a9c")
+        miss.attributes.update(site)
+        storm += det.analyze(request(miss, at_ms=i * 50, route="GET /p"))
+    [finding] = storm
+    assert finding.detector == "cache_miss_storm"
+    assert finding.details["call_site"] == "app/me.py:17 in profile()"
+
+
 def test_ratio_adds_up_across_requests_and_needs_min_lookups() -> None:
     det = detector()
     # 6 lookups, 2 hits per request: only the 4th request brings the window to 20+ lookups.
