@@ -45,6 +45,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from otelperf import _names
 from otelperf._sdk import readable as _readable
 from otelperf.detectors._api import Finding, TraceView, attributes_of, duration_ms, hex_span_id
+from otelperf.detectors._callsites import call_site_of
 from otelperf.detectors.fingerprint import statement_fingerprint
 
 if TYPE_CHECKING:
@@ -167,8 +168,19 @@ class SequentialAwaitsDetector:
                 "max_ms": round(longest, 3),
                 "saving_ms": round(saving, 3),
                 "statements": [r.statement for r in group],
+                **_where(group),
             },
         )
+
+
+def _where(group: Sequence[_Read]) -> dict[str, Any]:
+    """The first read's call site (``call_site`` and ``code.*``: where the sequence starts), and
+    every read's in ``call_sites``; {} when the spans carry none."""
+    sites = [call_site_of(r.span) for r in group]
+    first = next((site for site in sites if site is not None), None)
+    if first is None:
+        return {}
+    return {**first.details(), "call_sites": [str(site) if site else "" for site in sites]}
 
 
 def _is_plain_read(attributes: Mapping[str, Any], statement: str) -> bool:

@@ -148,6 +148,13 @@ def found(c: Capture) -> list[Any]:
     return [f for f in c.findings if f.detector == "sequential_awaits"]
 
 
+def independent_line(name: str) -> int:
+    """The line of ``await conn.execute(text(<name>)...`` in the /independent route's source."""
+    lines = Path(__file__).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "async def independent()" in line)
+    return next(i + 1 for i in range(start, len(lines)) if f"execute(text({name})" in lines[i])
+
+
 async def test_three_independent_reads_awaited_in_turn(cap: Capture, aengine: AsyncEngine) -> None:
     await acall(app_on(aengine), "GET", "/independent")
     (finding,) = found(cap)
@@ -162,6 +169,13 @@ async def test_three_independent_reads_awaited_in_turn(cap: Capture, aengine: As
     assert "asyncio.gather()" in finding.hint and "own session/connection" in finding.hint
     server = next(s for s in cap.spans if s.name == "GET /independent")
     assert finding.anchor_span_id == format(server.context.span_id, "016x")
+    # Where the sequence starts, and each read's own line (the three awaits in independent()).
+    first = independent_line("PRODUCT")
+    assert finding.details["code.function.name"] == "app_on.<locals>.independent"
+    assert finding.details["code.line.number"] == first
+    assert [site.rsplit(":", 1)[1] for site in finding.details["call_sites"]] == [
+        f"{line} in app_on.<locals>.independent()" for line in (first, first + 1, first + 2)
+    ]
     with pytest.raises(AssertionError, match="3 sequential reads"):
         cap.assert_no_findings("sequential_awaits")
 
