@@ -157,6 +157,22 @@ def test_findings_grouped_by_detector_and_database_tables() -> None:
     assert "SELECT order_items" in text and "fp1" in text
 
 
+def test_a_finding_shows_its_call_site_and_whether_it_is_expected() -> None:
+    report = data()
+    marked = [
+        Finding(
+            "shop", "n_plus_one", "warning", "GET /a", "fp3", "SELECT a", 5, 50.0, (),
+            expected=True, call_site="app/routes.py:44 in list_authors()",
+        ),
+        Finding("shop", "n_plus_one", "warning", "GET /b", "fp4", "SELECT b", 5, 40.0, (), call_site="<x>.py:1"),
+    ]  # fmt: skip
+    report.findings = [*report.findings, *marked]
+    text = " ".join(Page(render(report)).visible.split())
+    assert "at app/routes.py:44 in list_authors()" in text
+    assert "(expected: no alert)" in text and text.count("(expected: no alert)") == 1
+    assert "at <x>.py:1" in text  # escaped in the HTML, read back as text
+
+
 def test_baseline_comparison_shows_change() -> None:
     page = Page(render(data()))
     text = page.visible

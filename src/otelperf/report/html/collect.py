@@ -34,7 +34,8 @@ SPANS = "traces_span_metrics_duration_seconds"
 FINDINGS = "otelperf_findings_total"
 FINDINGS_TIME = "otelperf_findings_time_milliseconds_total"
 ROUTE_LABELS = "http_request_method, http_route"
-FINDING_LABELS = "job, detector, severity, route, fingerprint, statement"
+FINDING_LABELS = "job, detector, severity, route, fingerprint, statement, expected, call_site"
+_FINDING_KEYS = tuple(label.strip() for label in FINDING_LABELS.split(","))
 
 
 def label_value(value: str) -> str:
@@ -194,19 +195,28 @@ class Collector:
         counts = self._instant(self._growth(FINDINGS, FINDING_LABELS, w.seconds), w.end)
 
         def key(m: dict[str, str]) -> str:
-            return "\x00".join(
-                m.get(k, "") for k in ("job", "detector", "severity", "route", "fingerprint", "statement")
-            )
+            return "\x00".join(m.get(k, "") for k in _FINDING_KEYS)
 
         count_of = _vector(counts, key)
         time_of = _vector(times, key)
         rows = []
         for k in set(count_of) | set(time_of):
-            job, detector, severity, route, fingerprint, statement = k.split("\x00")
+            job, detector, severity, route, fingerprint, statement, expected, call_site = k.split("\x00")
             occurrences, total_ms = count_of.get(k, 0.0), time_of.get(k, 0.0)
             if occurrences > 0 or total_ms > 0:
                 rows.append(
-                    Finding(job, detector, severity, route, fingerprint, statement, occurrences, total_ms)
+                    Finding(
+                        job,
+                        detector,
+                        severity,
+                        route,
+                        fingerprint,
+                        statement,
+                        occurrences,
+                        total_ms,
+                        expected=expected == "true",
+                        call_site=call_site,
+                    )
                 )
         try:
             jaeger = Jaeger(self.jaeger, timeout=self.prom.timeout)

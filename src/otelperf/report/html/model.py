@@ -86,6 +86,8 @@ class Finding:
     occurrences: float
     total_ms: float
     trace_ids: tuple[str, ...] = ()  # example traces carrying this finding's span event
+    expected: bool = False  # marked expected (otelperf.expect() or [[expected]]): no alert, no gate
+    call_site: str = ""  # "app/routes.py:42 in list_authors()", when known
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,16 @@ def database(data: ReportData) -> str:
     return "\n".join(out)
 
 
+def _finding_marks(f: Finding) -> str:
+    """Under a finding's statement: the line that ran it, and whether it is expected."""
+    out = ""
+    if f.call_site:
+        out += f"<br><small>at <code>{escape(f.call_site)}</code></small>"
+    if f.expected:
+        out += " <small>(expected: no alert)</small>"
+    return out
+
+
 def findings(data: ReportData) -> str:
     if not data.findings:
         return _empty("No findings in this window (otelperf_findings_total).")
@@ -247,7 +257,7 @@ def findings(data: ReportData) -> str:
                 [
                     escape(f.severity),
                     f"<code>{escape(f.route)}</code>",
-                    f"<code>{escape(f.statement)}</code>",
+                    f"<code>{escape(f.statement)}</code>" + _finding_marks(f),
                     _n(f"{f.occurrences:,.0f}"),
                     _n(f"{f.total_ms:,.1f}"),
                     links,
