@@ -164,7 +164,9 @@ def test_a_finding_shows_its_call_site_and_whether_it_is_expected() -> None:
             "shop", "n_plus_one", "warning", "GET /a", "fp3", "SELECT a", 5, 50.0, (),
             expected=True, call_site="app/routes.py:44 in list_authors()",
         ),
-        Finding("shop", "n_plus_one", "warning", "GET /b", "fp4", "SELECT b", 5, 40.0, (), call_site="<x>.py:1"),
+        Finding(
+            "shop", "n_plus_one", "warning", "GET /b", "fp4", "SELECT b", 5, 40.0, (), call_site="<x>.py:1"
+        ),
     ]  # fmt: skip
     report.findings = [*report.findings, *marked]
     text = " ".join(Page(render(report)).visible.split())
