@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/testsuite.py                   # 5 interleaved rounds, 300 tests a run
     .venv/bin/python benchmarks/testsuite.py --rounds 3 --tests 150 --arms bare,plugin,otelperf
     .venv/bin/python benchmarks/testsuite.py --profile otelperf --tests 150   # cProfile one arm's run
+    .venv/bin/python benchmarks/testsuite.py --startup         # start-up instructions per arm (callgrind)
 
 A test suite is a workload of its own: it creates an app, an engine, a schema and sessions *per
 test*, then makes a handful of short requests through ``TestClient`` against in-memory SQLite, all
@@ -343,6 +344,36 @@ def count_instructions(arms: list[str], *, folder: Path, sink_url: str, tests: i
         print(f"added per test: otelperf {o / 1e6:.2f}M, plain {p / 1e6:.2f}M, otelperf/plain {o / p:.2f}")
 
 
+def count_startup(arms: list[str], *, folder: Path, sink_url: str, tests: int) -> None:
+    """Each arm once under callgrind with ``pytest --collect-only``: the interpreter, pytest and the
+    plugins, the suite's imports, ``init()`` and the flush at exit, and no test. The fixed cost of
+    ``--callgrind`` without its extrapolation. The wrappers' own processes (``otelperf run``,
+    ``opentelemetry-instrument``) are not counted, only the interpreter they start."""
+    slow_clock = {"OTEL_BSP_SCHEDULE_DELAY": "3600000", "OTEL_METRIC_EXPORT_INTERVAL": "3600000"}
+    counts: dict[str, int] = {}
+    for arm in arms:
+        out = folder / f"callgrind-startup-{arm}.out"
+        wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        env = {"PYTEST_ADDOPTS": "--collect-only"}
+        if arm not in ("bare", "plugin", "bare-plain"):
+            env.update(slow_clock)
+        run_suite(
+            arm, 1, folder=folder, sink_url=sink_url, tests=tests, prefix=[], wrapper=wrapper, extra_env=env
+        )
+        found = re.search(r"^totals: (\d+)", out.read_text(), re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"{arm}: no callgrind totals in {out}")
+        counts[arm] = int(found.group(1))
+        overhead.log(f"{arm}: start-up {counts[arm] / 1e6:.1f}M instructions")
+    print()
+    print("start-up instructions (callgrind, every thread; pytest --collect-only: imports, init, exit)")
+    print(f"{'arm':<18} {'start-up':>10} {'added':>9}")
+    for arm in arms:
+        base = BASELINE.get(arm)
+        added = f"{(counts[arm] - counts[base]) / 1e6:.1f}M" if base in counts else "-"
+        print(f"{arm:<18} {counts[arm] / 1e6:>9.1f}M {added:>9}")
+
+
 def report(results: list[SuiteRun], arms: list[str], tests: int) -> None:
     print()
     print(f"{tests} tests a run; medians over rounds (min-max)")
@@ -410,6 +441,11 @@ def main() -> int:
         action="store_true",
         help="instead: count instructions per added test and fixed, with --tests N and 3N (needs valgrind)",
     )
+    parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="instead: count each arm's start-up instructions (pytest --collect-only; needs valgrind)",
+    )
     opts = parser.parse_args()
     arms = [a for a in opts.arms.split(",") if a]
     known = (*ARMS, *DIAGNOSTIC)
@@ -436,6 +472,9 @@ def main() -> int:
 
             stats = pstats.Stats(str(prof))
             stats.sort_stats("cumulative").print_stats(40)
+            return 0
+        if opts.startup:
+            count_startup(arms, folder=folder, sink_url=sink.url, tests=opts.tests)
             return 0
         if opts.callgrind:
             count_instructions(arms, folder=folder, sink_url=sink.url, tests=opts.tests)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -159,3 +161,27 @@ def test_settings_with_a_bad_file_warn_or_raise_when_strict(
     assert resolve_settings(environ=env).budgets == {}
     with pytest.raises(ConfigError, match=r"b.toml:2: defaults.p95"):
         resolve_settings(environ=env, strict=True)
+
+
+def test_a_pyproject_that_never_names_otelperf_is_skipped_without_parsing(tmp_path: Path) -> None:
+    # Broken TOML: parsed, it would still be skipped (the table cannot be in it), so the shortcut
+    # is unobservable except in cost; one that mentions otelperf is parsed as before.
+    write(tmp_path / "pyproject.toml", '[project\nname = "x"\n')
+    assert find_budgets_file(tmp_path) is None
+    write(tmp_path / "pyproject.toml", '[project]\nname = "x"\ndependencies = ["otelperf"]\n')
+    assert find_budgets_file(tmp_path) is None
+    write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n\n[tool.otelperf]\nservice = "api"\n')
+    assert find_budgets_file(tmp_path) == tmp_path / "pyproject.toml"
+
+
+def test_settings_without_a_budgets_file_import_no_toml_parser(tmp_path: Path) -> None:
+    # Every process that init() starts in looks for a budgets file; most have none.
+    write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n')
+    code = (
+        "import sys; from otelperf.config import resolve_settings; resolve_settings(environ={}); "
+        "print(sorted(m for m in ('tomllib', 'tomli', 'difflib') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stderr

@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-try:  # the configurator base class moved between SDK versions
-    from opentelemetry.sdk._configuration import _BaseConfigurator as ConfiguratorBase
-except ImportError:  # pragma: no cover
-    ConfiguratorBase = object  # type: ignore[misc,assignment]
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import _Gauge as APIGauge
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._configuration import _BaseConfigurator as ConfiguratorBase
 
 try:
     from opentelemetry.util._decorator import _agnosticcontextmanager as agnostic_contextmanager
@@ -20,3 +20,20 @@ except ImportError:  # pragma: no cover - older API
     from contextlib import contextmanager as agnostic_contextmanager  # type: ignore[assignment]
 
 __all__ = ["APIGauge", "ConfiguratorBase", "agnostic_contextmanager"]
+
+
+def __getattr__(name: str) -> Any:
+    # The configurator base class on first use (PEP 562): only opentelemetry-instrument's loading of
+    # otelperf's configurator needs it, and the SDK's _configuration module (logging.config, the
+    # entry-point machinery) costs every init() ~37M instructions otherwise.
+    if name != "ConfiguratorBase":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    base: Any = object
+    try:  # the configurator base class moved between SDK versions
+        from opentelemetry.sdk._configuration import _BaseConfigurator
+
+        base = _BaseConfigurator
+    except ImportError:  # pragma: no cover
+        pass
+    globals()[name] = base
+    return base

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -23,10 +22,15 @@ from otelperf.budgets.model import (
     normalize_route,
 )
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+
+def _tomllib() -> Any:
+    # Imported on first parse: init() looks for a budgets file in every process it starts (test
+    # runs, workers), and most find none.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    return tomllib
 
 
 __all__ = ["FILE_NAME", "find_budgets_file", "load_budgets", "parse_budgets"]
@@ -212,6 +216,8 @@ class _Reader:
     def check_keys(self, table: Mapping[str, Any], path: tuple[str, ...], known: tuple[str, ...]) -> None:
         for key in table:
             if key not in known:
+                import difflib  # only for this hint: not worth importing with every init()
+
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise self.error((*path, key), f"unknown key; {hint}(accepted: {', '.join(known)})")
@@ -368,9 +374,10 @@ def _read(path: Path) -> Budgets:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BudgetError(f"{file}:0: (file): cannot read: {exc.strerror or exc}", file=file) from None
+    toml = _tomllib()
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data: dict[str, Any] = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         line = int(match.group(1)) if match else 0
         what = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
@@ -397,9 +404,14 @@ def _has_tool_section(pyproject: Path) -> bool:
         text = pyproject.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
+    if "otelperf" not in text:
+        # No [tool.otelperf] table can be in it (short of a key spelled with escapes): most projects'
+        # pyproject.toml, found from the working directory of every process init() starts in.
+        return False
+    toml = _tomllib()
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+        data = toml.loads(text)
+    except toml.TOMLDecodeError:
         # A broken pyproject.toml is somebody else's problem unless it holds our table (then: say so).
         return "[tool.otelperf" in text
     tool = data.get("tool")
