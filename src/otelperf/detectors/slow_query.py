@@ -28,13 +28,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from otelperf import _names
 from otelperf.detectors._api import Finding, Severity, TraceView, attributes_of, hex_span_id
 from otelperf.detectors._callsites import call_site_of
-from otelperf.detectors.explain import ExplainWorker, PlanSummary, shared_worker
 from otelperf.detectors.fingerprint import statement_fingerprint
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
 
     from otelperf.config import Settings
+    from otelperf.detectors.explain import ExplainWorker, PlanSummary
 
 __all__ = ["SlowQueryDetector", "index_hint", "plan_hint"]
 
@@ -135,8 +135,11 @@ class SlowQueryDetector:
         explainer: ExplainWorker | None = None,
     ) -> None:
         del meter  # findings are counted by the sink
-        # EXPLAIN of slow PostgreSQL SELECTs: the process's one worker unless one is given.
-        self.explainer = (explainer or shared_worker()) if settings.explain else None
+        # EXPLAIN of slow PostgreSQL SELECTs: the process's one worker unless one is given, made
+        # (and its module imported) at the first slow PostgreSQL statement: most processes, and
+        # every test suite on SQLite, never need it.
+        self._explain = settings.explain
+        self._explainer = explainer
         self.warning_ms = float(settings.slow_query_ms)
         self.critical_ms = float(settings.slow_query_critical_ms)
         self.overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
@@ -151,6 +154,17 @@ class SlowQueryDetector:
         if value is None:
             value = self.overrides.get(fingerprint)
         return route_ms if value is None else value
+
+    @property
+    def explainer(self) -> ExplainWorker | None:
+        """The EXPLAIN worker (None when ``settings.explain`` is off)."""
+        if not self._explain:
+            return None
+        if self._explainer is None:
+            from otelperf.detectors.explain import shared_worker
+
+            self._explainer = shared_worker()
+        return self._explainer
 
     def analyze(self, trace: TraceView) -> list[Finding]:
         db_spans = trace.spans_of("db")
@@ -194,7 +208,7 @@ class SlowQueryDetector:
             worst_attributes = attributes_of(slow.worst)
             db_system = worst_attributes.get(_names.DB_SYSTEM_NAME)
             plan = None
-            if self.explainer is not None and db_system == "postgresql":
+            if self._explain and db_system == "postgresql" and self.explainer is not None:
                 plan = self.explainer.plan_for(worst_attributes, fingerprint, slow.normalized)
             details = {
                 "max_ms": round(slow.worst_ms, 3),

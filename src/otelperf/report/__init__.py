@@ -93,7 +93,7 @@ def ranked_from_prometheus(
                 statements_of.get(key, 0.0),
                 m.get("service_version", ""),
                 m.get("expected", "") == "true",
-                m.get("call_site", ""),
+                call_site=m.get("call_site", ""),
             )
         )
     rows = [r for r in out if r.occurrences > 0 or r.total_ms > 0]
