@@ -47,6 +47,7 @@ KIND_NAMES = {
 MAX_TRACES_PER_SERVICE = 500_000
 MAX_BODY_BYTES = 64 * 1024 * 1024
 NO_ROOT = "(no root span received)"
+FINDING_EVENT = "otelperf.finding"
 
 
 def classify(span: Span, kind: str) -> str:
@@ -90,17 +91,20 @@ class _Service:
             if len(self.traces) >= MAX_TRACES_PER_SERVICE:
                 self.ungrouped_spans += 1
                 return
-            entry = self.traces[span.trace_id] = [None, Counter()]
+            entry = self.traces[span.trace_id] = [None, Counter(), False]
         entry[1][key] += 1
         if not span.parent_span_id:
             entry[0] = f"{span.name} [{kind}]"
+        if not entry[2] and any(e.name == FINDING_EVENT for e in span.events):
+            entry[2] = True  # production mode keeps a trace with a finding whatever its share
 
     def summary(self) -> dict[str, Any]:
         by_root: dict[str, dict[str, Any]] = {}
-        for root, counter in self.traces.values():
+        for root, counter, has_finding in self.traces.values():
             label = root or NO_ROOT
-            slot = by_root.setdefault(label, {"traces": 0, "spans": Counter()})
+            slot = by_root.setdefault(label, {"traces": 0, "with_findings": 0, "spans": Counter()})
             slot["traces"] += 1
+            slot["with_findings"] += has_finding
             slot["spans"].update(counter)
         return {
             "spans": self.spans,
@@ -113,6 +117,7 @@ class _Service:
             "by_root": {
                 label: {
                     "traces": slot["traces"],
+                    "with_findings": slot["with_findings"],
                     "spans": [
                         {"name": n, "kind": k, "category": c, "count": v}
                         for (n, k, c), v in sorted(slot["spans"].items())
