@@ -9,7 +9,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from examples.shop.tour.common import BIN, BUDGETS_FILE, FINDING_EVENT, SERVICE, prometheus, relative, say
+from examples.shop.tour.common import (
+    BIN,
+    BUDGETS_FILE,
+    FINDING_EVENT,
+    ROOT,
+    SERVICE,
+    prometheus,
+    relative,
+    say,
+)
 from examples.shop.tour.traces import RequestTrace, search, show_links
 from otelperf.backends import Span
 from otelperf.report import RankedFinding, format_ranked, ranked_from_prometheus
@@ -25,7 +34,8 @@ def call_site(attrs: Mapping[str, Any]) -> str:
     if not path:
         return ""
     function = attrs.get("code.function.name")
-    return f"{path}:{line}" + (f" in {function}()" if function else "")
+    shown = str(path).removeprefix(f"{ROOT}/")
+    return f"{shown}:{line}" + (f" in {function}()" if function else "")
 
 
 def show_waterfall(trace_id: str) -> None:
@@ -56,6 +66,23 @@ def finding_example(
     return best
 
 
+def _best_example(
+    candidates: list[RankedFinding], start: float, end: float
+) -> tuple[RankedFinding, tuple[RequestTrace, Span, Mapping[str, Any]] | None]:
+    """The costliest finding whose example trace shows the most: for budget findings, the first
+    whose example carries the profiler's split of its app time (a request whose app time was all
+    waiting for the event loop has none); else the costliest."""
+    first: tuple[RankedFinding, tuple[RequestTrace, Span, Mapping[str, Any]] | None] | None = None
+    for row in candidates:
+        example = finding_example(row, start, end)
+        if first is None:
+            first = (row, example)
+        if row.detector != "latency_budget" or (example and example[2].get("otelperf.finding.app_profile")):
+            return row, example
+    assert first is not None  # candidates is not empty
+    return first
+
+
 def what_detectors_found(instance: str | None, start: float, end: float) -> list[RankedFinding]:
     """Prints this run's findings and an example trace of the top ones; returns the findings."""
     say()
@@ -75,13 +102,13 @@ def what_detectors_found(instance: str | None, start: float, end: float) -> list
     else:
         print("\n".join("   " + line for line in format_ranked(rows, limit=10).splitlines()))
     for detector, title in (("n_plus_one", "N+1"), ("latency_budget", "budget")):
-        top = next((r for r in rows if r.detector == detector), None)
-        if top is None:
+        candidates = [r for r in rows if r.detector == detector and not r.expected][:4]
+        if not candidates:
             if rows:
                 print(f"\nThe top {title} finding: none in this run")
             continue
+        top, example = _best_example(candidates, start, end)
         print(f"\nThe top {title} finding: {top.route}: {top.statement[:100]}")
-        example = finding_example(top, start, end)
         if example is None:
             print(f"   (no trace of this run in Jaeger carries it: searched {top.route!r})")
             continue

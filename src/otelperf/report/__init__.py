@@ -115,6 +115,7 @@ def format_ranked(rows: Sequence[Any], limit: int = 20) -> str:
     # The lifecycle column when the findings carry versions; "expected" for accepted ones.
     marks = [_mark(row) for row in shown]
     width = max((len(m) for m in marks), default=0)
+    width = max(width, len("status")) if width else 0
     status = f"{'status':<{width}}  " if width else ""
     lines = [
         f"{'time ms':>10} {'count':>7}  {status}{'detector':<17} {'severity':<8} {'route':<28} statement"

@@ -38,3 +38,14 @@ def test_the_sinks_table_carries_the_latest_call_site() -> None:
     (stats,) = sink.ranked()
     assert stats.call_site == "app/routes.py:44 in list_authors()"
     assert "at app/routes.py:44 in list_authors()" in format_ranked(sink.ranked())
+
+
+def test_the_status_column_keeps_the_table_aligned() -> None:
+    rows = [
+        RankedFinding("n_plus_one", "warning", "GET /a", "f1", "SELECT a", 3, 120.0, status="NEW"),
+        RankedFinding("slow_query", "critical", "GET /b", "f2", "SELECT b", 1, 90.0, status="REGRESSED"),
+    ]
+    header, *lines = format_ranked(rows).splitlines()[:3]
+    assert header.index("detector") == lines[0].index("n_plus_one") == lines[1].index("slow_query")
+    short = format_ranked(rows[:1]).splitlines()  # "NEW" is shorter than its column's name
+    assert short[0].index("detector") == short[1].index("n_plus_one")
