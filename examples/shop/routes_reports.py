@@ -1,4 +1,5 @@
-"""GET /reports/search: slow on purpose, and slower as /orders grows.
+"""GET /reports/search: slow on purpose, and slower as /orders grows; GET /reports/discounts: all
+Python (examples.shop.pricing), the profiler's example.
 
 ``LIKE '%q%'`` cannot use an index, and neither ``orders.note`` nor ``orders.total_cents`` has one,
 so every call scans and sorts the whole orders table (twice: once to count, once to rank).
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from examples.shop import pricing
 from examples.shop.db import get_session
 from examples.shop.models import Customer, Order
 
@@ -51,3 +53,10 @@ async def search_orders(
             for o, name in rows
         ],
     )
+
+
+@router.get("/reports/discounts")
+def discount_report(rounds: Annotated[int, Query(ge=1, le=20)] = 12) -> dict[str, int]:
+    """CPU-bound on purpose (see examples.shop.pricing): a plain ``def``, so it runs in the thread
+    pool, and the example of where the sampling profiler says "app" time went."""
+    return pricing.discount_report(rounds)

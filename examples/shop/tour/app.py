@@ -106,6 +106,7 @@ def run_app_under_load(args: argparse.Namespace) -> tuple[float, float, int]:
         wait_healthy(base + "/healthz", proc, timeout=90)
         say(f"app answers on {base} (log: {APP_LOG}); load for {args.duration:g} s")
         status = drive_load(args, base)
+        cpu_bound_requests(base)
     finally:
         say("stopping the app (SIGINT: it flushes its telemetry on the way out)")
         stop_app(proc)
@@ -114,6 +115,17 @@ def run_app_under_load(args: argparse.Namespace) -> tuple[float, float, int]:
     if "Traceback" in APP_LOG.read_text(errors="replace"):
         say(f"WARNING: the app logged a traceback (log: {APP_LOG})")
     return started, time.time(), status
+
+
+def cpu_bound_requests(base: str, count: int = 2) -> None:
+    """Requests whose time is all Python (examples.shop.pricing): over the default 500 ms budget,
+    so the latency-budget finding says which function the profiler saw the app time in."""
+    say(f"{count} x GET /reports/discounts: CPU-bound Python, over its budget (the profiler's example)")
+    for _ in range(count):
+        try:
+            get_text(base + "/reports/discounts", timeout=60)
+        except BackendError as exc:  # the tour goes on; the findings step says what it found
+            say(f"WARNING: GET /reports/discounts: {exc}")
 
 
 def drive_load(args: argparse.Namespace, base: str) -> int:
