@@ -31,6 +31,7 @@ from types import CodeType, FrameType, MappingProxyType
 from typing import Any, cast
 
 from otelperf._runtime import guard as _internal
+from otelperf.profiler._lines import line_of
 
 __all__ = ["FRAMES", "Profiler", "RequestSamples"]
 
@@ -342,7 +343,7 @@ class Profiler:
             code = frame.f_code
             if code is entry:
                 return tuple(ids)
-            key = (code, frame.f_lineno or 0)
+            key = (code, line_of(frame))
             frame_id = known.get(key)
             if frame_id is None:
                 frame_id = _intern(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterator
 
 import httpx
@@ -47,4 +48,10 @@ def test_the_discount_report_is_all_python_and_the_finding_names_compute_discoun
     assert top["function"] == "compute_discount" and top["file"].endswith("pricing.py"), top
     assert top["library"] is None
     assert finding.details["code.function.name"] == "compute_discount"
-    assert "compute_discount (pricing.py:" in finding.hint
+    # The loop's line: a tight loop is sampled at its back edge, which has no line of its own.
+    source = inspect.getsource(pricing.compute_discount).splitlines()
+    loop = pricing.compute_discount.__code__.co_firstlineno + next(
+        i for i, line in enumerate(source) if line.strip().startswith("for promotion in")
+    )
+    assert top["line"] == loop, (top, loop)
+    assert f"compute_discount (pricing.py:{loop})" in finding.hint
