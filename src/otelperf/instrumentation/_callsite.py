@@ -31,13 +31,12 @@ greenlet started; the application's coroutine is on the stack of the greenlet th
 
 from __future__ import annotations
 
-import os
 import sys
-import sysconfig
 from types import CodeType, FrameType
 from typing import Any
 
 from otelperf import _names
+from otelperf._code_origin import classify
 
 __all__ = ["CallSites", "Site", "is_library", "site_of_frame"]
 
@@ -48,31 +47,11 @@ _MAX_KEYS = 512  # keys remembered per CallSites
 _MAX_WALK = 200  # frames looked at before giving up (deep recursion)
 
 
-def _library_roots() -> tuple[str, ...]:
-    roots: set[str] = set()
-    paths = sysconfig.get_paths()
-    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = paths.get(name)
-        if path:
-            roots.add(os.path.join(path, ""))
-            roots.add(os.path.join(os.path.realpath(path), ""))
-    # otelperf's own package: every frame of its instrumentation, detectors and pytest plugin.
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    roots.add(os.path.join(package, ""))
-    roots.add(os.path.join(os.path.realpath(package), ""))
-    return tuple(sorted(roots))
-
-
-_ROOTS = _library_roots()
 _LIBRARY: dict[str, bool] = {}  # co_filename -> whether it is library code
 
 
 def _classify(filename: str) -> bool:
-    if not filename or filename.startswith("<"):
-        return True  # generated code (dataclasses, SQLAlchemy's), frozen modules
-    if f"{os.sep}site-packages{os.sep}" in filename or f"{os.sep}dist-packages{os.sep}" in filename:
-        return True
-    return filename.startswith(_ROOTS) or os.path.abspath(filename).startswith(_ROOTS)
+    return classify(filename)[0] is not None
 
 
 def is_library(filename: str) -> bool:
